@@ -1,0 +1,52 @@
+# Two entry points that set up a fresh machine by themselves:
+#   make demo   - the whole journey on the sample data shipped in the repo
+#   make test   - Rust and Python tests
+# Both create .venv, install the pinned Python dependencies (torch included) and build the
+# Rust core into it with maturin. Nothing needs to be installed beforehand but Python 3.10+
+# and a Rust toolchain.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Marker files so set-up steps rerun only when their inputs change.
+DEPS   := $(VENV)/.deps-installed
+CORE   := $(VENV)/.core-built
+RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test test-rust test-python bench install clean
+
+demo: install
+	$(BIN)/salibi info
+	mkdir -p demo-out
+	$(BIN)/salibi bias --query 16x16@10 --key 32x32@5 -o demo-out/bias.png
+
+test: test-rust test-python
+
+test-rust:
+	cargo test -p salibi-core --release --quiet
+
+test-python: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	cargo bench -p salibi-core
+	$(BIN)/python tests/benchmarks/bias_tables.py
+
+install: $(CORE)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(CORE): $(DEPS) $(RUST_SOURCES)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --quiet
+	touch $@
+
+clean:
+	rm -rf $(VENV) target demo-out

@@ -1,0 +1,3 @@
+from salibi.cli import main
+
+main()

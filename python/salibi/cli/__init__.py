@@ -1,0 +1,71 @@
+"""The ``salibi`` command group.
+
+Commands are thin: parse options, call the library, turn library errors into one line on
+stderr. Nothing heavy (torch, rasterio, h5py) is imported here or at the top of a command
+module, so ``salibi --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from salibi import __version__
+from salibi.errors import SalibiError
+
+
+class SalibiGroup(click.Group):
+    """A click group that reports user errors as one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except SalibiError as err:
+            _fail(ctx, str(err))
+        except OSError as err:
+            # Library code names files in its own errors; this is the net for the rest
+            # (permission denied, disk full, ...), which carry a filename themselves.
+            _fail(ctx, f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(1)
+
+
+@click.group(cls=SalibiGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="salibi")
+def cli() -> None:
+    """Scale-ALiBi for remote sensing: one transformer for optical, Sentinel-2 and Sentinel-1
+    imagery at any ground resolution.
+
+    \b
+    Typical journey:
+      salibi align --hires naip.tif --lores s2_b04.tif --lores s2_b03.tif --sar s1.tif -o set.h5
+      salibi pretrain set.h5 --out runs/first --gpus 4
+      salibi eval geobench --checkpoint runs/first
+      salibi embed tiles/ --checkpoint runs/first -o embeddings.h5
+    """
+
+
+def _register() -> None:
+    from salibi.cli import bias, info
+
+    for module in (info, bias):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="salibi")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
