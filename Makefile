@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-rust test-python bench install clean
+.PHONY: demo test test-rust test-python bench install reference clean
 
 demo: install
 	$(BIN)/salibi info
@@ -36,6 +36,11 @@ bench: install
 	$(BIN)/python tests/benchmarks/bias_tables.py
 
 install: $(CORE)
+
+# Regenerate the command reference and shell completions in cli/ (a test checks them).
+reference: install
+	$(BIN)/python -m salibi.cli.reference > cli/REFERENCE.md
+	for shell in bash zsh fish; do _SALIBI_COMPLETE=$${shell}_source $(BIN)/salibi > cli/completions/salibi.$$shell; done
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
