@@ -7,6 +7,7 @@
 //!
 //! Every fallible function returns [`error::CoreError`], which names the argument at fault.
 
+pub mod align;
 pub mod buffer;
 pub mod cache;
 pub mod error;
