@@ -10,6 +10,7 @@ __all__ = [
     "__version__",
     "PatchGrid",
     "TableOwner",
+    "TileGrid",
     "alibi_slopes",
     "build_info",
     "cache_clear",
@@ -17,6 +18,8 @@ __all__ = [
     "ground_distance_table",
     "masked_distance_table",
     "masked_scale_alibi_bias",
+    "plan_tile_grid",
+    "resample_chips",
     "scale_alibi_bias",
 ]
 
@@ -75,3 +78,39 @@ def masked_scale_alibi_bias(
 def cache_info() -> dict[str, int]: ...
 def cache_clear(max_bytes: int | None = None) -> None: ...
 def build_info() -> dict[str, str | int]: ...
+
+@final
+class TileGrid:
+    """Square chips over the common footprint of aligned rasters; chip ``i`` is row-major."""
+
+    @property
+    def left(self) -> float: ...
+    @property
+    def top(self) -> float: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def cols(self) -> int: ...
+    @property
+    def tile_size(self) -> float: ...
+    @property
+    def unit(self) -> float: ...
+    def __len__(self) -> int: ...
+    def bounds(self) -> npt.NDArray[np.float64]: ...
+    def extent(self) -> tuple[float, float, float, float]: ...
+
+def plan_tile_grid(
+    footprint: tuple[float, float, float, float],
+    tile_size_m: float,
+    gsds: list[tuple[str, float]],
+    anchor: tuple[float, float] = ...,
+) -> TileGrid: ...
+def resample_chips(
+    sources: list[npt.NDArray[np.float32]],
+    transforms: list[tuple[float, float, float, float]],
+    origins: npt.NDArray[np.float64],
+    gsd: float,
+    size_px: int,
+    nodata: list[float | None] | None = None,
+    zero_fill: list[bool] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]: ...

@@ -3,6 +3,8 @@
 //! Arrays cross without copies: cached tables are handed to numpy as read-only views of the
 //! Rust buffer, kept alive by a small owner object. Long work runs with the GIL released.
 
+mod align;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -317,5 +319,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache_info, m)?)?;
     m.add_function(wrap_pyfunction!(cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    align::register(m)?;
     Ok(())
 }

@@ -81,7 +81,15 @@ impl<'a> SourceRaster<'a> {
                 format!("{} values do not fill shape {shape:?}", data.len()),
             ));
         }
-        Ok(SourceRaster { data, bands, height, width, transform, nodata, zero_fill })
+        Ok(SourceRaster {
+            data,
+            bands,
+            height,
+            width,
+            transform,
+            nodata,
+            zero_fill,
+        })
     }
 
     fn plane(&self, band: usize) -> &'a [f32] {
@@ -126,7 +134,10 @@ fn snap(v: f64) -> f64 {
 /// Taps of `n_out` output pixels along an axis: output pixel `k` starts at source pixel
 /// coordinate `start + k * scale` and is `scale` source pixels long.
 fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
-    let mut out = AxisTaps { offsets: Vec::with_capacity(n_out + 1), taps: Vec::new() };
+    let mut out = AxisTaps {
+        offsets: Vec::with_capacity(n_out + 1),
+        taps: Vec::new(),
+    };
     out.offsets.push(0);
     for k in 0..n_out {
         let a = snap(start + k as f64 * scale);
@@ -137,7 +148,11 @@ fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
                 let overlap = b.min(j as f64 + 1.0) - a.max(j as f64);
                 if overlap > SNAP {
                     let w = overlap / scale;
-                    out.taps.push(Tap { index: j, weight: w, coverage: w });
+                    out.taps.push(Tap {
+                        index: j,
+                        weight: w,
+                        coverage: w,
+                    });
                 }
             }
         } else {
@@ -146,12 +161,24 @@ fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
             let t = centre - j0;
             let j0 = j0 as isize;
             if t == 0.0 {
-                out.taps.push(Tap { index: j0, weight: 1.0, coverage: 1.0 });
+                out.taps.push(Tap {
+                    index: j0,
+                    weight: 1.0,
+                    coverage: 1.0,
+                });
             } else {
                 // The pixel under the centre decides validity.
                 let (c0, c1) = if t < 0.5 { (1.0, 0.0) } else { (0.0, 1.0) };
-                out.taps.push(Tap { index: j0, weight: 1.0 - t, coverage: c0 });
-                out.taps.push(Tap { index: j0 + 1, weight: t, coverage: c1 });
+                out.taps.push(Tap {
+                    index: j0,
+                    weight: 1.0 - t,
+                    coverage: c0,
+                });
+                out.taps.push(Tap {
+                    index: j0 + 1,
+                    weight: t,
+                    coverage: c1,
+                });
             }
         }
         out.offsets.push(out.taps.len());
@@ -221,7 +248,12 @@ pub fn resample_chips(sources: &[SourceRaster<'_>], origins: &[(f64, f64)], gsd:
     let len = per_chip
         .checked_mul(origins.len())
         .filter(|&n| n <= isize::MAX as usize / 4)
-        .ok_or_else(|| CoreError::invalid("origins", format!("{} chips of {per_chip} values do not fit in memory", origins.len())))?;
+        .ok_or_else(|| {
+            CoreError::invalid(
+                "origins",
+                format!("{} chips of {per_chip} values do not fit in memory", origins.len()),
+            )
+        })?;
     let masks: Vec<Vec<bool>> = sources.iter().map(validity_mask).collect();
 
     let mut data = vec![0f32; len];
@@ -234,7 +266,13 @@ pub fn resample_chips(sources: &[SourceRaster<'_>], origins: &[(f64, f64)], gsd:
                 *invalid = resample_one_chip(sources, &masks, origin, gsd, size, chip);
             });
     }
-    Ok(ChipStack { data, invalid_fraction, chips: origins.len(), channels, size })
+    Ok(ChipStack {
+        data,
+        invalid_fraction,
+        chips: origins.len(),
+        channels,
+        size,
+    })
 }
 
 /// Fill one chip (`channels * size * size` values); returns its invalid fraction.
@@ -357,9 +395,15 @@ mod tests {
 
         let zeros = vec![0f32; 2 * 16];
         let src = SourceRaster::new("z", &zeros, (2, 4, 4), gt(0.0, 4.0, 1.0), None, true).unwrap();
-        assert_eq!(resample_chips(&[src], &[(0.0, 4.0)], 1.0, 4).unwrap().invalid_fraction, vec![1.0]);
+        assert_eq!(
+            resample_chips(&[src], &[(0.0, 4.0)], 1.0, 4).unwrap().invalid_fraction,
+            vec![1.0]
+        );
         let src = SourceRaster::new("z", &zeros, (2, 4, 4), gt(0.0, 4.0, 1.0), None, false).unwrap();
-        assert_eq!(resample_chips(&[src], &[(0.0, 4.0)], 1.0, 4).unwrap().invalid_fraction, vec![0.0]);
+        assert_eq!(
+            resample_chips(&[src], &[(0.0, 4.0)], 1.0, 4).unwrap().invalid_fraction,
+            vec![0.0]
+        );
     }
 
     #[test]
@@ -383,8 +427,14 @@ mod tests {
         assert!(err.to_string().starts_with("sources[1]:"));
         let data = vec![0f32; 4];
         let src = SourceRaster::new("s", &data, (1, 2, 2), gt(0.0, 0.0, 1.0), None, false).unwrap();
-        assert!(resample_chips(&[src], &[(0.0, 0.0)], -1.0, 2).unwrap_err().to_string().starts_with("gsd:"));
-        assert!(resample_chips(&[src], &[(0.0, 0.0)], 1.0, 0).unwrap_err().to_string().starts_with("size_px:"));
+        assert!(resample_chips(&[src], &[(0.0, 0.0)], -1.0, 2)
+            .unwrap_err()
+            .to_string()
+            .starts_with("gsd:"));
+        assert!(resample_chips(&[src], &[(0.0, 0.0)], 1.0, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("size_px:"));
         assert!(GeoTransform::new(0.0, 0.0, 0.0, 1.0).is_err());
     }
 }

@@ -35,7 +35,10 @@ impl TileGrid {
     /// Top-left ground corner of chip `index` (row-major).
     pub fn chip_origin(&self, index: usize) -> (f64, f64) {
         let (r, c) = (index / self.cols, index % self.cols);
-        (self.left + c as f64 * self.tile_size, self.top - r as f64 * self.tile_size)
+        (
+            self.left + c as f64 * self.tile_size,
+            self.top - r as f64 * self.tile_size,
+        )
     }
 
     /// `[min_x, min_y, max_x, max_y]` of chip `index`.
@@ -120,7 +123,12 @@ pub fn pixels_per_tile(name: &str, gsd: f64, tile_size: f64, unit: f64) -> Resul
 /// whose corners lie on `anchor + k * unit`, `unit` being the common pixel unit of `gsds`.
 /// Anchoring on a source raster's corner makes chips at that raster's native GSD exact pixel
 /// copies of it.
-pub fn plan_tile_grid(footprint: [f64; 4], tile_size: f64, gsds: &[(&str, f64)], anchor: (f64, f64)) -> Result<TileGrid> {
+pub fn plan_tile_grid(
+    footprint: [f64; 4],
+    tile_size: f64,
+    gsds: &[(&str, f64)],
+    anchor: (f64, f64),
+) -> Result<TileGrid> {
     require_positive("tile_size_m", tile_size)?;
     for (i, v) in footprint.iter().enumerate() {
         require_finite(&format!("footprint[{i}]"), *v)?;
@@ -159,7 +167,14 @@ pub fn plan_tile_grid(footprint: [f64; 4], tile_size: f64, gsds: &[(&str, f64)],
             ),
         ));
     }
-    Ok(TileGrid { left, top, rows, cols, tile_size, unit })
+    Ok(TileGrid {
+        left,
+        top,
+        rows,
+        cols,
+        tile_size,
+        unit,
+    })
 }
 
 #[cfg(test)]
@@ -177,7 +192,10 @@ mod tests {
     #[test]
     fn tile_that_is_not_whole_pixels_suggests_sizes() {
         let err = pixels_per_tile("lores", 9.0, 960.0, 9.0).unwrap_err().to_string();
-        assert!(err.starts_with("tile_size_m: 960 m is not a whole number of lores pixels"), "{err}");
+        assert!(
+            err.starts_with("tile_size_m: 960 m is not a whole number of lores pixels"),
+            "{err}"
+        );
         assert!(err.contains("954") && err.contains("963"), "{err}");
         assert_eq!(pixels_per_tile("hires", 0.5, 960.0, 10.0).unwrap(), 1920);
     }
@@ -197,7 +215,10 @@ mod tests {
     fn footprint_smaller_than_a_chip_is_an_error() {
         let err = plan_tile_grid([0.0, 0.0, 300.0, 300.0], 960.0, &[("a", 1.0)], (0.0, 0.0)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("300.0 x 300.0 m") && text.contains("at most 299 m"), "{text}");
+        assert!(
+            text.contains("300.0 x 300.0 m") && text.contains("at most 299 m"),
+            "{text}"
+        );
     }
 
     #[test]
