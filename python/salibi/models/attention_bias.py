@@ -1,0 +1,188 @@
+"""Scale-ALiBi attention biases as torch tensors, on the model's device, built once per batch.
+
+The Rust core (:mod:`salibi.bias`) computes and caches the ground-distance tables; this module
+puts them on the model's device (once per geometry, device and dtype) and turns them into the
+additive ``attn_mask`` that :func:`torch.nn.functional.scaled_dot_product_attention` takes:
+
+    bias[b, h, i, j] = -m_h * distance(token q_i of sample b, token k_j of sample b) / L
+
+A :class:`TokenGeometry` describes the chips of one forward call: one :class:`PatchGrid` per
+modality, all on the same ground footprint with their top-left corner at the common origin
+``(0, 0)``. Tokens of all modalities are numbered globally (modality ``m``'s patch ``i``, in
+row-major order, is token ``offsets[m] + i``), so any set of tokens -- the kept tokens of one
+modality, or the joint SAR + low-res tokens of the fusion encoder -- is a ``(B, k)`` tensor of
+global ids, and the bias between two such sets is the sub-table at those ids of one cached
+``(N_total, N_total)`` table (never a full table repeated per batch element). Unmasked calls
+use ids of shape ``(1, N)`` and get a bias of shape ``(1, H, N, M)`` that broadcasts over the
+batch; :meth:`TokenGeometry.full_bias` caches those.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+
+from salibi.bias import PatchGrid, alibi_slopes, ground_distance_table
+
+__all__ = ["TokenGeometry", "cache_clear", "cache_info", "device_cached", "negative_slopes", "set_cache_limit"]
+
+
+class _DeviceCache:
+    """A bounded (bytes), thread-safe LRU of device tensors keyed by geometry."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build):  # type: ignore[no-untyped-def]
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        value = build()  # outside the lock: building may take a while; a racing twin is harmless
+        size = value.numel() * value.element_size()
+        with self._lock:
+            if key not in self._entries and size <= self.max_bytes:
+                self._entries[key] = value
+                self._bytes += size
+                self._evict()
+        return value
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries),
+                    "bytes": self._bytes, "max_bytes": self.max_bytes}  # fmt: skip
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+_CACHE = _DeviceCache(max_bytes=512 * 2**20)
+
+
+def cache_info() -> dict[str, int]:
+    """Hits, misses, entries and bytes of the device-tensor cache (all devices together)."""
+    return _CACHE.info()
+
+
+def cache_clear() -> None:
+    """Drop every cached device tensor."""
+    _CACHE.clear()
+
+
+def set_cache_limit(max_bytes: int) -> None:
+    """Bound the device-tensor cache (default 512 MiB over all devices)."""
+    with _CACHE._lock:
+        _CACHE.max_bytes = int(max_bytes)
+        _CACHE._evict()
+
+
+def device_cached(key: Hashable, build):  # type: ignore[no-untyped-def]
+    """``build()``'s tensor, cached under ``key`` (which must name device and dtype)."""
+    return _CACHE.get(key, build)
+
+
+def negative_slopes(heads: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``-m_h`` for ``heads`` heads (Press et al.'s slopes, from the core), shape ``(H,)``."""
+    return _CACHE.get(
+        ("slopes", heads, str(device), dtype),
+        lambda: torch.from_numpy(-alibi_slopes(heads)).to(device=device, dtype=dtype),
+    )
+
+
+class TokenGeometry:
+    """The patch grids of one forward call, and the attention biases between their tokens.
+
+    ``grids`` maps modality -> :class:`PatchGrid` (all with the same origin); ``ref_length`` is
+    the one reference length ``L`` (metres) used for every bias of the call; ``dtype`` is the
+    dtype of the attention queries (biases are built in it).
+    """
+
+    def __init__(
+        self,
+        grids: Mapping[str, PatchGrid],
+        ref_length: float,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.grids = dict(grids)
+        self.ref_length = float(ref_length)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.offsets: dict[str, int] = {}
+        total = 0
+        for modality, grid in self.grids.items():
+            self.offsets[modality] = total
+            total += grid.num_patches
+        self.num_tokens = total
+        self._key = (tuple(self.grids.items()), self.ref_length, str(self.device), dtype)
+
+    def __repr__(self) -> str:
+        grids = ", ".join(f"{m}={g.rows}x{g.cols}@{g.gsd:g}" for m, g in self.grids.items())
+        return f"TokenGeometry({grids}, L={self.ref_length:g} m)"
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def table(self) -> torch.Tensor:
+        """``(N_total, N_total)`` distance / L between all tokens of the call, on the device.
+
+        Assembled from the core's cached per-pair tables and uploaded once per geometry,
+        device and dtype.
+        """
+        return _CACHE.get(("table", *self._key), self._build_table)
+
+    def _build_table(self) -> torch.Tensor:
+        grids = list(self.grids.values())
+        blocks = [[ground_distance_table(q, k, self.ref_length) for k in grids] for q in grids]
+        table = np.block(blocks) if len(grids) > 1 else np.array(blocks[0][0])  # a writable copy
+        return torch.from_numpy(table).to(device=self.device, dtype=self.dtype)
+
+    # -- token ids ----------------------------------------------------------------------------
+
+    def ids(self, modality: str, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Global ids of ``modality``'s tokens: all of them ``(1, N)``, or the kept ``(B, k)``.
+
+        ``keep`` holds per-sample patch indices into the modality's own row-major grid.
+        """
+        offset = self.offsets[modality]
+        if keep is None:
+            n = self.grids[modality].num_patches
+            return torch.arange(offset, offset + n, device=self.device).unsqueeze(0)
+        return keep + offset
+
+    # -- biases -------------------------------------------------------------------------------
+
+    def bias(self, query_ids: torch.Tensor, key_ids: torch.Tensor, heads: int) -> torch.Tensor:
+        """``(B, H, nq, nk)`` bias between token sets given by global ids ``(B|1, nq)``, ``(B|1, nk)``.
+
+        Batch dimensions of 1 broadcast; the result has batch 1 when both are 1.
+        """
+        distance = self.table()[query_ids.unsqueeze(-1), key_ids.unsqueeze(-2)]  # (B, nq, nk)
+        return distance.unsqueeze(1) * negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
+
+    def full_bias(self, query: str, key: str, heads: int) -> torch.Tensor:
+        """``(1, H, Nq, Nk)`` bias between all tokens of two modalities (cached: unmasked inference)."""
+        return _CACHE.get(("bias", *self._key, query, key, heads), lambda: self._full_bias(query, key, heads))
+
+    def _full_bias(self, query: str, key: str, heads: int) -> torch.Tensor:
+        q0, k0 = self.offsets[query], self.offsets[key]
+        block = self.table()[q0 : q0 + self.grids[query].num_patches, k0 : k0 + self.grids[key].num_patches]
+        return (block.unsqueeze(0) * negative_slopes(heads, self.device, self.dtype).view(heads, 1, 1)).unsqueeze(0)

@@ -1,0 +1,309 @@
+"""Checkpoints: a folder with ``model.safetensors`` and ``config.json``; no pickle anywhere.
+
+``config.json``::
+
+    {"format": "salibi-checkpoint", "format_version": 1,
+     "model": {size, dim, depth, heads, patch_size, variant, mask_ratio, ...},   # ModelConfig
+     "modalities": {name: {"channels": int, "bands": [str] | null, "gsd": float | null,
+                           "mean": [float] | null, "std": [float] | null}},
+     "metadata": {...}}                                  # save_checkpoint's extra keywords
+
+A run folder holds ``checkpoints/step_0000100/`` (7-digit step) and ``checkpoints/last`` (a
+text file or a symlink naming the newest); :func:`resolve_checkpoint` finds the newest
+complete one there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salibi.errors import DataFormatError, InputError, MissingInputError
+from salibi.models.config import ModelConfig
+
+FORMAT = "salibi-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _modality_entries(
+    model: torch.nn.Module, which: str, given: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Per-modality values of ``which`` (bands, gsd, mean, std): given ones over the model's own."""
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):
+        raise InputError(f"{which}: expected a dict of modality -> value, got {type(given).__name__}")
+    stray = sorted(set(given) - set(model.modalities))
+    if stray:
+        raise InputError(f"{which} given for {', '.join(stray)}, which the model does not have "
+                         f"(modalities: {', '.join(model.modalities)})")  # fmt: skip
+    out = {}
+    for m in model.modalities:
+        value = given.get(m, model.modality_info[m].get(which))
+        channels = model.config.channels[m]
+        if value is None:
+            out[m] = None
+        elif which == "gsd":
+            value = float(value)
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"gsd[{m!r}] = {value}: must be a positive number of metres per pixel")
+            out[m] = value
+        else:
+            try:
+                values = value.tolist() if hasattr(value, "tolist") else list(value)
+                items = [str(v) for v in values] if which == "bands" else [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise InputError(f"{which}[{m!r}] = {value!r}: expected one value per channel") from None
+            if len(items) != channels:
+                raise InputError(f"{which}[{m!r}] has {len(items)} values, but the {m} encoder takes {channels} channels")
+            out[m] = items
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, tensors
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    path: str | os.PathLike[str],
+    bands: Mapping[str, Sequence[str]] | None = None,
+    gsd: Mapping[str, float] | None = None,
+    mean: Mapping[str, Sequence[float]] | None = None,
+    std: Mapping[str, Sequence[float]] | None = None,
+    **metadata: Any,
+) -> Path:
+    """Write ``model`` to the checkpoint folder ``path`` (replacing one that is there).
+
+    ``bands``, ``gsd``, ``mean``, ``std``: per-modality dicts of the training set's band names,
+    metres per pixel and normalisation statistics (default: what the model carries from the
+    checkpoint it was loaded from). ``metadata``: anything JSON-serialisable (step, data files,
+    ...). The folder is written under a temporary name and renamed when complete. DDP and
+    ``torch.compile`` wrappers are unwrapped.
+    """
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    if not hasattr(model, "config") or not hasattr(model, "modality_info"):
+        raise InputError(f"save_checkpoint: {type(model).__name__} is not a salibi model (build it with salibi.models.build)")
+    entries = {which: _modality_entries(model, which, given)
+               for which, given in (("bands", bands), ("gsd", gsd), ("mean", mean), ("std", std))}  # fmt: skip
+    modalities = {
+        m: {"channels": model.config.channels[m], **{which: entries[which][m] for which in entries}}
+        for m in model.modalities
+    }
+    model_fields = {k: v for k, v in model.config.to_dict().items() if k not in ("modalities", "channels")}
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_fields,
+                "modalities": modalities, "metadata": metadata}  # fmt: skip
+    try:
+        text = json.dumps(document, indent=2, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"save_checkpoint metadata: {err}; pass plain numbers, strings, lists and dicts") from None
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        save_file(tensors, str(staging / WEIGHTS), metadata={"format": FORMAT})
+        (staging / CONFIG).write_text(text + "\n", encoding="utf-8")
+        if path.exists():  # replace: move the old one aside first, so a complete one always exists
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    model.modality_info = {m: dict(v) for m, v in modalities.items()}
+    return path
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG
+    if not path.is_file():
+        raise MissingInputError(
+            f"{path}: missing; a checkpoint folder holds {CONFIG} and {WEIGHTS} (written by save_checkpoint)"
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{path}: not valid JSON ({err}); the file is damaged or truncated: "
+                              "use another checkpoint or save it again") from None  # fmt: skip
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise DataFormatError(f"{path}: not a salibi checkpoint config (its \"format\" should be {FORMAT!r})")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataFormatError(
+            f"{path}: checkpoint format version {version!r}; this salibi reads version {FORMAT_VERSION} "
+            "(a newer salibi wrote it? upgrade salibi)"
+        )
+    for key in ("model", "modalities"):
+        if not isinstance(document.get(key), dict):
+            raise DataFormatError(f"{path}: no {key!r} object; the file is damaged: use another checkpoint")
+    return document
+
+
+def _check_weights(folder: Path) -> None:
+    """Raise unless ``model.safetensors`` has a valid header and the size that header implies."""
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise MissingInputError(f"{path}: missing; the checkpoint is incomplete: use another one or save it again")
+    size = path.stat().st_size
+    damaged = f"{path}: damaged or truncated safetensors file"
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise DataFormatError(f"{damaged} ({size} bytes); use another checkpoint or save it again")
+        (length,) = struct.unpack("<Q", head)
+        if length > size - 8:
+            raise DataFormatError(f"{damaged} (header of {length} bytes in a {size}-byte file); use another checkpoint")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DataFormatError(f"{damaged} (unreadable header); use another checkpoint or save it again") from None
+    if not isinstance(header, dict):
+        raise DataFormatError(f"{damaged} (header is not a JSON object); use another checkpoint")
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise DataFormatError(f"{damaged} (malformed tensor entries); use another checkpoint") from None
+    if 8 + length + end != size:
+        raise DataFormatError(
+            f"{damaged}: {size} bytes, but its header describes {8 + length + end}; use another checkpoint"
+        )
+
+
+def _check_complete(folder: Path) -> None:
+    _read_config(folder)
+    _check_weights(folder)
+
+
+def _step_of(folder: Path) -> int | None:
+    match = _STEP_DIR.match(folder.name)
+    return int(match[1]) if match else None
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder ``path`` names: itself when it holds ``config.json``; for a run folder
+    (``runs/NAME``) or its ``checkpoints/`` folder, the newest complete checkpoint there.
+
+    "Newest" is the highest ``step_XXXXXXX`` (the folder ``checkpoints/last`` names counts too,
+    whatever its name); a newer checkpoint that is incomplete or damaged is skipped with a
+    :class:`UserWarning` naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"{path}: no such checkpoint or run folder")
+    if not path.is_dir():
+        raise InputError(f"{path}: a checkpoint is a folder (with {CONFIG} and {WEIGHTS}), or give a run folder")
+    if (path / CONFIG).exists():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    candidates = [d for d in folder.iterdir() if d.is_dir() and _step_of(d) is not None]
+    candidates.sort(key=lambda d: _step_of(d) or 0, reverse=True)
+    last = folder / "last"
+    if last.is_symlink() or last.is_file():
+        name = os.readlink(last) if last.is_symlink() else last.read_text(encoding="utf-8").strip()
+        named = (folder / name) if name else None
+        if named is not None and named.is_dir() and all(named.resolve() != d.resolve() for d in candidates):
+            candidates.insert(0, named)  # a custom name: trust the pointer
+    if not candidates:
+        raise MissingInputError(
+            f"{path}: no checkpoint here (expected {CONFIG} and {WEIGHTS}, or checkpoints/step_XXXXXXX/ folders); "
+            "pass a checkpoint folder or the --out folder of a pretraining run"
+        )
+    skipped = []
+    for candidate in candidates:
+        try:
+            _check_complete(candidate)
+        except (DataFormatError, MissingInputError) as err:
+            skipped.append(candidate.name)
+            warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=2)
+            continue
+        return candidate
+    raise MissingInputError(
+        f"{path}: no complete checkpoint (incomplete: {', '.join(skipped)}); train further or pass another checkpoint"
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """The model saved in ``path`` (checkpoint or run folder, see :func:`resolve_checkpoint`),
+    on ``map_location``, in eval mode, with ``modality_info``, ``checkpoint_metadata`` and
+    ``checkpoint_path`` set."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from salibi.models.scale_alibi import ScaleAlibiModel
+
+    folder = resolve_checkpoint(path)
+    document = _read_config(folder)
+    config_path = folder / CONFIG
+    modalities = document["modalities"]
+    try:
+        config = ModelConfig.from_dict({
+            **document["model"],
+            "modalities": tuple(modalities),
+            "channels": {m: entry["channels"] for m, entry in modalities.items()},
+        })  # fmt: skip
+    except (InputError, TypeError, KeyError) as err:
+        raise DataFormatError(f"{config_path}: invalid model description ({err}); use another checkpoint") from None
+    _check_weights(folder)
+    weights = folder / WEIGHTS
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DataFormatError(f"{weights}: cannot be read ({err}); use another checkpoint or save it again") from None
+
+    model = ScaleAlibiModel(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:400]
+        raise DataFormatError(
+            f"{weights} does not match the model {config_path} describes ({detail}); "
+            "the two files belong to different models: use another checkpoint"
+        ) from None
+    model.to(map_location)
+    model.modality_info = {
+        m: {k: modalities[m].get(k) for k in ("channels", "bands", "gsd", "mean", "std")} for m in config.modalities
+    }
+    model.checkpoint_metadata = dict(document.get("metadata") or {})
+    model.checkpoint_path = folder
+    return model.eval()

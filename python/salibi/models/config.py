@@ -1,0 +1,138 @@
+"""Model configuration: the named sizes and everything ``build`` needs, as one dataclass.
+
+A :class:`ModelConfig` round-trips through JSON (``to_dict`` / ``from_dict``), which is how a
+checkpoint's ``config.json`` stores it. Sizes:
+
+=======  ====  =====  =====  =====  ======  =======================  ===========================
+size     dim   depth  heads  patch  fusion  decoder dim/depth/heads  meant for
+=======  ====  =====  =====  =====  ======  =======================  ===========================
+tiny       64      2      4      8       1  64 / 1 / 4               tests, CPU demo (seconds)
+small     384     12      6     16       2  256 / 2 / 8              one workstation GPU
+base      768     12     12     16       2  512 / 2 / 16             ViT-B/16 encoders
+large    1024     24     16     16       4  512 / 4 / 16             ViT-L/16 encoders
+=======  ====  =====  =====  =====  ======  =======================  ===========================
+
+``depth`` is the depth of each unimodal encoder; ``fusion_depth`` the number of bidirectional
+self + cross-attention layers of each fusion stage (SAR <-> low-res optical, then joint <->
+high-res optical).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from salibi.errors import InputError
+
+#: Modality names, in the order the model fuses them (SAR, low-res optical, high-res optical).
+MODALITIES: tuple[str, ...] = ("sar", "lores", "hires")
+#: Input channels when ``build(channels=...)`` does not say otherwise: VV/VH, RGB, RGB.
+DEFAULT_CHANNELS: dict[str, int] = {"sar": 2, "lores": 3, "hires": 3}
+#: Position-information variants (DESIGN.md "Scale-ALiBi, exactly"); identical otherwise.
+VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(dim=64, depth=2, heads=4, patch_size=8, fusion_depth=1,
+                 decoder_dim=64, decoder_depth=1, decoder_heads=4, proj_dim=64),
+    "small": dict(dim=384, depth=12, heads=6, patch_size=16, fusion_depth=2,
+                  decoder_dim=256, decoder_depth=2, decoder_heads=8, proj_dim=256),
+    "base": dict(dim=768, depth=12, heads=12, patch_size=16, fusion_depth=2,
+                 decoder_dim=512, decoder_depth=2, decoder_heads=16, proj_dim=512),
+    "large": dict(dim=1024, depth=24, heads=16, patch_size=16, fusion_depth=4,
+                  decoder_dim=512, decoder_depth=4, decoder_heads=16, proj_dim=768),
+}  # fmt: skip
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a model; stored in a checkpoint's ``config.json``."""
+
+    size: str = "tiny"
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    patch_size: int = 8
+    variant: str = "scale-alibi"
+    modalities: tuple[str, ...] = MODALITIES
+    channels: dict[str, int] = field(default_factory=dict)  # per modality; missing ones: DEFAULT_CHANNELS
+    mlp_ratio: float = 4.0
+    fusion_depth: int = 1
+    decoder_dim: int = 64
+    decoder_depth: int = 1
+    decoder_heads: int = 4
+    proj_dim: int = 64
+    #: fraction of each modality's patches hidden from the encoders during pretraining
+    mask_ratio: float = 0.5
+    contrastive_weight: float = 1.0
+    reconstruction_weight: float = 1.0
+    #: initial InfoNCE temperature (learned, as CLIP's log logit scale)
+    temperature: float = 0.07
+    #: Scale-ALiBi reference length L in metres. None: per call, one patch footprint of the
+    #: coarsest modality in that call (``patch_size * max(gsd)``). Set it to the training
+    #: set's coarse patch footprint to give unimodal ``encode`` the bias scale seen in training.
+    ref_length: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Normalise the fields, or raise :class:`InputError` naming the first that cannot work."""
+        if self.variant not in VARIANTS:
+            raise InputError(f"variant {self.variant!r}: must be one of {', '.join(VARIANTS)}")
+        if isinstance(self.modalities, str):
+            self.modalities = (self.modalities,)
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise InputError(f"modalities {unknown}: unknown; choose from {', '.join(MODALITIES)}")
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise InputError(f"modalities {list(self.modalities)}: give each of {', '.join(MODALITIES)} at most once")
+        # Canonical order, the fusion order, whatever order the caller listed them in.
+        self.modalities = tuple(m for m in MODALITIES if m in self.modalities)
+        stray = sorted(set(self.channels) - set(self.modalities))
+        if stray:
+            raise InputError(f"channels given for {', '.join(stray)}, which the model is not built with "
+                             f"(modalities: {', '.join(self.modalities)})")
+        self.channels = {m: int(self.channels.get(m, DEFAULT_CHANNELS[m])) for m in self.modalities}
+        for m, c in self.channels.items():
+            if c < 1:
+                raise InputError(f"channels[{m!r}] = {c}: must be at least 1")
+        for name in ("dim", "depth", "heads", "patch_size", "fusion_depth", "decoder_dim",
+                     "decoder_depth", "decoder_heads", "proj_dim"):  # fmt: skip
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} = {getattr(self, name)}: must be at least 1")
+        if self.dim % self.heads:
+            raise InputError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.decoder_dim % self.decoder_heads:
+            raise InputError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise InputError(f"mask_ratio {self.mask_ratio}: must be in [0, 1)")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise InputError(f"temperature {self.temperature}: must be a positive number")
+        if self.ref_length is not None and not (self.ref_length > 0 and math.isfinite(self.ref_length)):
+            raise InputError(f"ref_length {self.ref_length}: must be a positive number of metres, or None")
+        if self.mlp_ratio <= 0:
+            raise InputError(f"mlp_ratio {self.mlp_ratio}: must be positive")
+
+    @classmethod
+    def for_size(cls, size: str, **overrides: Any) -> ModelConfig:
+        """The named size (``tiny``, ``small``, ``base``, ``large``) with ``overrides`` applied."""
+        if size not in SIZES:
+            raise InputError(f"model size {size!r}: must be one of {', '.join(SIZES)}")
+        return cls.from_dict({**SIZES[size], "size": size, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists, not tuples)."""
+        out = dataclasses.asdict(self)
+        out["modalities"] = list(self.modalities)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an :class:`InputError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"model config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)

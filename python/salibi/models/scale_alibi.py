@@ -1,0 +1,584 @@
+"""The Scale-ALiBi model: unimodal ViT encoders, cross-modal fusion, MAE decoder, InfoNCE.
+
+Read top to bottom: building blocks first, then :class:`ScaleAlibiModel` with its methods in
+data-flow order (geometry -> patch tokens -> masking -> encoders -> contrastive loss -> fusion
+-> decoder -> reconstruction loss), then ``forward``, which returns the losses.
+
+Notation in shape comments: ``B`` batch, ``C`` channels, ``p`` patch size, ``N_m`` patches of
+modality ``m`` (``(H/p) * (W/p)``, row-major), ``k_m`` kept patches, ``D`` width, ``H`` heads,
+``Dd`` decoder width, ``P`` projection width.
+
+Positions: no position embedding in the ``scale-alibi`` and ``alibi`` variants. Every
+attention layer (self, cross, decoder) adds ``-m_h * distance / L`` to its logits, with the
+distance between patch centres on the ground (``scale-alibi``) or on each chip's own patch
+grid in patch units (``alibi``); all chips of a sample share one ground footprint with their
+top-left corner at the origin. One ``L`` per call: ``config.ref_length`` when set, else one
+patch footprint of the coarsest modality in the call, ``patch_size * max(gsd)`` -- for a
+unimodal ``encode`` that is the chip's own patch footprint (then the bias equals plain 2-D
+ALiBi on the patch grid whatever the GSD). The biases are built once per batch from the
+core's cached tables (:mod:`salibi.models.attention_bias`) and shared by every layer.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from salibi.bias import PatchGrid
+from salibi.errors import InputError
+from salibi.models.attention_bias import TokenGeometry, device_cached
+from salibi.models.config import MODALITIES, ModelConfig
+
+#: The modality pairs contrasted (all three; the pairs present in a batch are used).
+CONTRASTIVE_PAIRS: tuple[tuple[str, str], ...] = (("sar", "lores"), ("lores", "hires"), ("sar", "hires"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def _heads_first(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, D) -> (B, H, N, D/H)."""
+    b, n, d = x.shape
+    return x.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through SDPA, with an optional additive bias."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = x.shape  # x: (B, N, D); bias: (B|1, H, N, N) or None
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, N, D/H)
+        return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of ``x`` (queries) over ``context`` (keys, values), with a bias."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = x.shape  # x: (B, N, D); context: (B, M, D); bias: (B|1, H, N, M) or None
+        m = context.shape[1]
+        q = _heads_first(self.q(x), self.heads)  # (B, H, N, D/H)
+        k, v = self.kv(context).view(b, m, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H)
+        return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v, fused (flash / memory-efficient kernels)."""
+    if bias is not None and bias.dtype != q.dtype:
+        bias = bias.to(q.dtype)  # CUDA kernels need the mask in the query dtype
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+class Mlp(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, out: int | None = None) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, out or dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: biased self-attention, then MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias)
+        return x + self.mlp(self.norm2(x))
+
+
+class FusionBlock(nn.Module):
+    """Biased self-attention, biased cross-attention to another modality's tokens, MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.self_attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm_context = nn.LayerNorm(dim, eps=1e-6)
+        self.cross_attn = CrossAttention(dim, heads)
+        self.norm3 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, self_bias: torch.Tensor | None, cross_bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), self_bias)
+        x = x + self.cross_attn(self.norm2(x), self.norm_context(context), cross_bias)
+        return x + self.mlp(self.norm3(x))
+
+
+class FusionStage(nn.Module):
+    """Bidirectional fusion of two token streams ``a`` and ``b``: each layer updates both from
+    the same inputs, each attending to itself and across to the other."""
+
+    def __init__(self, dim: int, heads: int, depth: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.a_layers = nn.ModuleList(FusionBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.b_layers = nn.ModuleList(FusionBlock(dim, heads, mlp_ratio) for _ in range(depth))
+
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, biases: dict[str, torch.Tensor | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # a: (B, k_a, D), b: (B, k_b, D); biases "aa", "ab", "bb", "ba": (B|1, H, k_q, k_k)
+        for a_layer, b_layer in zip(self.a_layers, self.b_layers):
+            a, b = a_layer(a, b, biases["aa"], biases["ab"]), b_layer(b, a, biases["bb"], biases["ba"])
+        return a, b
+
+
+class Encoder(nn.Module):
+    """A ViT without position embeddings: patch embedding, blocks, final norm."""
+
+    def __init__(self, channels: int, dim: int, depth: int, heads: int, patch_size: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, D)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)
+
+
+def sincos_embedding(rows: int, cols: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(1, rows*cols, dim)`` fixed 2-D sin-cos position embedding on a patch grid (row-major):
+    the first half of the channels encodes the row, the second half the column (as MAE)."""
+
+    def build() -> torch.Tensor:
+        omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+        r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+        parts = [f(coord.reshape(-1, 1) * omega) for coord in (r, c) for f in (np.sin, np.cos)]
+        return torch.from_numpy(np.concatenate(parts, axis=1)).to(device=device, dtype=dtype).unsqueeze(0)
+
+    return device_cached(("sincos", rows, cols, dim, str(device), dtype), build)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0 whose backward sums the gradient over ranks and returns the local
+    shard's part (works with gloo and NCCL alike)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
+        ctx.rank, ctx.world = dist.get_rank(), dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(ctx.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.chunk(ctx.world)[ctx.rank]
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) unless torch.distributed is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _global_mean(local: torch.Tensor) -> torch.Tensor:
+    """A scalar whose value is the mean of ``local`` over ranks and whose gradient is
+    ``local``'s: with DDP's gradient averaging, both equal one process over the global batch."""
+    _, world = _world()
+    if world == 1:
+        return local
+    total = local.detach().clone()
+    dist.all_reduce(total)
+    return local + (total / world - local.detach())
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class ScaleAlibiModel(nn.Module):
+    """Three unimodal encoders, two fusion stages, a contrastive head per modality, a decoder.
+
+    Build with :func:`salibi.models.build`; see the package docstring for the API.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        if config.variant == "sincos" and (config.dim % 4 or config.decoder_dim % 4):
+            raise InputError("variant sincos needs dim and decoder_dim divisible by 4")
+        self.config = config
+        self.modalities: tuple[str, ...] = config.modalities
+        #: per modality: channels, bands, gsd, mean, std (training-set facts; see checkpoint.py)
+        self.modality_info: dict[str, dict] = {
+            m: {"channels": config.channels[m], "bands": None, "gsd": None, "mean": None, "std": None}
+            for m in self.modalities
+        }
+        c, p = config, config.patch_size
+
+        # unimodal encoders
+        self.encoders = nn.ModuleDict(
+            {m: Encoder(c.channels[m], c.dim, c.depth, c.heads, p, c.mlp_ratio) for m in self.modalities}
+        )
+        # contrastive: pooled tokens -> small FFN -> projection (then L2 norm), learnable temperature
+        self.projectors = nn.ModuleDict(
+            {m: nn.Sequential(nn.LayerNorm(c.dim, eps=1e-6), Mlp(c.dim, c.dim, c.proj_dim)) for m in self.modalities}
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / c.temperature)))
+        # fusion: SAR <-> low-res optical, then (their joint tokens) <-> high-res optical
+        low = [m for m in ("sar", "lores") if m in self.modalities]
+        self.fusion_low = FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if len(low) == 2 else None
+        self.fusion_high = (
+            FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if low and "hires" in self.modalities else None
+        )
+        self.fusion_norm = nn.LayerNorm(c.dim, eps=1e-6)
+        # MAE decoder over the joint tokens of every modality, mask tokens at masked patches
+        self.decoder_embed = nn.Linear(c.dim, c.decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_dim))
+        self.modality_tokens = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(1, 1, c.decoder_dim)) for m in self.modalities}
+        )
+        self.decoder_blocks = nn.ModuleList(
+            Block(c.decoder_dim, c.decoder_heads, c.mlp_ratio) for _ in range(c.decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(c.decoder_dim, eps=1e-6)
+        self.decoder_pred = nn.ModuleDict(
+            {m: nn.Linear(c.decoder_dim, p * p * c.channels[m]) for m in self.modalities}
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):  # patch embeddings: as a linear layer (MAE)
+                nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for token in self.modality_tokens.values():
+            nn.init.normal_(token, std=0.02)
+
+    # -- inputs and geometry --------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def _compute_dtype(self) -> torch.dtype:
+        """The dtype attention queries will have: the autocast dtype when autocast is on."""
+        kind = self.device.type
+        if torch.is_autocast_enabled(kind):
+            return torch.get_autocast_dtype(kind)
+        return self.logit_scale.dtype
+
+    def _check_images(self, images: object, modality: str, batch_size: int | None = None) -> torch.Tensor:
+        where = f"batch[{modality!r}]"
+        if modality not in self.modalities:
+            raise InputError(
+                f"{where}: this model was built without {modality!r} (modalities: {', '.join(self.modalities)}); "
+                "drop it from the batch or build the model with it"
+            )
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+            got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise InputError(f"{where}: expected a float tensor (B, C, H, W) of normalised images, got {got}")
+        b, c, h, w = images.shape
+        p = self.config.patch_size
+        if c != self.config.channels[modality]:
+            raise InputError(f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}")
+        if h % p or w % p or h == 0 or w == 0:
+            raise InputError(f"{where}: {h}x{w} px is not a multiple of the patch size {p}; pad or crop the images")
+        if batch_size is not None and b != batch_size:
+            raise InputError(f"{where}: batch size {b} differs from the other modalities' {batch_size}")
+        if images.device != self.device:
+            raise InputError(f"{where} is on {images.device} but the model on {self.device}; move it with .to()")
+        return images
+
+    @staticmethod
+    def _check_gsd(value: object, modality: str) -> float:
+        """One GSD from a float, or from a (B,) tensor of equal values (default_collate)."""
+        where = f"gsd[{modality!r}]"
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            flat = value.reshape(-1)
+            if flat.shape[0] == 0:
+                raise InputError(f"{where}: empty")
+            if bool((flat != flat[0]).any()):
+                raise InputError(
+                    f"{where}: the samples of one batch have different GSDs ({sorted(set(flat.tolist()))}); "
+                    "batch chips of one GSD together"
+                )
+            value = flat[0].item()
+        if not isinstance(value, numbers.Real) or not (math.isfinite(float(value)) and float(value) > 0):
+            raise InputError(f"{where} = {value!r}: must be a positive number of metres per pixel")
+        return float(value)
+
+    def geometry(
+        self, sizes: Mapping[str, tuple[int, int]], gsd: Mapping[str, float], ref_length: float | None = None
+    ) -> TokenGeometry | None:
+        """The patch grids of one call (``sizes``: modality -> (H, W) in px) with the one
+        reference length of the call; ``None`` for the ``sincos`` and ``none`` variants."""
+        variant, p = self.config.variant, self.config.patch_size
+        if variant not in ("scale-alibi", "alibi"):
+            return None
+        if variant == "alibi":  # each chip's own patch grid, GSD ignored: distances in patches
+            grids = {m: PatchGrid(h // p, w // p, p, 1.0) for m, (h, w) in sizes.items()}
+            length = float(p)
+        else:
+            grids = {m: PatchGrid(h // p, w // p, p, gsd[m]) for m, (h, w) in sizes.items()}
+            length = ref_length or self.config.ref_length or p * max(gsd[m] for m in sizes)
+        return TokenGeometry(grids, length, self.device, self._compute_dtype())
+
+    def patch_tokens(self, images: torch.Tensor, modality: str) -> torch.Tensor:
+        """(B, C, H, W) -> (B, N, D) patch embeddings (+ sin-cos positions in that variant)."""
+        x = self.encoders[modality].embed_patches(images)
+        if self.config.variant == "sincos":
+            p = self.config.patch_size
+            x = x + sincos_embedding(images.shape[-2] // p, images.shape[-1] // p, x.shape[-1], x.device, x.dtype)
+        return x
+
+    def random_masking(self, batch: int, patches: int, ratio: float, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, k) sorted indices of the patches each sample keeps, k = max(1, int(N * (1 - ratio))).
+
+        Independent per sample, from torch's global RNG (or the given (B, N) ``noise``).
+        """
+        keep = max(1, int(patches * (1.0 - ratio)))
+        if noise is None:
+            noise = torch.rand(batch, patches, device=self.device)
+        elif tuple(noise.shape) != (batch, patches):
+            raise InputError(f"mask noise of shape {tuple(noise.shape)}: expected ({batch}, {patches})")
+        return noise.to(self.device).argsort(dim=1)[:, :keep].sort(dim=1).values
+
+    # -- unimodal encoding (inference) ----------------------------------------------------------
+
+    def encode(
+        self, images: torch.Tensor, modality: str, gsd: float | torch.Tensor, ref_length: float | None = None
+    ) -> torch.Tensor:
+        """(B, C, H, W) normalised images -> (B, N, D) encoder tokens, N = (H/p)*(W/p), row-major.
+
+        No masking. ``ref_length`` (metres) overrides the model's reference length for this
+        call; by default it is ``config.ref_length`` or, when unset, the chip's patch footprint.
+        """
+        images = self._check_images(images, modality)
+        geometry = self.geometry({modality: images.shape[-2:]}, {modality: self._check_gsd(gsd, modality)}, ref_length)
+        bias = geometry.full_bias(modality, modality, self.config.heads) if geometry else None  # (1, H, N, N)
+        return self.encoders[modality](self.patch_tokens(images, modality), bias)
+
+    def embed(
+        self, images: torch.Tensor, modality: str, gsd: float | torch.Tensor, ref_length: float | None = None
+    ) -> torch.Tensor:
+        """(B, C, H, W) -> (B, D): the mean of :meth:`encode`'s tokens."""
+        return self.encode(images, modality, gsd, ref_length).mean(dim=1)
+
+    # -- pretraining: losses --------------------------------------------------------------------
+
+    def contrastive_loss(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Symmetric InfoNCE, averaged over the modality pairs present; features of all ranks.
+
+        pooled: modality -> (B, D) mean of the encoder tokens.
+        """
+        rank, world = _world()
+        z = {m: F.normalize(self.projectors[m](x).float(), dim=-1) for m, x in pooled.items()}  # (B, P)
+        everyone = {m: _GatherWithGrad.apply(zm) if world > 1 else zm for m, zm in z.items()}  # (world*B, P)
+        scale = self.logit_scale.float().exp().clamp(max=100.0)
+        some = next(iter(z.values()))
+        labels = torch.arange(some.shape[0], device=some.device) + rank * some.shape[0]
+        losses = []
+        for a, b in CONTRASTIVE_PAIRS:
+            if a in z and b in z:
+                a_to_b = F.cross_entropy(scale * z[a] @ everyone[b].T, labels)  # rows: local a; columns: all b
+                b_to_a = F.cross_entropy(scale * z[b] @ everyone[a].T, labels)
+                losses.append((a_to_b + b_to_a) / 2)
+        return torch.stack(losses).mean()
+
+    def fuse(
+        self, tokens: dict[str, torch.Tensor], ids: dict[str, torch.Tensor], geometry: TokenGeometry | None
+    ) -> dict[str, torch.Tensor]:
+        """Cross-modal encoder: SAR <-> low-res optical, then their joint tokens <-> high-res.
+
+        tokens: modality -> (B, k_m, D) unimodal encoder tokens; ids: modality -> (B|1, k_m)
+        global token ids (for the biases). Returns modality -> (B, k_m, D) joint tokens. With
+        two modalities only one stage runs (the one that joins them).
+        """
+        heads = self.config.heads
+
+        def bias(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
+            return geometry.bias(q, k, heads) if geometry is not None else None
+
+        def run(stage: FusionStage, a: list[str], b: list[str]) -> None:
+            ids_a = torch.cat([ids[m] for m in a], dim=1)  # (B|1, k_a)
+            ids_b = torch.cat([ids[m] for m in b], dim=1)
+            biases = {"aa": bias(ids_a, ids_a), "ab": bias(ids_a, ids_b), "bb": bias(ids_b, ids_b), "ba": bias(ids_b, ids_a)}
+            x_a, x_b = stage(torch.cat([tokens[m] for m in a], dim=1), torch.cat([tokens[m] for m in b], dim=1), biases)
+            tokens.update(zip(a, x_a.split([tokens[m].shape[1] for m in a], dim=1)))
+            tokens.update(zip(b, x_b.split([tokens[m].shape[1] for m in b], dim=1)))
+
+        tokens = dict(tokens)
+        low = [m for m in ("sar", "lores") if m in tokens]
+        if len(low) == 2:
+            assert self.fusion_low is not None
+            run(self.fusion_low, ["sar"], ["lores"])
+        if "hires" in tokens and low:
+            assert self.fusion_high is not None
+            run(self.fusion_high, low, ["hires"])
+        return {m: self.fusion_norm(x) for m, x in tokens.items()}
+
+    def decode(
+        self,
+        joint: dict[str, torch.Tensor],
+        keep: dict[str, torch.Tensor],
+        grid_shapes: dict[str, tuple[int, int]],
+        geometry: TokenGeometry | None,
+    ) -> dict[str, torch.Tensor]:
+        """MAE decoder over all patches of every modality: kept ones from the joint tokens,
+        masked ones a mask token; returns modality -> (B, N_m, p*p*C_m) predicted pixels."""
+        c = self.config
+        sequences, sizes = [], []
+        for m, x in joint.items():
+            rows, cols = grid_shapes[m]
+            x = self.decoder_embed(x)  # (B, k_m, Dd)
+            full = self.mask_token.to(x.dtype).expand(x.shape[0], rows * cols, -1)  # (B, N_m, Dd)
+            full = full.scatter(1, keep[m].unsqueeze(-1).expand(-1, -1, x.shape[-1]), x)
+            full = full + self.modality_tokens[m].to(x.dtype)
+            if c.variant == "sincos":
+                full = full + sincos_embedding(rows, cols, c.decoder_dim, full.device, full.dtype)
+            sequences.append(full)
+            sizes.append(rows * cols)
+        x = torch.cat(sequences, dim=1)  # (B, sum N_m, Dd)
+        bias = None
+        if geometry is not None:
+            every = torch.arange(geometry.num_tokens, device=x.device).unsqueeze(0)
+            bias = geometry.bias(every, every, c.decoder_heads)  # (1, Hd, sum N_m, sum N_m)
+        for block in self.decoder_blocks:
+            x = block(x, bias)
+        x = self.decoder_norm(x)
+        return {m: self.decoder_pred[m](xm) for m, xm in zip(joint, x.split(sizes, dim=1))}
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, N, p*p*C), patches row-major, pixels (row, col, channel)."""
+        b, ch, h, w = images.shape
+        p = self.config.patch_size
+        x = images.reshape(b, ch, h // p, p, w // p, p)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * ch)
+
+    def reconstruction_loss(self, images: torch.Tensor, pred: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the masked patches, targets normalised per patch (MAE)."""
+        target = self.patchify(images.float())  # (B, N, p*p*C)
+        mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
+        masked = torch.ones(target.shape[:2], device=target.device)
+        masked.scatter_(1, keep, 0.0)  # (B, N): 1 where hidden from the encoders
+        per_patch = (pred.float() - target).pow(2).mean(dim=-1)
+        return (per_patch * masked).sum() / masked.sum()
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        batch: Mapping[str, object],
+        mask_ratio: float | None = None,
+        noise: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Pretraining step: losses for a batch of co-located chips.
+
+        ``batch``: modality -> (B, C_m, H_m, W_m) normalised images (two or more of the model's
+        modalities) and ``"gsd"``: modality -> float or (B,) tensor. ``mask_ratio`` overrides
+        ``config.mask_ratio``; ``noise`` (modality -> (B, N_m)) replaces the random draw that
+        orders patches for masking (lowest kept), e.g. to shard one global draw across ranks.
+
+        Returns scalar tensors ``loss`` = contrastive_weight * ``contrastive`` +
+        reconstruction_weight * ``reconstruction``, ``reconstruction_<modality>`` and
+        ``temperature``. Under torch.distributed the values are global-batch means on every
+        rank, and the gradients are such that DDP's averaging gives the global-batch gradient.
+        """
+        c = self.config
+        ratio = c.mask_ratio if mask_ratio is None else float(mask_ratio)
+        if not 0.0 <= ratio < 1.0:
+            raise InputError(f"mask_ratio {ratio}: must be in [0, 1)")
+        images, gsd = self._read_batch(batch)
+        batch_size, p = next(iter(images.values())).shape[0], c.patch_size
+        grid_shapes = {m: (x.shape[-2] // p, x.shape[-1] // p) for m, x in images.items()}
+        geometry = self.geometry({m: x.shape[-2:] for m, x in images.items()}, gsd)
+
+        # 1. patch tokens and random masks; the kept tokens of each modality
+        tokens, keep, ids, self_bias = {}, {}, {}, {}
+        for m, x in images.items():
+            n = grid_shapes[m][0] * grid_shapes[m][1]
+            keep[m] = self.random_masking(batch_size, n, ratio, None if noise is None else noise.get(m))  # (B, k_m)
+            patches = self.patch_tokens(x, m)  # (B, N_m, D)
+            tokens[m] = patches.gather(1, keep[m].unsqueeze(-1).expand(-1, -1, patches.shape[-1]))  # (B, k_m, D)
+            ids[m] = geometry.ids(m, keep[m]) if geometry is not None else keep[m]  # (B, k_m) global ids
+            self_bias[m] = geometry.bias(ids[m], ids[m], c.heads) if geometry is not None else None  # (B, H, k, k)
+
+        # 2. unimodal encoders (each bias is built once and reused by every layer)
+        encoded = {m: self.encoders[m](tokens[m], self_bias[m]) for m in images}  # (B, k_m, D)
+
+        # 3. contrastive loss on the mean-pooled unimodal tokens
+        with torch.autocast(self.device.type, enabled=False):
+            contrastive = _global_mean(self.contrastive_loss({m: x.float().mean(dim=1) for m, x in encoded.items()}))
+
+        # 4. fusion, then 5. reconstruction of the masked patches of every modality
+        masked = [m for m in images if keep[m].shape[1] < grid_shapes[m][0] * grid_shapes[m][1]]
+        out: dict[str, torch.Tensor] = {}
+        if masked:
+            pred = self.decode(self.fuse(encoded, ids, geometry), keep, grid_shapes, geometry)
+            with torch.autocast(self.device.type, enabled=False):
+                for m in masked:
+                    out[f"reconstruction_{m}"] = _global_mean(self.reconstruction_loss(images[m], pred[m], keep[m]))
+                reconstruction = torch.stack([out[f"reconstruction_{m}"] for m in masked]).mean()
+        else:  # nothing hidden (mask_ratio 0): nothing to reconstruct
+            reconstruction = contrastive.new_zeros(())
+        out["contrastive"] = contrastive
+        out["reconstruction"] = reconstruction
+        out["loss"] = c.contrastive_weight * contrastive + c.reconstruction_weight * reconstruction
+        out["temperature"] = 1.0 / self.logit_scale.detach().float().exp().clamp(max=100.0)
+        return out
+
+    def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Validated images (canonical modality order) and one GSD per modality."""
+        if not isinstance(batch, Mapping):
+            raise InputError(f"batch: expected a dict of modality -> images and 'gsd', got {type(batch).__name__}")
+        present = [m for m in MODALITIES if m in batch]
+        if len(present) < 2:
+            raise InputError(
+                f"batch has {', '.join(present) or 'no modality'}: pretraining needs at least two of "
+                f"{', '.join(self.modalities)} (the model's modalities)"
+            )
+        gsd_in = batch.get("gsd")
+        if not isinstance(gsd_in, Mapping):
+            raise InputError("batch['gsd']: expected a dict of modality -> metres per pixel")
+        images: dict[str, torch.Tensor] = {}
+        for m in present:
+            images[m] = self._check_images(batch[m], m, images[present[0]].shape[0] if images else None)
+        missing = [m for m in present if m not in gsd_in]
+        if missing:
+            raise InputError(f"batch['gsd'] has no entry for {', '.join(missing)}")
+        return images, {m: self._check_gsd(gsd_in[m], m) for m in present}
