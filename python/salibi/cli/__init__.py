@@ -53,9 +53,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from salibi.cli import bias, info
+    from salibi.cli import bias, eval, info
 
-    for module in (info, bias):
+    for module in (info, bias, eval):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,164 @@
+"""Results of ``salibi eval geobench``: JSON file, Markdown tables, bar chart.
+
+All files are written under a temporary name beside the target and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from salibi.errors import DataFormatError, MissingInputError
+
+__all__ = ["compare_table", "load_results", "markdown_table", "write_bar_chart", "write_results"]
+
+_METRIC_ORDER = ("accuracy", "f1_macro", "miou", "pixel_accuracy")
+_SHORT = {"accuracy": "acc", "f1_macro": "F1", "miou": "mIoU", "pixel_accuracy": "px acc"}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    _atomic_write(path, (json.dumps(results, indent=2, allow_nan=True) + "\n").encode())
+    return path
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"results file {path} does not exist; write one with salibi eval geobench --output")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{path} is not JSON ({err}); pass files written by salibi eval geobench") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise DataFormatError(f"{path}: no \"tasks\" object; pass files written by salibi eval geobench --output")
+    return data
+
+
+def _format(metrics: dict[str, float], name: str) -> str:
+    value = metrics.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    std = metrics.get(f"{name}_std")
+    return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
+
+
+def _metrics_of(result: dict[str, float]) -> list[str]:
+    return [m for m in _METRIC_ORDER if m in result] + sorted(
+        m for m in result if m not in _METRIC_ORDER and not m.endswith("_std")
+    )
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """One row per task and protocol, one column per metric; then skipped and failed tasks."""
+    lines = [f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`", ""]
+    rows = []
+    for task in sorted(results.get("tasks", {})):
+        for protocol, metrics in sorted(results["tasks"][task].items()):
+            for metric in _metrics_of(metrics):
+                rows.append((task, protocol, metric, _format(metrics, metric)))
+    if rows:
+        lines += ["| task | protocol | metric | value |", "|---|---|---|---|"]
+        lines += [f"| {t} | {p} | {m} | {v} |" for t, p, m, v in rows]
+    else:
+        lines.append("No task was evaluated.")
+    for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
+        if results.get(key):
+            lines += ["", f"{title}:"] + [f"- {t}: {reason}" for t, reason in sorted(results[key].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
+
+
+def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """One row per task, protocol and metric; one column per results file (the ablation view)."""
+    documents = [load_results(p) for p in paths]
+    labels = _labels(paths)
+    keys: dict[tuple[str, str, str], None] = {}
+    for doc in documents:
+        for task, per_protocol in doc["tasks"].items():
+            for protocol, metrics in per_protocol.items():
+                for metric in _metrics_of(metrics):
+                    keys[(task, protocol, metric)] = None
+    lines = ["| task | protocol | metric | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    for task, protocol, metric in sorted(keys):
+        cells = []
+        for doc in documents:
+            if task in doc["tasks"] and protocol in doc["tasks"][task]:
+                cells.append(_format(doc["tasks"][task][protocol], metric))
+            elif task in doc.get("skipped", {}):
+                cells.append("skipped")
+            elif task in doc.get("failed", {}):
+                cells.append("failed")
+            else:
+                cells.append("–")
+        lines.append(f"| {task} | {protocol} | {metric} | " + " | ".join(cells) + " |")
+    lines += ["", "Checkpoints: " + "; ".join(f"{label} = `{doc.get('checkpoint', '?')}`"
+                                               for label, doc in zip(labels, documents))]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Grouped bars of each task's headline metric per protocol; None when there is nothing to plot."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(results.get("tasks", {}))
+    protocols = sorted({p for t in tasks for p in results["tasks"][t]})
+    if not tasks or not protocols:
+        return None
+    colours = {p: f"C{i}" for i, p in enumerate(protocols)}
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(tasks) + 2), 3.6), dpi=120)
+    labelled: set[str] = set()
+    for j, task in enumerate(tasks):
+        bars = []  # (protocol, value, std) of the protocols this task has, centred on the tick
+        for protocol in protocols:
+            metrics = results["tasks"][task].get(protocol) or {}
+            metric = next((m for m in ("accuracy", "f1_macro", "miou") if m in metrics), None)
+            if metric is not None and metrics[metric] is not None and not math.isnan(metrics[metric]):
+                bars.append((protocol, metrics[metric], metrics.get(f"{metric}_std") or 0.0))
+        width = 0.8 / max(1, len(bars))
+        for i, (protocol, value, std) in enumerate(bars):
+            x = j + (i - (len(bars) - 1) / 2) * width
+            drawn = ax.bar([x], [value], width, yerr=[std], capsize=2, color=colours[protocol],
+                           label=None if protocol in labelled else protocol)  # fmt: skip
+            labelled.add(protocol)
+            ax.bar_label(drawn, fmt="%.2f", fontsize=7)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy / F1 / mIoU")
+    ax.set_title(f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    path = Path(path)
+    _atomic_write(path, buffer.getvalue())
+    return path
