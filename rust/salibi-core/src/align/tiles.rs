@@ -102,7 +102,8 @@ pub fn pixels_per_tile(name: &str, gsd: f64, tile_size: f64, unit: f64) -> Resul
     if is_whole(ratio) && ratio.round() >= 1.0 {
         return Ok(ratio.round() as usize);
     }
-    let hint = if unit.is_finite() {
+    // A common multiple far beyond the tile means GSDs like 0.4999935 and 1.00005: no useful hint.
+    let hint = if unit.is_finite() && unit <= 100.0 * tile_size {
         let lower = (tile_size / unit).floor() * unit;
         let upper = lower + unit;
         if lower >= unit {
@@ -111,7 +112,7 @@ pub fn pixels_per_tile(name: &str, gsd: f64, tile_size: f64, unit: f64) -> Resul
             format!("; tile sizes that fit every modality are multiples of {unit} m, e.g. {upper}")
         }
     } else {
-        "; choose GSDs with a common multiple (e.g. 10 and 2.5)".to_string()
+        "; choose round GSDs with a common multiple (e.g. 10 and 2.5)".to_string()
     };
     Err(CoreError::invalid(
         "tile_size_m",

@@ -1,0 +1,267 @@
+"""A torch ``Dataset`` over aligned training sets (format ``salibi-aligned``, version 1).
+
+Layout (DESIGN.md "Data formats"): ``/bounds (N, 4)``, ``/split (N,)`` (0 train, 1 validation),
+and per modality ``/<modality>/data (N, C, H, W)`` float32 with attributes ``gsd``, ``bands``,
+``sources``, ``nodata`` and datasets ``mean``/``std`` over the training split.
+
+Sample ``ds[i]``::
+
+    {"hires": FloatTensor(C, H, W), "lores": ..., "sar": ...,   # the modalities asked for
+     "gsd": {"hires": 0.5, ...},                                 # metres per pixel (floats)
+     "bounds": float64 tensor (4,),                              # min_x, min_y, max_x, max_y
+     "index": row in its file, "file": which file}
+
+With ``normalize=True`` every band is ``(x - mean) / std`` with the statistics of the sample's
+own file. Invalid pixels (stored as NaN) are filled with the band mean, i.e. 0 after
+normalisation, so tensors are always finite.
+
+Worker safety: no HDF5 handle is opened in ``__init__`` (metadata is read and the file
+closed) and handles are opened lazily per process, so the dataset pickles into DataLoader
+workers (fork or spawn) and each worker reads through its own handles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from salibi.errors import DataFormatError, InputError, MissingInputError
+
+FORMAT = "salibi-aligned"
+FORMAT_VERSION = 1
+MODALITIES = ("hires", "lores", "sar")
+_SPLITS = {"train": 0, "val": 1, "validation": 1}
+_RECREATE = "re-create it with `salibi align`"
+
+
+def open_aligned(path: str | os.PathLike[str]) -> Any:
+    """Open an aligned training set read-only and check it: an ``h5py.File`` (use it as a
+    context manager). Raises :class:`DataFormatError` naming the file, with the fix, for
+    anything that is not a complete ``salibi-aligned`` version 1 file."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"{path}: no such file; create it with `salibi align`")
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a directory, not an aligned HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({err}); {_RECREATE}") from None
+    try:
+        _check_layout(path, f)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _check_layout(path: Path, f: Any) -> None:
+    kind = f.attrs.get("format")
+    if kind is None or _text(kind) != FORMAT:
+        found = "no format attribute" if kind is None else f"format {_text(kind)!r}"
+        raise DataFormatError(f"{path}: not a salibi aligned training set ({found}); {_RECREATE}")
+    version = f.attrs.get("format_version")
+    if version is None or int(version) != FORMAT_VERSION:
+        raise DataFormatError(
+            f"{path}: aligned-set format version {version} is not the one this salibi reads ({FORMAT_VERSION}); "
+            f"{_RECREATE}"
+        )
+    missing = [name for name in ("bounds", "split") if name not in f]
+    modalities = [m for m in MODALITIES if m in f]
+    if not modalities:
+        missing.append("any modality group (hires, lores, sar)")
+    for m in modalities:
+        missing += [f"{m}/{name}" for name in ("data", "mean", "std") if name not in f[m]]
+        missing += [f"{m} attribute {a!r}" for a in ("gsd", "bands") if a not in f[m].attrs]
+    if missing:
+        raise DataFormatError(f"{path}: incomplete or damaged aligned set (missing {', '.join(missing)}); {_RECREATE}")
+    n = f["split"].shape[0]
+    for name, shape in [("bounds", f["bounds"].shape)] + [(f"{m}/data", f[m]["data"].shape) for m in modalities]:
+        if shape[0] != n or (name == "bounds" and shape[1:] != (4,)) or (name != "bounds" and len(shape) != 4):
+            raise DataFormatError(f"{path}: {name} has shape {shape}, inconsistent with {n} samples; {_RECREATE}")
+    for m in modalities:
+        channels = f[m]["data"].shape[1]
+        if f[m]["mean"].shape != (channels,) or f[m]["std"].shape != (channels,) or len(f[m].attrs["bands"]) != channels:
+            raise DataFormatError(f"{path}: {m} statistics or band names do not match its {channels} channels; {_RECREATE}")
+
+
+class _FileInfo:
+    """What the dataset needs of one file, read once with the file closed afterwards."""
+
+    def __init__(self, path: Path, split: int | None) -> None:
+        with open_aligned(path) as f:
+            labels = f["split"][:]
+            self.rows = np.arange(len(labels), dtype=np.int64) if split is None else np.flatnonzero(labels == split)
+            self.modalities = tuple(m for m in MODALITIES if m in f)
+            self.info: dict[str, dict[str, Any]] = {}
+            for m in self.modalities:
+                group = f[m]
+                self.info[m] = {
+                    "channels": int(group["data"].shape[1]),
+                    "bands": [_text(b) for b in group.attrs["bands"]],
+                    "gsd": float(group.attrs["gsd"]),
+                    "mean": [float(v) for v in group["mean"][:]],
+                    "std": [float(v) for v in group["std"][:]],
+                    "chip_px": int(group["data"].shape[-1]),
+                }
+        self.path = path
+
+
+class AlignedDataset(Dataset):
+    """One or several aligned training sets as one dataset (files concatenated in order).
+
+    ``split``: ``"train"``, ``"val"`` or ``None`` (all samples). ``modalities``: the ones to
+    return (default: those present in every file). ``normalize``: per-band standardisation
+    with each file's training statistics.
+    """
+
+    def __init__(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str | None = None,
+        modalities: Sequence[str] | None = None,
+        normalize: bool = True,
+    ) -> None:
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise InputError("AlignedDataset: give at least one aligned HDF5 file")
+        if split is not None and split not in _SPLITS:
+            raise InputError(f"split={split!r}: use 'train', 'val' or None")
+        self.split = split
+        self.normalize = normalize
+        self._files = [_FileInfo(p, None if split is None else _SPLITS[split]) for p in self.paths]
+
+        common = [m for m in MODALITIES if all(m in fi.modalities for fi in self._files)]
+        if modalities is None:
+            chosen = common
+        else:
+            chosen = list(dict.fromkeys(modalities))
+            for m in chosen:
+                lacking = [str(fi.path) for fi in self._files if m not in fi.modalities]
+                if m not in MODALITIES:
+                    raise InputError(f"modalities: {m!r} is not one of {', '.join(MODALITIES)}")
+                if lacking:
+                    raise InputError(f"modality {m!r} is not in {', '.join(lacking)}; leave it out or re-align those files")
+            chosen = [m for m in MODALITIES if m in chosen]
+        self.modalities: tuple[str, ...] = tuple(chosen)
+        first = self._files[0]
+        for fi in self._files[1:]:
+            for m in self.modalities:
+                if fi.info[m]["channels"] != first.info[m]["channels"]:
+                    raise InputError(
+                        f"{fi.path}: {m} has {fi.info[m]['channels']} bands but {first.path} has "
+                        f"{first.info[m]['channels']}; align every file with the same bands"
+                    )
+        self._offsets = np.cumsum([0] + [len(fi.rows) for fi in self._files]).tolist()
+        # Per file and modality: mean and std shaped (C, 1, 1) for broadcasting.
+        self._stats = [
+            {
+                m: (
+                    np.asarray(fi.info[m]["mean"], np.float32)[:, None, None],
+                    np.where(np.asarray(fi.info[m]["std"], np.float32) > 0, np.asarray(fi.info[m]["std"], np.float32), 1.0)
+                    .astype(np.float32)[:, None, None],
+                )
+                for m in self.modalities
+            }
+            for fi in self._files
+        ]
+        self._handles: dict[int, Any] = {}
+        self._pid: int | None = None
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def modality_info(self) -> dict[str, dict[str, Any]]:
+        """Per modality (from the first file): channels, bands, gsd, mean, std (lists)."""
+        first = self._files[0].info
+        return {m: {k: first[m][k] for k in ("channels", "bands", "gsd", "mean", "std")} for m in self.modalities}
+
+    def file_indices(self) -> list[range]:
+        """For each file, the dataset indices of its samples (chip shapes may differ between files)."""
+        return [range(self._offsets[k], self._offsets[k + 1]) for k in range(len(self._files))]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(file, row in that file)`` of dataset index ``index``."""
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} is out of range for a dataset of {n} samples")
+        k = bisect.bisect_right(self._offsets, index) - 1
+        return k, int(self._files[k].rows[index - self._offsets[k]])
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _handle(self, k: int) -> Any:
+        import h5py
+
+        if self._pid != os.getpid():
+            # A forked worker must not use its parent's HDF5 handles.
+            self._handles, self._pid = {}, os.getpid()
+        handle = self._handles.get(k)
+        if handle is None:
+            handle = self._handles[k] = h5py.File(self._files[k].path, "r")
+        return handle
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        k, row = self.locate(int(index))
+        f = self._handle(k)
+        info = self._files[k].info
+        sample: dict[str, Any] = {}
+        for m in self.modalities:
+            x = np.asarray(f[m]["data"][row], dtype=np.float32)
+            mean, std = self._stats[k][m]
+            invalid = np.isnan(x)
+            if self.normalize:
+                x = (x - mean) / std
+                x[invalid] = 0.0
+            elif invalid.any():
+                x = np.where(invalid, mean, x)
+            sample[m] = torch.from_numpy(np.ascontiguousarray(x))
+        sample["gsd"] = {m: info[m]["gsd"] for m in self.modalities}
+        sample["bounds"] = torch.from_numpy(np.asarray(f["bounds"][row], dtype=np.float64))
+        sample["index"] = row
+        sample["file"] = k
+        return sample
+
+    def close(self) -> None:
+        """Close the HDF5 handles this process opened."""
+        if self._pid == os.getpid():
+            for handle in self._handles.values():
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - closing at shutdown must not raise
+                    pass
+        self._handles = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        names = ", ".join(str(p) for p in self.paths)
+        return f"AlignedDataset([{names}], split={self.split!r}, modalities={self.modalities}, samples={len(self)})"
