@@ -433,8 +433,13 @@ def _utm_of_centre(modalities: list[_Modality]) -> CRS:
 def _envelope(dataset: Any) -> tuple[float, float, float, float]:
     """Bounds of a raster in its own CRS, also for rotated transforms."""
     t, w, h = dataset.transform, dataset.width, dataset.height
-    xs, ys = zip(*(t * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))))
+    xs, ys = zip(*(_apply(t, c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))))
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def _apply(t: Any, x: float, y: float) -> tuple[float, float]:
+    """Affine ``t`` applied to the point ``(x, y)`` (spelled out: affine 3 deprecates ``*``)."""
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
 
 
 def _round_significant(value: float, digits: int) -> float:
@@ -508,7 +513,8 @@ def _plan_grid(modalities: list[_Modality], footprint: tuple[float, float, float
     except ValueError as err:
         message = str(err)
         if message.startswith("tile_size_m: "):
-            message = "--tile-size-m " + message[len("tile_size_m: ") :]
+            rest = message[len("tile_size_m: ") :]
+            message = f"--tile-size-m {rest}" if rest[:1].isdigit() else f"--tile-size-m {tile_size_m:g}: {rest}"
         raise InputError(message + " (or change --gsd)" if "whole number" in message else message) from None
 
 
@@ -580,7 +586,9 @@ def _warp(inp: _Input, extent: tuple[float, float, float, float], gsd: float) ->
         dst_crs=inp.target,
         dst_nodata=np.nan,
         resampling=resampling,
-        num_threads=min(4, os.cpu_count() or 1),
+        # One thread: GDAL's multi-threaded warper swallows read errors of corrupt files
+        # (and prints them itself); the parallel work is the core's anyway.
+        num_threads=1,
     )
     if inp.is_complex:
         window = _source_window(inp, extent)
@@ -604,7 +612,7 @@ def _source_window(inp: _Input, extent: tuple[float, float, float, float]) -> An
     ys = [extent[1], extent[1], extent[3], extent[3], (extent[1] + extent[3]) / 2]
     sx, sy = transform_points(inp.target, ds.crs, xs, ys)
     inverse = ~ds.transform
-    cols, rows = zip(*(inverse * (x, y) for x, y in zip(sx, sy)))
+    cols, rows = zip(*(_apply(inverse, x, y) for x, y in zip(sx, sy)))
     col0 = max(0, math.floor(min(cols)) - _READ_MARGIN_PX)
     col1 = min(ds.width, math.ceil(max(cols)) + _READ_MARGIN_PX)
     row0 = max(0, math.floor(min(rows)) - _READ_MARGIN_PX)
@@ -725,6 +733,8 @@ def _progress_bar(enabled: bool) -> Any:
     )
     from rich.text import Text
 
+    console = Console(stderr=True)
+
     class ChipsPerSecond(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
@@ -738,8 +748,11 @@ def _progress_bar(enabled: bool) -> Any:
         ChipsPerSecond(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
+        console=console,
+        # Only on a terminal, and gone when done (the summary follows): logs and error
+        # output stay one clear line.
+        transient=True,
+        disable=not (enabled and console.is_terminal),
     )
 
 

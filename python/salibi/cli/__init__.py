@@ -53,9 +53,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from salibi.cli import bias, eval, info
+    from salibi.cli import align, bias, embed, eval, info
 
-    for module in (info, bias, eval):
+    for module in (info, bias, eval, align, embed):
         cli.add_command(module.command)
 
 

@@ -155,7 +155,9 @@ pub fn plan_tile_grid(
     let rows = ((top - min_y) / tile_size + WHOLE_TOLERANCE).floor().max(0.0) as usize;
     if rows == 0 || cols == 0 {
         let (width, height) = (max_x - min_x, max_y - min_y);
-        let fits = ((width.min(height) - unit) / unit).floor() * unit;
+        // The snapped corner does not depend on the tile size: this is the largest that fits.
+        let room = (max_x - left).min(top - min_y);
+        let fits = (room / unit + WHOLE_TOLERANCE).floor() * unit;
         let hint = if fits >= unit {
             format!("use a tile size of at most {fits} m")
         } else {
@@ -217,7 +219,7 @@ mod tests {
         let err = plan_tile_grid([0.0, 0.0, 300.0, 300.0], 960.0, &[("a", 1.0)], (0.0, 0.0)).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("300.0 x 300.0 m") && text.contains("at most 299 m"),
+            text.contains("300.0 x 300.0 m") && text.contains("at most 300 m"),
             "{text}"
         );
     }
