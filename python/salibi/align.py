@@ -204,16 +204,16 @@ def align(
     started = time.perf_counter()
     files = {"hires": _as_paths(hires), "lores": _as_paths(lores), "sar": _as_paths(sar)}
     gsd = dict(gsd or {})
-    bands = {k: list(v) for k, v in (bands or {}).items()}
+    picked: dict[str, list[int]] = {k: [int(b) for b in v] for k, v in (bands or {}).items()}
     present = [m for m in MODALITIES if files[m]]
-    _check_arguments(present, gsd, bands, tile_size_m, max_nodata, val_fraction)
+    _check_arguments(present, gsd, picked, tile_size_m, max_nodata, val_fraction)
     output = Path(output)
     _check_output(output, overwrite)
 
     import rasterio
 
     with ExitStack() as stack, rasterio.Env():
-        modalities = [_open_modality(m, files[m], bands.get(m), stack) for m in present]
+        modalities = [_open_modality(m, files[m], picked.get(m), stack) for m in present]
         target = _target_crs(crs, modalities)
         for mod in modalities:
             for inp in mod.inputs:
