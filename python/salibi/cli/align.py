@@ -31,7 +31,7 @@ def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
               help="Chip side on the ground, metres; a whole number of pixels at every modality's GSD.")
 @click.option("--gsd", "gsd_values", multiple=True, metavar="MODALITY=M",
               help="Metres per pixel of a modality's chips, e.g. --gsd hires=2.5 --gsd lores=10 "
-                   "(default: the native GSD of the modality's finest file).")
+                   "(default: the native GSD of the modality's finest file, rounded to 3 significant digits).")
 @click.option("--bands", "band_values", multiple=True, metavar="MODALITY=I,J,...",
               help="Bands to keep, numbered from 1 over the concatenated bands of that modality's files "
                    "in the order given, e.g. --bands lores=4,3,2 (default: all).")
