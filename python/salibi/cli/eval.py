@@ -83,6 +83,10 @@ def geobench(
         raise click.UsageError(f"unexpected argument(s) {' '.join(results_files)}; did you mean --compare?")
     if not checkpoint:
         raise click.UsageError("--checkpoint is required (or use --compare A.json B.json ...)")
+    chosen = [p.strip() for p in protocols.split(",") if p.strip()]
+    known = ("knn", "linear", "seg")
+    if not chosen or any(p not in known for p in chosen):
+        raise click.BadParameter(f"{protocols!r}: a comma-separated list of {', '.join(known)}", param_hint="--protocol")
     chart = output.with_suffix(".png")
     if not overwrite:
         for path in (output, chart):

@@ -123,10 +123,10 @@ def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> _Identity:
         return _Identity(None, (), None)
     colours = [c for c in (_colour(n) for n in band.names) if c]
     if band.kind == "Sentinel2":
-        s2 = next((s for s in (_s2_id(n) for n in band.names) if s), None)
-        if s2:
-            aliases = (f"colour:{S2_COLOUR[s2]}",) if s2 in S2_COLOUR else ()
-            return _Identity(f"s2:{s2}", aliases, band.wavelength or S2_WAVELENGTH[s2])
+        found = next((s for s in (_s2_id(n) for n in band.names) if s), None)
+        if found:
+            aliases = (f"colour:{S2_COLOUR[found]}",) if found in S2_COLOUR else ()
+            return _Identity(f"s2:{found}", aliases, band.wavelength or S2_WAVELENGTH[found])
     if colours and band.kind in ("SpectralBand", "BandInfo"):
         return _Identity(f"colour:{colours[0]}", (), band.wavelength or COLOUR_WAVELENGTH[colours[0]])
     # Another sensor's optical band (Landsat-8, ...): its colour is only an alias.

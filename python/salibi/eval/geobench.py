@@ -205,7 +205,7 @@ def discover_tasks(root: str | os.PathLike[str]) -> dict[str, Path]:
     """Task name -> task folder for every task under ``root``.
 
     ``root`` is the GEO-Bench folder (holding ``classification_v1.0/``, ``segmentation_v1.0/``),
-    or one benchmark folder itself. Folders starting with ``_`` or ``.`` are skipped. When a
+    or, when it holds no such folder, a folder of task folders (one benchmark). Folders starting with ``_`` or ``.`` are skipped. When a
     task appears in several versions of a benchmark, the newest version wins.
     """
     root = Path(root).expanduser()
@@ -218,7 +218,7 @@ def discover_tasks(root: str | os.PathLike[str]) -> dict[str, Path]:
         raise InputError(f"GEO-Bench root {root} is a file: pass the folder holding classification_v1.0/")
     benchmarks = sorted((p for p in root.iterdir() if p.is_dir() and BENCHMARK_FOLDER.match(p.name)),
                         key=lambda p: _version_key(p.name))
-    if not benchmarks and BENCHMARK_FOLDER.match(root.name):
+    if not benchmarks:  # the root is one benchmark folder itself (whatever its name)
         benchmarks = [root]
     tasks: dict[str, Path] = {}
     for benchmark in benchmarks:
@@ -401,7 +401,8 @@ class Task:
             if key not in f or not isinstance(f[key], h5py.Dataset):
                 raise DataFormatError(f"{path}: band {key!r} listed in the sample metadata has no dataset")
             data = f[key][()]
-            meta = attrs.get(key) if isinstance(attrs.get(key), dict) else {}
+            entry = attrs.get(key)
+            meta: dict[str, Any] = entry if isinstance(entry, dict) else {}
             if key.startswith("label"):
                 label = data
                 continue

@@ -39,7 +39,7 @@ KNN_K = 20
 LINEAR_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SEG_STEPS = 300
 SEG_BATCH = 16
-SEG_LR = 1e-3
+SEG_LR = 1e-2
 
 
 def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -197,6 +197,7 @@ def segmentation_probe(
     with torch.no_grad():
         bound = 1.0 / dim**0.5
         head.weight.uniform_(-bound, bound, generator=generator)
+        assert head.bias is not None
         head.bias.zero_()
     head.to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)

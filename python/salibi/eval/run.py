@@ -80,6 +80,7 @@ def evaluate_task(
     batch_size: int = 64,
     device: Any = "cpu",
     log: Log = _stderr,
+    seg_steps: int = P.SEG_STEPS,
 ) -> dict[str, dict[str, float]]:
     """``{protocol: {metric: mean, metric_std: std}}`` of one task whose ``inputs`` are mapped."""
     specs = task.specs
@@ -104,7 +105,7 @@ def evaluate_task(
             elapsed = time.perf_counter() - started
             log(f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
                 f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)")
-        return _run_protocols(task, kind, features, protocols, seeds, device, log)
+        return _run_protocols(task, kind, features, protocols, seeds, device, log, seg_steps)
     finally:
         for split_features in features.values():
             split_features.close()
@@ -112,7 +113,7 @@ def evaluate_task(
 
 def _run_protocols(
     task: Task, kind: str, features: dict[str, SplitFeatures], protocols: Sequence[str], seeds: int, device: Any,
-    log: Log,
+    log: Log, seg_steps: int,
 ) -> dict[str, dict[str, float]]:
     n_classes = task.specs.label.n_classes
     train, test = features["train"], features["test"]
@@ -135,7 +136,8 @@ def _run_protocols(
             assert train.tokens is not None and test.tokens is not None and train.grid is not None
             for seed in range(seeds):
                 predicted = P.segmentation_probe(train.tokens, train.labels, test.tokens, train.grid,
-                                                 train.label_px_per_token, n_classes, seed=seed, device=device)  # fmt: skip
+                                                 train.label_px_per_token, n_classes, seed=seed, steps=seg_steps,
+                                                 device=device)  # fmt: skip
                 scores.setdefault("miou", []).append(P.mean_iou(test.labels, predicted, n_classes))
                 valid_px = test.labels >= 0
                 scores.setdefault("pixel_accuracy", []).append(P.accuracy(test.labels[valid_px], predicted[valid_px]))
@@ -165,11 +167,13 @@ def evaluate_geobench(
     device: str = "auto",
     log: Log = _stderr,
     model: Any = None,
+    seg_steps: int = P.SEG_STEPS,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
 
     ``tasks``: names (list or comma-separated); default every task found. ``model``: an
     already loaded model to use instead of loading ``checkpoint`` (its path is still reported).
+    ``seg_steps``: training steps of the segmentation head.
     """
     protocol_list = _parse_list(protocols)
     unknown = [p for p in protocol_list if p not in PROTOCOLS]
@@ -218,7 +222,7 @@ def evaluate_geobench(
                 continue
             log(f"{name} ({kind}, {task.specs.spatial_resolution:g} m): " + " | ".join(m.describe() for m in inputs.modalities))
             results["tasks"][name] = evaluate_task(model, task, inputs, applicable, partition, seeds, batch_size,
-                                                   torch_device, log)  # fmt: skip
+                                                   torch_device, log, seg_steps)  # fmt: skip
         except KeyboardInterrupt:
             raise
         except SalibiError as err:

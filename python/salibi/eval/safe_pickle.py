@@ -64,6 +64,9 @@ class Record:
     """
 
     class_path: str = "geobench.Record"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    fields: dict[str, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Record":
         self = object.__new__(cls)
@@ -202,7 +205,7 @@ class _PendingDtype:
         match = _SIMPLE_DTYPE.match(self.spec)
         assert match is not None  # checked in __init__
         kind, size = match.group(1), match.group(2)
-        endian = self.state[1] if self.state else "="
+        endian: Any = self.state[1] if self.state else "="
         if kind in "US" and self.state and isinstance(self.state[5], int) and self.state[5] > 0:
             size = str(self.state[5] // (4 if kind == "U" else 1))
         dtype = np.dtype(kind + size)
@@ -493,9 +496,9 @@ class _Writer:
                 self.op(pickle.SETITEMS)
         elif isinstance(v, (datetime.datetime, datetime.date)):
             # The same (class, (packed bytes,)) reduction the standard library uses.
-            cls, args = v.__reduce__()[:2]
-            self.global_("datetime", cls.__name__)
-            self.tuple_(args)
+            packed: Any = v.__reduce__()[1]  # (bytes,) or (bytes, tzinfo)
+            self.global_("datetime", type(v).__name__)
+            self.tuple_(packed)
             self.op(pickle.REDUCE)
         elif isinstance(v, np.ndarray):
             self.array(v)
