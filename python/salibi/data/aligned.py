@@ -217,16 +217,18 @@ class AlignedDataset(Dataset):
             self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(k)
         if handle is None:
-            handle = self._handles[k] = h5py.File(self._files[k].path, "r")
+            f = h5py.File(self._files[k].path, "r")
+            # Dataset objects looked up once per file and process, not per sample.
+            handle = self._handles[k] = {"file": f, "bounds": f["bounds"], **{m: f[m]["data"] for m in self.modalities}}
         return handle
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         k, row = self.locate(int(index))
-        f = self._handle(k)
+        datasets = self._handle(k)
         info = self._files[k].info
         sample: dict[str, Any] = {}
         for m in self.modalities:
-            x = np.asarray(f[m]["data"][row], dtype=np.float32)
+            x = np.asarray(datasets[m][row], dtype=np.float32)
             mean, std = self._stats[k][m]
             invalid = np.isnan(x)
             if self.normalize:
@@ -236,7 +238,7 @@ class AlignedDataset(Dataset):
                 x = np.where(invalid, mean, x)
             sample[m] = torch.from_numpy(np.ascontiguousarray(x))
         sample["gsd"] = {m: info[m]["gsd"] for m in self.modalities}
-        sample["bounds"] = torch.from_numpy(np.asarray(f["bounds"][row], dtype=np.float64))
+        sample["bounds"] = torch.from_numpy(np.asarray(datasets["bounds"][row], dtype=np.float64))
         sample["index"] = row
         sample["file"] = k
         return sample
@@ -246,7 +248,7 @@ class AlignedDataset(Dataset):
         if self._pid == os.getpid():
             for handle in self._handles.values():
                 try:
-                    handle.close()
+                    handle["file"].close()
                 except Exception:  # noqa: BLE001 - closing at shutdown must not raise
                     pass
         self._handles = {}
