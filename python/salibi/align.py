@@ -181,7 +181,8 @@ def align(
     hires: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
     lores: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
     sar: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
-    output: str | os.PathLike[str] = "aligned.h5",
+    *,
+    output: str | os.PathLike[str],
     tile_size_m: float = 960.0,
     gsd: Mapping[str, float] | None = None,
     bands: Mapping[str, Sequence[int]] | None = None,
@@ -196,10 +197,12 @@ def align(
 
     ``hires``/``lores``/``sar``: a path or a list of paths per modality (at least two
     modalities). ``gsd``: metres per pixel per modality (default: the native GSD of the
-    modality's finest file rounded to three significant digits, e.g. 0.49999 -> 0.5; two for
-    files that must be reprojected, whose GSD on the target CRS is an estimate). ``bands``: 1-based band positions over the concatenated bands of
-    a modality's files. Raises :class:`salibi.errors.SalibiError` subclasses for anything the
-    user can fix; no output is left behind on failure.
+    modality's finest file rounded to three significant digits, e.g. 0.49999 -> 0.5; to two
+    for files that must be reprojected, whose GSD on the target CRS is an estimate).
+    ``bands``: 1-based band positions over the concatenated bands of a modality's files.
+    ``val_fraction``: share of the kept chips (before buffer chips are dropped) that goes to
+    validation. Raises :class:`salibi.errors.SalibiError` subclasses for anything the user can
+    fix; no output is left behind on failure.
     """
     started = time.perf_counter()
     files = {"hires": _as_paths(hires), "lores": _as_paths(lores), "sar": _as_paths(sar)}
