@@ -47,6 +47,15 @@ def numpy_bias(query: np.ndarray, key: np.ndarray, heads: int, ref_length: float
     return -slopes(heads)[:, None, None] * distance[None]
 
 
+@pytest.fixture(autouse=True, scope="package")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and lose a lot when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny():
     torch.manual_seed(0)

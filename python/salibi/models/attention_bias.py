@@ -14,14 +14,14 @@ modality, or the joint SAR + low-res tokens of the fusion encoder -- is a ``(B, 
 global ids, and the bias between two such sets is the sub-table at those ids of one cached
 ``(N_total, N_total)`` table (never a full table repeated per batch element). Unmasked calls
 use ids of shape ``(1, N)`` and get a bias of shape ``(1, H, N, M)`` that broadcasts over the
-batch; :meth:`TokenGeometry.full_bias` caches those.
+batch; :meth:`TokenGeometry.full_bias` caches those (unmasked encoding, the MAE decoder).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -178,11 +178,24 @@ class TokenGeometry:
         distance = self.table()[query_ids.unsqueeze(-1), key_ids.unsqueeze(-2)]  # (B, nq, nk)
         return distance.unsqueeze(1) * negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
 
-    def full_bias(self, query: str, key: str, heads: int) -> torch.Tensor:
-        """``(1, H, Nq, Nk)`` bias between all tokens of two modalities (cached: unmasked inference)."""
+    def full_bias(self, query: str | Sequence[str], key: str | Sequence[str], heads: int) -> torch.Tensor:
+        """``(1, H, Nq, Nk)`` bias between all tokens of one modality, or of consecutive ones (in
+        the geometry's order), and another: unmasked inference and the decoder. Cached."""
+        query, key = _names(query), _names(key)
         return _CACHE.get(("bias", *self._key, query, key, heads), lambda: self._full_bias(query, key, heads))
 
-    def _full_bias(self, query: str, key: str, heads: int) -> torch.Tensor:
-        q0, k0 = self.offsets[query], self.offsets[key]
-        block = self.table()[q0 : q0 + self.grids[query].num_patches, k0 : k0 + self.grids[key].num_patches]
+    def _span(self, modalities: tuple[str, ...]) -> slice:
+        names = list(self.grids)
+        first = names.index(modalities[0])
+        if tuple(names[first : first + len(modalities)]) != modalities:
+            raise ValueError(f"modalities {modalities} are not consecutive in this geometry ({names})")
+        last = modalities[-1]
+        return slice(self.offsets[modalities[0]], self.offsets[last] + self.grids[last].num_patches)
+
+    def _full_bias(self, query: tuple[str, ...], key: tuple[str, ...], heads: int) -> torch.Tensor:
+        block = self.table()[self._span(query), self._span(key)]
         return (block.unsqueeze(0) * negative_slopes(heads, self.device, self.dtype).view(heads, 1, 1)).unsqueeze(0)
+
+
+def _names(modalities: str | Sequence[str]) -> tuple[str, ...]:
+    return (modalities,) if isinstance(modalities, str) else tuple(modalities)

@@ -136,6 +136,7 @@ def save_checkpoint(
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private
         save_file(tensors, str(staging / WEIGHTS), metadata={"format": FORMAT})
         (staging / CONFIG).write_text(text + "\n", encoding="utf-8")
         if path.exists():  # replace: move the old one aside first, so a complete one always exists
@@ -287,7 +288,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     _check_weights(folder)
     weights = folder / WEIGHTS
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise DataFormatError(f"{weights}: cannot be read ({err}); use another checkpoint or save it again") from None
 

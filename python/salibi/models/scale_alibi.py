@@ -206,15 +206,16 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _global_mean(local: torch.Tensor) -> torch.Tensor:
-    """A scalar whose value is the mean of ``local`` over ranks and whose gradient is
-    ``local``'s: with DDP's gradient averaging, both equal one process over the global batch."""
+def _global_means(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scalars whose values are the means of ``local``'s over ranks (one all_reduce) and whose
+    gradients are ``local``'s: with DDP's gradient averaging, both equal one process over the
+    global batch (per-sample means over equal local batches)."""
     _, world = _world()
     if world == 1:
         return local
-    total = local.detach().clone()
-    dist.all_reduce(total)
-    return local + (total / world - local.detach())
+    values = torch.stack([v.detach() for v in local.values()])
+    dist.all_reduce(values)
+    return {k: v + (total / world - v.detach()) for (k, v), total in zip(local.items(), values)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,8 +302,9 @@ class ScaleAlibiModel(nn.Module):
             return torch.get_autocast_dtype(kind)
         return self.logit_scale.dtype
 
-    def _check_images(self, images: object, modality: str, batch_size: int | None = None) -> torch.Tensor:
-        where = f"batch[{modality!r}]"
+    def _check_images(
+        self, images: object, modality: str, batch_size: int | None = None, where: str = "images"
+    ) -> torch.Tensor:
         if modality not in self.modalities:
             raise InputError(
                 f"{where}: this model was built without {modality!r} (modalities: {', '.join(self.modalities)}); "
@@ -368,14 +370,15 @@ class ScaleAlibiModel(nn.Module):
     def random_masking(self, batch: int, patches: int, ratio: float, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, k) sorted indices of the patches each sample keeps, k = max(1, int(N * (1 - ratio))).
 
-        Independent per sample, from torch's global RNG (or the given (B, N) ``noise``).
+        Independent per sample, from torch's global CPU generator whatever the device (so
+        ``torch.manual_seed`` / ``torch.set_rng_state`` fix the masks), or the given (B, N) ``noise``.
         """
         keep = max(1, int(patches * (1.0 - ratio)))
         if noise is None:
-            noise = torch.rand(batch, patches, device=self.device)
+            noise = torch.rand(batch, patches)
         elif tuple(noise.shape) != (batch, patches):
             raise InputError(f"mask noise of shape {tuple(noise.shape)}: expected ({batch}, {patches})")
-        return noise.to(self.device).argsort(dim=1)[:, :keep].sort(dim=1).values
+        return noise.to(self.device, non_blocking=True).argsort(dim=1)[:, :keep].sort(dim=1).values
 
     # -- unimodal encoding (inference) ----------------------------------------------------------
 
@@ -473,10 +476,8 @@ class ScaleAlibiModel(nn.Module):
             sequences.append(full)
             sizes.append(rows * cols)
         x = torch.cat(sequences, dim=1)  # (B, sum N_m, Dd)
-        bias = None
-        if geometry is not None:
-            every = torch.arange(geometry.num_tokens, device=x.device).unsqueeze(0)
-            bias = geometry.bias(every, every, c.decoder_heads)  # (1, Hd, sum N_m, sum N_m)
+        every = list(joint)
+        bias = geometry.full_bias(every, every, c.decoder_heads) if geometry else None  # (1, Hd, sum N, sum N)
         for block in self.decoder_blocks:
             x = block(x, bias)
         x = self.decoder_norm(x)
@@ -542,23 +543,22 @@ class ScaleAlibiModel(nn.Module):
         encoded = {m: self.encoders[m](tokens[m], self_bias[m]) for m in images}  # (B, k_m, D)
 
         # 3. contrastive loss on the mean-pooled unimodal tokens
+        losses: dict[str, torch.Tensor] = {}
         with torch.autocast(self.device.type, enabled=False):
-            contrastive = _global_mean(self.contrastive_loss({m: x.float().mean(dim=1) for m, x in encoded.items()}))
+            losses["contrastive"] = self.contrastive_loss({m: x.float().mean(dim=1) for m, x in encoded.items()})
 
         # 4. fusion, then 5. reconstruction of the masked patches of every modality
         masked = [m for m in images if keep[m].shape[1] < grid_shapes[m][0] * grid_shapes[m][1]]
-        out: dict[str, torch.Tensor] = {}
-        if masked:
+        if masked:  # (nothing is hidden with mask_ratio 0, or chips of one patch)
             pred = self.decode(self.fuse(encoded, ids, geometry), keep, grid_shapes, geometry)
             with torch.autocast(self.device.type, enabled=False):
                 for m in masked:
-                    out[f"reconstruction_{m}"] = _global_mean(self.reconstruction_loss(images[m], pred[m], keep[m]))
-                reconstruction = torch.stack([out[f"reconstruction_{m}"] for m in masked]).mean()
-        else:  # nothing hidden (mask_ratio 0): nothing to reconstruct
-            reconstruction = contrastive.new_zeros(())
-        out["contrastive"] = contrastive
-        out["reconstruction"] = reconstruction
-        out["loss"] = c.contrastive_weight * contrastive + c.reconstruction_weight * reconstruction
+                    losses[f"reconstruction_{m}"] = self.reconstruction_loss(images[m], pred[m], keep[m])
+
+        out = _global_means(losses)
+        parts = [out[f"reconstruction_{m}"] for m in masked]
+        out["reconstruction"] = torch.stack(parts).mean() if parts else out["contrastive"].new_zeros(())
+        out["loss"] = c.contrastive_weight * out["contrastive"] + c.reconstruction_weight * out["reconstruction"]
         out["temperature"] = 1.0 / self.logit_scale.detach().float().exp().clamp(max=100.0)
         return out
 
@@ -577,7 +577,9 @@ class ScaleAlibiModel(nn.Module):
             raise InputError("batch['gsd']: expected a dict of modality -> metres per pixel")
         images: dict[str, torch.Tensor] = {}
         for m in present:
-            images[m] = self._check_images(batch[m], m, images[present[0]].shape[0] if images else None)
+            images[m] = self._check_images(
+                batch[m], m, images[present[0]].shape[0] if images else None, where=f"batch[{m!r}]"
+            )
         missing = [m for m in present if m not in gsd_in]
         if missing:
             raise InputError(f"batch['gsd'] has no entry for {', '.join(missing)}")
