@@ -176,7 +176,8 @@ class TokenGeometry:
         Batch dimensions of 1 broadcast; the result has batch 1 when both are 1.
         """
         distance = self.table()[query_ids.unsqueeze(-1), key_ids.unsqueeze(-2)]  # (B, nq, nk)
-        return distance.unsqueeze(1) * negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
+        out = _aligned((distance.shape[0], heads, *distance.shape[1:]), self.device, self.dtype)
+        return torch.mul(distance.unsqueeze(1), negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1), out=out)
 
     def full_bias(self, query: str | Sequence[str], key: str | Sequence[str], heads: int) -> torch.Tensor:
         """``(1, H, Nq, Nk)`` bias between all tokens of one modality, or of consecutive ones (in
@@ -194,7 +195,15 @@ class TokenGeometry:
 
     def _full_bias(self, query: tuple[str, ...], key: tuple[str, ...], heads: int) -> torch.Tensor:
         block = self.table()[self._span(query), self._span(key)]
-        return (block.unsqueeze(0) * negative_slopes(heads, self.device, self.dtype).view(heads, 1, 1)).unsqueeze(0)
+        out = _aligned((1, heads, *block.shape), self.device, self.dtype)
+        return torch.mul(block, negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1), out=out)
+
+
+def _aligned(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor whose rows start every 16 elements: CUDA's memory-efficient attention
+    wants the mask's last dimension aligned, and would otherwise pad a copy in every layer."""
+    *lead, n = shape
+    return torch.empty(*lead, -(-n // 16) * 16, device=device, dtype=dtype)[..., :n]
 
 
 def _names(modalities: str | Sequence[str]) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ import torch
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.models.config import ModelConfig
+from salibi.models.scale_alibi import ScaleAlibiModel
 
 FORMAT = "salibi-checkpoint"
 FORMAT_VERSION = 1
@@ -39,20 +40,19 @@ CONFIG = "config.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def _unwrap(model: torch.nn.Module) -> ScaleAlibiModel:
     """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
+    while not isinstance(model, ScaleAlibiModel):
         if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
             model = model.module
         elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-            model = model._orig_mod
+            model = model._orig_mod  # type: ignore[assignment]
         else:
-            return model
+            raise InputError(f"save_checkpoint: {type(model).__name__} is not a salibi model (build it with salibi.models.build)")
+    return model
 
 
-def _modality_entries(
-    model: torch.nn.Module, which: str, given: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def _modality_entries(model: ScaleAlibiModel, which: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """Per-modality values of ``which`` (bands, gsd, mean, std): given ones over the model's own."""
     if given is None:
         given = {}
@@ -62,17 +62,17 @@ def _modality_entries(
     if stray:
         raise InputError(f"{which} given for {', '.join(stray)}, which the model does not have "
                          f"(modalities: {', '.join(model.modalities)})")  # fmt: skip
-    out = {}
+    out: dict[str, Any] = {}
     for m in model.modalities:
         value = given.get(m, model.modality_info[m].get(which))
         channels = model.config.channels[m]
         if value is None:
             out[m] = None
         elif which == "gsd":
-            value = float(value)
-            if not (value > 0 and math.isfinite(value)):
+            gsd = float(value)
+            if not (gsd > 0 and math.isfinite(gsd)):
                 raise InputError(f"gsd[{m!r}] = {value}: must be a positive number of metres per pixel")
-            out[m] = value
+            out[m] = gsd
         else:
             try:
                 values = value.tolist() if hasattr(value, "tolist") else list(value)
@@ -115,8 +115,6 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     model = _unwrap(model)
-    if not hasattr(model, "config") or not hasattr(model, "modality_info"):
-        raise InputError(f"save_checkpoint: {type(model).__name__} is not a salibi model (build it with salibi.models.build)")
     entries = {which: _modality_entries(model, which, given)
                for which, given in (("bands", bands), ("gsd", gsd), ("mean", mean), ("std", std))}  # fmt: skip
     modalities = {
@@ -264,14 +262,12 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     )
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> torch.nn.Module:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ScaleAlibiModel:
     """The model saved in ``path`` (checkpoint or run folder, see :func:`resolve_checkpoint`),
     on ``map_location``, in eval mode, with ``modality_info``, ``checkpoint_metadata`` and
     ``checkpoint_path`` set."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from salibi.models.scale_alibi import ScaleAlibiModel
 
     folder = resolve_checkpoint(path)
     document = _read_config(folder)

@@ -106,6 +106,8 @@ class ModelConfig:
             raise InputError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.decoder_dim % self.decoder_heads:
             raise InputError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        if self.variant == "sincos" and (self.dim % 4 or self.decoder_dim % 4):
+            raise InputError(f"variant sincos needs dim and decoder_dim divisible by 4 (got {self.dim}, {self.decoder_dim})")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise InputError(f"mask_ratio {self.mask_ratio}: must be in [0, 1)")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -232,15 +234,16 @@ class ScaleAlibiModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         config.validate()
-        if config.variant == "sincos" and (config.dim % 4 or config.decoder_dim % 4):
-            raise InputError("variant sincos needs dim and decoder_dim divisible by 4")
         self.config = config
         self.modalities: tuple[str, ...] = config.modalities
         #: per modality: channels, bands, gsd, mean, std (training-set facts; see checkpoint.py)
-        self.modality_info: dict[str, dict] = {
+        self.modality_info: dict[str, dict[str, Any]] = {
             m: {"channels": config.channels[m], "bands": None, "gsd": None, "mean": None, "std": None}
             for m in self.modalities
         }
+        #: set by load_checkpoint: the extra keywords given to save_checkpoint, and the folder
+        self.checkpoint_metadata: dict[str, Any] = {}
+        self.checkpoint_path: Path | None = None
         c, p = config, config.patch_size
 
         # unimodal encoders
@@ -284,7 +287,7 @@ class ScaleAlibiModel(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Conv2d):  # patch embeddings: as a linear layer (MAE)
                 nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
-                nn.init.zeros_(module.bias)
+                nn.init.zeros_(module.bias)  # type: ignore[arg-type]
         nn.init.normal_(self.mask_token, std=0.02)
         for token in self.modality_tokens.values():
             nn.init.normal_(token, std=0.02)
@@ -361,7 +364,8 @@ class ScaleAlibiModel(nn.Module):
 
     def patch_tokens(self, images: torch.Tensor, modality: str) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, D) patch embeddings (+ sin-cos positions in that variant)."""
-        x = self.encoders[modality].embed_patches(images)
+        encoder: Encoder = self.encoders[modality]  # type: ignore[assignment]
+        x = encoder.embed_patches(images)
         if self.config.variant == "sincos":
             p = self.config.patch_size
             x = x + sincos_embedding(images.shape[-2] // p, images.shape[-1] // p, x.shape[-1], x.device, x.dtype)
@@ -391,7 +395,8 @@ class ScaleAlibiModel(nn.Module):
         call; by default it is ``config.ref_length`` or, when unset, the chip's patch footprint.
         """
         images = self._check_images(images, modality)
-        geometry = self.geometry({modality: images.shape[-2:]}, {modality: self._check_gsd(gsd, modality)}, ref_length)
+        size = (images.shape[-2], images.shape[-1])
+        geometry = self.geometry({modality: size}, {modality: self._check_gsd(gsd, modality)}, ref_length)
         bias = geometry.full_bias(modality, modality, self.config.heads) if geometry else None  # (1, H, N, N)
         return self.encoders[modality](self.patch_tokens(images, modality), bias)
 
@@ -436,7 +441,7 @@ class ScaleAlibiModel(nn.Module):
         def bias(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
             return geometry.bias(q, k, heads) if geometry is not None else None
 
-        def run(stage: FusionStage, a: list[str], b: list[str]) -> None:
+        def run(stage: FusionStage, a: Sequence[str], b: Sequence[str]) -> None:
             ids_a = torch.cat([ids[m] for m in a], dim=1)  # (B|1, k_a)
             ids_b = torch.cat([ids[m] for m in b], dim=1)
             biases = {"aa": bias(ids_a, ids_a), "ab": bias(ids_a, ids_b), "bb": bias(ids_b, ids_b), "ba": bias(ids_b, ids_a)}
@@ -527,7 +532,7 @@ class ScaleAlibiModel(nn.Module):
         images, gsd = self._read_batch(batch)
         batch_size, p = next(iter(images.values())).shape[0], c.patch_size
         grid_shapes = {m: (x.shape[-2] // p, x.shape[-1] // p) for m, x in images.items()}
-        geometry = self.geometry({m: x.shape[-2:] for m, x in images.items()}, gsd)
+        geometry = self.geometry({m: (x.shape[-2], x.shape[-1]) for m, x in images.items()}, gsd)
 
         # 1. patch tokens and random masks; the kept tokens of each modality
         tokens, keep, ids, self_bias = {}, {}, {}, {}
