@@ -126,3 +126,15 @@ def test_segmentation_tokens_and_labels(model, synthetic_root):
     assert features.labels.shape == (len(names), 40, 40)
     np.testing.assert_array_equal(features.labels[0], task.read_sample(names[0])["label"])
     features.close()
+
+
+def test_reader_processes_give_the_same_features_in_order(model, synthetic_root):
+    task = open_task(synthetic_root, "m-tiny-forestnet")
+    bands, gsd = checkpoint_bands(model)
+    inputs = map_task_bands(task.specs, bands, gsd, task.name)
+    names = task.partition()["train"]
+    stats = band_normalisation(task, inputs, names)
+    here = extract_features(model, task, inputs, names, stats, batch_size=4)
+    workers = extract_features(model, task, inputs, names, stats, batch_size=4, num_workers=2)
+    np.testing.assert_allclose(here.pooled, workers.pooled, atol=1e-5)
+    np.testing.assert_array_equal(here.labels, workers.labels)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from salibi.cli.options import batch_size_option, device_option, overwrite_option
+from salibi.cli.options import batch_size_option, device_option, num_workers_option, overwrite_option
 from salibi.errors import InputError, OutputExistsError
 
 
@@ -40,6 +40,7 @@ def command() -> None:
               help="Results JSON; a PNG bar chart is written beside it.")  # fmt: skip
 @overwrite_option
 @batch_size_option(64)
+@num_workers_option
 @device_option
 @click.option("--compare", is_flag=True,
               help="Instead of evaluating, print one table comparing the results files given as arguments.")
@@ -56,6 +57,7 @@ def geobench(
     output: Path,
     overwrite: bool,
     batch_size: int,
+    num_workers: int,
     device: str,
     compare: bool,
     results_files: tuple[str, ...],
@@ -99,7 +101,7 @@ def geobench(
     from salibi.eval.run import evaluate_geobench
 
     results = evaluate_geobench(checkpoint, root=root, tasks=tasks, partition=partition, protocols=protocols,
-                                seeds=seeds, batch_size=batch_size, device=device)  # fmt: skip
+                                seeds=seeds, batch_size=batch_size, device=device, num_workers=num_workers)  # fmt: skip
     write_results(results, output)
     written = write_bar_chart(results, chart)
     click.echo(markdown_table(results), nl=False)

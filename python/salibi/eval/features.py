@@ -193,6 +193,42 @@ def _segmentation_label(label: np.ndarray, n_classes: int, height: int, width: i
     return out
 
 
+class SampleLoader:
+    """Sample ``i`` of ``names`` read and prepared for every modality (picklable for workers)."""
+
+    def __init__(self, task: Task, inputs: TaskInputs, names: list[str], stats: dict[str, tuple[float, float]],
+                 patch: int, segmentation: bool) -> None:  # fmt: skip
+        self.task, self.inputs, self.names, self.stats = task, inputs, names, stats
+        self.patch, self.segmentation = patch, segmentation
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.task.read_sample(self.names[index])
+        arrays, gsds, sizes = [], [], []
+        for modality in self.inputs.modalities:
+            array, gsd, size = prepare_sample(sample, modality, self.stats, self.patch, self.segmentation)
+            arrays.append(array)
+            gsds.append(gsd)
+            sizes.append(size)
+        # "size": the first modality's size before fitting, which the label grid follows.
+        return {"index": index, "arrays": arrays, "gsds": gsds, "label": sample["label"], "size": sizes[0]}
+
+
+def _keep_numpy(item: Any) -> Any:
+    return item
+
+
+def _iterate(loader: SampleLoader, num_workers: int) -> Any:
+    if num_workers <= 0:
+        return (loader[i] for i in range(len(loader)))
+    from torch.utils.data import DataLoader
+
+    return DataLoader(loader, batch_size=None, shuffle=False, num_workers=num_workers,  # type: ignore[arg-type]
+                      collate_fn=_keep_numpy, prefetch_factor=4)  # fmt: skip
+
+
 def extract_features(
     model: Any,
     task: Task,
@@ -203,8 +239,13 @@ def extract_features(
     device: "torch.device | str" = "cpu",
     keep_tokens: bool = False,
     progress: Callable[[int], None] | None = None,
+    num_workers: int = 0,
 ) -> SplitFeatures:
-    """Encode the samples ``names`` of ``task`` with the frozen ``model`` (see the module docstring)."""
+    """Encode the samples ``names`` of ``task`` with the frozen ``model`` (see the module docstring).
+
+    ``num_workers`` > 0 reads and prepares samples in that many worker processes (in order),
+    while this process batches them by shape and runs the model.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -274,19 +315,15 @@ def extract_features(
         if progress is not None:
             progress(len(batch))
 
-    for i, sample in enumerate(task.iter_samples(list(names))):
-        arrays, gsds = [], []
-        for modality in inputs.modalities:
-            array, gsd, size = prepare_sample(sample, modality, stats, patch, segmentation)
-            if label_px_per_token is None:
-                label_px_per_token = patch * label_hw[0] / size[0]
-            arrays.append(array)
-            gsds.append(gsd)
-        label = sample["label"]
+    loader = SampleLoader(task, inputs, list(names), stats, patch, segmentation)
+    for item in _iterate(loader, num_workers):
+        i, arrays, gsds = item["index"], item["arrays"], item["gsds"]
+        if label_px_per_token is None:
+            label_px_per_token = patch * label_hw[0] / item["size"][0]
         if segmentation:
-            labels[i] = _segmentation_label(label, specs.label.n_classes, *label_hw)
+            labels[i] = _segmentation_label(item["label"], specs.label.n_classes, *label_hw)
         else:
-            labels[i] = label
+            labels[i] = item["label"]
         key = tuple((a.shape, round(g, 6)) for a, g in zip(arrays, gsds))
         group = pending.setdefault(key, [])
         group.append((i, arrays, gsds))

@@ -256,6 +256,7 @@ class Task:
     path: Path
     _specs: TaskSpecs | None = field(default=None, repr=False)
     _band_stats: dict[str, dict[str, float]] | None = field(default=None, repr=False)
+    _band_lookup: dict[str, BandInfo] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -398,9 +399,10 @@ class Task:
         sample: dict[str, Any] = {"name": sample_name, "bands": {}, "band_info": {}, "gsd": {}, "dates": {}}
         label: Any = attrs.get("label")
         for key in keys:
-            if key not in f or not isinstance(f[key], h5py.Dataset):
+            dataset = f.get(key)
+            if not isinstance(dataset, h5py.Dataset):
                 raise DataFormatError(f"{path}: band {key!r} listed in the sample metadata has no dataset")
-            data = f[key][()]
+            data = dataset[()]
             entry = attrs.get(key)
             meta: dict[str, Any] = entry if isinstance(entry, dict) else {}
             if key.startswith("label"):
@@ -423,15 +425,13 @@ class Task:
         return sample
 
     def _spec_band_lookup(self) -> dict[str, BandInfo]:
-        try:
-            bands = self.specs.bands
-        except MissingInputError:
-            return {}
-        lookup: dict[str, BandInfo] = {}
-        for band in bands:
-            for name in band.names:
-                lookup.setdefault(name, band)
-        return lookup
+        if self._band_lookup is None:
+            lookup: dict[str, BandInfo] = {}
+            for band in self.specs.bands:
+                for name in band.names:
+                    lookup.setdefault(name, band)
+            self._band_lookup = lookup
+        return self._band_lookup
 
     def _stored_gsd(self, stored: Any, shape: tuple[int, ...]) -> float:
         value = _float_or_none(stored)

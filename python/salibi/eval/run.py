@@ -81,6 +81,7 @@ def evaluate_task(
     device: Any = "cpu",
     log: Log = _stderr,
     seg_steps: int = P.SEG_STEPS,
+    num_workers: int = 0,
 ) -> dict[str, dict[str, float]]:
     """``{protocol: {metric: mean, metric_std: std}}`` of one task whose ``inputs`` are mapped."""
     specs = task.specs
@@ -101,7 +102,8 @@ def evaluate_task(
             if split == "valid" and want_tokens and "knn" not in protocols and "linear" not in protocols:
                 continue  # the segmentation head is trained a fixed number of steps: no validation
             started = time.perf_counter()
-            features[split] = extract_features(model, task, inputs, names, stats, batch_size, device, want_tokens)
+            features[split] = extract_features(model, task, inputs, names, stats, batch_size, device, want_tokens,
+                                               num_workers=num_workers)  # fmt: skip
             elapsed = time.perf_counter() - started
             log(f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
                 f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)")
@@ -168,12 +170,13 @@ def evaluate_geobench(
     log: Log = _stderr,
     model: Any = None,
     seg_steps: int = P.SEG_STEPS,
+    num_workers: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
 
     ``tasks``: names (list or comma-separated); default every task found. ``model``: an
     already loaded model to use instead of loading ``checkpoint`` (its path is still reported).
-    ``seg_steps``: training steps of the segmentation head.
+    ``seg_steps``: training steps of the segmentation head. ``num_workers``: reader processes.
     """
     protocol_list = _parse_list(protocols)
     unknown = [p for p in protocol_list if p not in PROTOCOLS]
@@ -222,7 +225,7 @@ def evaluate_geobench(
                 continue
             log(f"{name} ({kind}, {task.specs.spatial_resolution:g} m): " + " | ".join(m.describe() for m in inputs.modalities))
             results["tasks"][name] = evaluate_task(model, task, inputs, applicable, partition, seeds, batch_size,
-                                                   torch_device, log, seg_steps)  # fmt: skip
+                                                   torch_device, log, seg_steps, num_workers)  # fmt: skip
         except KeyboardInterrupt:
             raise
         except SalibiError as err:
