@@ -169,3 +169,13 @@ def test_compare_needs_no_checkpoint(tmp_path):
                              "skipped": {}, "failed": {}}))  # fmt: skip
     result = _run("--compare", str(a))
     assert result.exit_code == 0 and "| t | knn | accuracy | 0.500 |" in result.stdout
+
+
+def test_results_json_is_strict(tmp_path):
+    from salibi.eval.report import markdown_table, write_results
+
+    results = {"checkpoint": "c", "partition": "default", "skipped": {}, "failed": {},
+               "tasks": {"t": {"seg": {"miou": float("nan"), "miou_std": 0.0}}}}  # fmt: skip
+    path = write_results(results, tmp_path / "r.json")
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))["tasks"]["t"]["seg"]["miou"] is None
+    assert "| t | seg | miou | n/a |" in markdown_table(results)

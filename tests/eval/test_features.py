@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -138,3 +139,33 @@ def test_reader_processes_give_the_same_features_in_order(model, synthetic_root)
     workers = extract_features(model, task, inputs, names, stats, batch_size=4, num_workers=2)
     np.testing.assert_allclose(here.pooled, workers.pooled, atol=1e-5)
     np.testing.assert_array_equal(here.labels, workers.labels)
+
+
+def test_large_token_sets_go_to_a_removed_memory_map(model, synthetic_root):
+    task = open_task(synthetic_root, "m-tiny-seg")
+    bands, gsd = checkpoint_bands(model)
+    inputs = map_task_bands(task.specs, bands, gsd, task.name)
+    names = task.partition()["train"]
+    stats = band_normalisation(task, inputs, names)
+    in_memory = extract_features(model, task, inputs, names, stats, keep_tokens=True)
+    on_disk = extract_features(model, task, inputs, names, stats, keep_tokens=True, tokens_in_memory_bytes=0)
+    assert isinstance(on_disk.tokens, np.memmap) and not isinstance(in_memory.tokens, np.memmap)
+    np.testing.assert_array_equal(in_memory.tokens, on_disk.tokens)
+    folder = Path(on_disk.tokens.filename).parent
+    on_disk.close()
+    assert not folder.exists()
+
+
+@pytest.mark.cuda
+def test_cuda_features_match_cpu(random_checkpoint, synthetic_root):
+    task = open_task(synthetic_root, "m-tiny-s2")
+    cpu_model = load_checkpoint(random_checkpoint)
+    gpu_model = load_checkpoint(random_checkpoint, map_location="cuda")
+    bands, gsd = checkpoint_bands(cpu_model)
+    inputs = map_task_bands(task.specs, bands, gsd, task.name)
+    names = task.partition()["train"]
+    stats = band_normalisation(task, inputs, names)
+    cpu = extract_features(cpu_model, task, inputs, names, stats)
+    gpu = extract_features(gpu_model, task, inputs, names, stats, device="cuda")  # bfloat16 autocast
+    cosine = (cpu.pooled * gpu.pooled).sum(1) / np.linalg.norm(cpu.pooled, axis=1) / np.linalg.norm(gpu.pooled, axis=1)
+    assert cosine.min() > 0.99

@@ -240,11 +240,14 @@ def extract_features(
     keep_tokens: bool = False,
     progress: Callable[[int], None] | None = None,
     num_workers: int = 0,
+    tokens_in_memory_bytes: int = TOKENS_IN_MEMORY_BYTES,
 ) -> SplitFeatures:
     """Encode the samples ``names`` of ``task`` with the frozen ``model`` (see the module docstring).
 
     ``num_workers`` > 0 reads and prepares samples in that many worker processes (in order),
-    while this process batches them by shape and runs the model.
+    while this process batches them by shape and runs the model. Segmentation tokens larger
+    than ``tokens_in_memory_bytes`` go to a memory-mapped file in a temporary folder, removed
+    by :meth:`SplitFeatures.close`.
     """
     import torch
     import torch.nn.functional as F
@@ -299,7 +302,7 @@ def extract_features(
             if tokens is None:
                 grid = (rows, cols)
                 shape = (count, rows * cols, joined.shape[2])
-                if np.prod(shape) * 2 > TOKENS_IN_MEMORY_BYTES:
+                if np.prod(shape) * 2 > tokens_in_memory_bytes:
                     storage = tempfile.TemporaryDirectory(prefix="salibi-tokens-")
                     tokens = np.lib.format.open_memmap(
                         os.path.join(storage.name, "tokens.npy"), mode="w+", dtype=np.float16, shape=shape

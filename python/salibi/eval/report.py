@@ -32,9 +32,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (a metric with nothing to measure) become null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    _atomic_write(path, (json.dumps(results, indent=2, allow_nan=True) + "\n").encode())
+    _atomic_write(path, (json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n").encode())
     return path
 
 
