@@ -652,8 +652,10 @@ class _Output:
             os.close(fd)  # the folder was removed by a run that just finished: lock the new one
         raise OutputExistsError(f"-o {self.path}: another salibi embed keeps replacing {self.parts}; choose another -o")
 
-    def release(self) -> None:
+    def close(self) -> None:
+        """Remove the parts folder when empty (only if this run holds it), release the lock."""
         if self._lock_fd is not None:
+            self.remove_parts_folder_if_empty()
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -1003,8 +1005,7 @@ def embed_folder(
         per_tile_normalised = _run(model, todo, settings, store, summary, torch_device, batch_size, num_workers, progress)
         summary.rows = store.merge()
     finally:
-        store.remove_parts_folder_if_empty()  # when empty, e.g. after a refused output
-        store.release()
+        store.close()
     if per_tile_normalised:
         summary.notes.append(
             f"the checkpoint has no normalisation statistics for {', '.join(sorted(per_tile_normalised))}: "

@@ -133,3 +133,19 @@ def test_worker_processes_give_the_same_rows_bit_for_bit(resume_tiles, resume_re
     table = read_embeddings(tmp_path / "out.h5")
     assert table.path == resume_reference.path
     np.testing.assert_array_equal(table.embedding, resume_reference.embedding)
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(resume_tiles, checkpoint, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    tiles, _ = resume_tiles
+    parts = tmp_path / "out.h5.parts"
+    parts.mkdir()
+    fd = os.open(parts, os.O_RDONLY)  # what a running salibi embed holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OutputExistsError, match="another salibi embed is writing this output"):
+            embed_folder(tiles, checkpoint, tmp_path / "out.h5", progress=False)
+        assert parts.is_dir()  # the refused run leaves the other run's folder alone
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "out.h5").exists()
