@@ -33,7 +33,8 @@ How a tile becomes a row:
    band mean) at the bottom and right to a multiple of the patch size. A tile larger than
    ``window_patches`` x ``window_patches`` patches is cut into equal windows no larger than
    that. The row is the mean of the encoder tokens of the patches holding tile pixels (padding
-   patches are left out), over all windows: a token-count-weighted mean of the windows.
+   patches are left out), over all windows: a token-count-weighted mean of the windows. A tile
+   is read whole into memory: cut multi-gigabyte scenes into tiles first (e.g. gdal_retile.py).
 7. Windows of equal (modality, GSD, size) are batched, ``batch_size`` per forward pass, on
    ``device`` (``auto``: CUDA when available, with bf16 autocast); ``num_workers`` processes
    read tiles (a torch DataLoader).
@@ -61,7 +62,7 @@ import re
 import sys
 import time
 import warnings
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -589,7 +590,6 @@ class _Output:
         self.dim = dim
         self._lock_fd: int | None = None
         self._next_part = 0
-        self.wrote_parts = False
 
     # checking and locking
     def prepare(self) -> tuple[set[str], list[str]]:
@@ -724,7 +724,6 @@ class _Output:
                 f["failed_reason"][:] = rows.failed_reason
         os.replace(temporary, final)
         self._next_part += 1
-        self.wrote_parts = True
 
     def attrs_for_file(self) -> dict[str, Any]:
         return {k: v for k, v in self.attrs.items() if k != "checkpoint"}
@@ -979,13 +978,14 @@ def embed_folder(
             f"--modality {modality}: the checkpoint {model.checkpoint_path} has no {modality} encoder "
             f"(it has {', '.join(model.modalities)})"
         )
+    checkpoint_folder = Path(model.checkpoint_path or checkpoint)
     attrs = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "checkpoint_sha256": _sha256(Path(model.checkpoint_path) / WEIGHTS),
+        "checkpoint_sha256": _sha256(checkpoint_folder / WEIGHTS),
         "variant": model.config.variant,
         "model": json.dumps(model.config.to_dict(), sort_keys=True),
-        "checkpoint": str(model.checkpoint_path),
+        "checkpoint": str(checkpoint_folder),
     }
     store = _Output(output, attrs, int(model.config.dim))
     try:
@@ -993,7 +993,7 @@ def embed_folder(
         todo = [(i, rel, path) for i, (rel, path) in enumerate(found) if rel not in done]
         summary = EmbedSummary(
             output=output, tiles_found=len(found), embedded=0, skipped=len(found) - len(todo), failed=0,
-            rows=0, seconds=0.0, device=str(torch_device), checkpoint=Path(model.checkpoint_path), notes=damaged,
+            rows=0, seconds=0.0, device=str(torch_device), checkpoint=checkpoint_folder, notes=damaged,
         )  # fmt: skip
         settings = _ReadSettings(
             modality=modality,
@@ -1021,8 +1021,9 @@ def _tile_iterator(todo: list, settings: _ReadSettings, num_workers: int, pin: b
         return (reader[i] for i in range(len(reader)))
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
-        reader, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity,
+    loader: Any = DataLoader(
+        reader,  # type: ignore[arg-type]  # any map-style object will do
+        batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity,
         pin_memory=pin, prefetch_factor=4,
     )  # fmt: skip
     return iter(loader)
