@@ -53,17 +53,25 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from salibi.cli import align, bias, embed, eval, info
+    from salibi.cli import align, bias, embed, eval, info, pretrain
 
-    for module in (info, bias, eval, align, embed):
+    for module in (info, bias, align, pretrain, eval, embed):
         cli.add_command(module.command)
 
 
 _register()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    # Warnings from salibi are meant for users: one line, no source location.
+    click.echo(f"Warning: {message}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     cli(prog_name="salibi")
 
 

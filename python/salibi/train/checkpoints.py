@@ -1,0 +1,193 @@
+"""A pretraining run on disk, and the training state that makes ``--resume`` exact.
+
+::
+
+    runs/NAME/
+      run.json                     the run's settings (model, data, batch, schedule, seed)
+      metrics.jsonl                one JSON object per logged step (rank 0 only)
+      checkpoints/step_0000100/    model.safetensors + config.json (a salibi checkpoint)
+                                   + trainer.safetensors + trainer.json (optimizer, RNG, data position)
+      checkpoints/last             text file naming the newest complete checkpoint folder
+      tensorboard/                 with --log tensorboard
+
+Nothing here is pickled: tensors go to safetensors, everything else to JSON. Checkpoint
+folders are written under a temporary name and renamed when complete, so a crash leaves at
+most an ignored ``.step_*.tmp`` folder; a damaged newest checkpoint is skipped on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salibi.errors import DataFormatError, MissingInputError
+
+TRAINER_FORMAT = "salibi-trainer-state"
+TRAINER_FORMAT_VERSION = 1
+TRAINER_TENSORS = "trainer.safetensors"
+TRAINER_JSON = "trainer.json"
+_STEP_DIR = re.compile(r"^step_(\d{7})$")
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def checkpoints_dir(run: Path) -> Path:
+    return run / "checkpoints"
+
+
+def step_checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every checkpoint folder of the run, oldest first."""
+    folder = checkpoints_dir(run)
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match[1]), child))
+    return sorted(found)
+
+
+# -- optimizer state without pickle ---------------------------------------------------------------
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into named tensors and a JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for param_id, values in state["state"].items():
+        plain[str(param_id)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain[str(param_id)][key] = value
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(pid): dict(values) for pid, values in meta["state"].items()}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = tensor
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def save_training_checkpoint(
+    run: Path,
+    step: int,
+    write_model: Any,
+    trainer_tensors: dict[str, torch.Tensor],
+    trainer_meta: dict[str, Any],
+) -> Path:
+    """Write ``checkpoints/step_XXXXXXX`` completely under a temporary name, rename it, then
+    point ``checkpoints/last`` at it. ``write_model(folder)`` writes the model checkpoint."""
+    from safetensors.torch import save_file
+
+    folder = checkpoints_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / step_name(step)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
+    try:
+        write_model(staging / "model")  # save_checkpoint makes its own folder atomically
+        for item in (staging / "model").iterdir():
+            os.replace(item, staging / item.name)
+        (staging / "model").rmdir()
+        save_file(trainer_tensors, str(staging / TRAINER_TENSORS), metadata={"format": TRAINER_FORMAT})
+        document = {"format": TRAINER_FORMAT, "format_version": TRAINER_FORMAT_VERSION, **trainer_meta}
+        (staging / TRAINER_JSON).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        if final.exists():  # a re-save of the same step (e.g. stop right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_last(run, final.name)
+    return final
+
+
+def write_last(run: Path, name: str) -> None:
+    last = checkpoints_dir(run) / "last"
+    tmp = last.with_name(".last.tmp")
+    tmp.write_text(name + "\n", encoding="utf-8")
+    if last.is_symlink():
+        last.unlink()
+    os.replace(tmp, last)
+
+
+def prune(run: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints (never the one ``last`` names)."""
+    last_file = checkpoints_dir(run) / "last"
+    protected = last_file.read_text(encoding="utf-8").strip() if last_file.is_file() else None
+    checkpoints = step_checkpoints(run)
+    for _, folder in checkpoints[: max(0, len(checkpoints) - keep)]:
+        if folder.name != protected:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def load_trainer_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The trainer tensors and JSON of one checkpoint; DataFormatError when damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta_path, tensor_path = folder / TRAINER_JSON, folder / TRAINER_TENSORS
+    if not meta_path.is_file() or not tensor_path.is_file():
+        raise MissingInputError(f"{folder}: no training state ({TRAINER_JSON}, {TRAINER_TENSORS}); "
+                                "it is a model-only checkpoint and cannot be resumed")  # fmt: skip
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{meta_path}: damaged ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != TRAINER_FORMAT:
+        raise DataFormatError(f"{meta_path}: not a salibi trainer state")
+    if meta.get("format_version") != TRAINER_FORMAT_VERSION:
+        raise DataFormatError(f"{meta_path}: trainer state version {meta.get('format_version')!r}; "
+                              f"this salibi resumes version {TRAINER_FORMAT_VERSION}")  # fmt: skip
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DataFormatError(f"{tensor_path}: damaged or truncated ({err})") from None
+    return tensors, meta
+
+
+def newest_resumable(run: Path) -> tuple[Path, Any, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The newest checkpoint whose model and training state both load:
+    ``(folder, model, trainer_tensors, trainer_meta)``; damaged newer ones are skipped with a
+    warning naming them. None when the run has no checkpoint at all."""
+    from salibi.models import load_checkpoint
+
+    checkpoints = step_checkpoints(run)
+    if not checkpoints:
+        return None
+    damaged = []
+    for _, folder in reversed(checkpoints):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = load_checkpoint(folder)
+            tensors, meta = load_trainer_state(folder)
+        except (DataFormatError, MissingInputError) as err:
+            damaged.append(folder.name)
+            warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", UserWarning, stacklevel=2)
+            continue
+        return folder, model, tensors, meta
+    raise DataFormatError(
+        f"{run}: every checkpoint is damaged ({', '.join(damaged)}); start a new run with another --out"
+    )

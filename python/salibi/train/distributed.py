@@ -1,0 +1,140 @@
+"""Process groups the PyTorch way: torchrun's environment, or torch's own elastic launcher.
+
+``salibi pretrain`` runs as
+
+- one process (CPU or one GPU);
+- N local ranks it starts itself (``--gpus N`` over NCCL, ``--cpu-procs N`` over gloo) through
+  ``torch.distributed.launcher.elastic_launch`` -- the engine behind ``torchrun --standalone``;
+- one rank of a larger job when started by torchrun (or SLURM + torchrun): ``RANK``,
+  ``WORLD_SIZE`` and ``LOCAL_RANK`` are set, so it joins that job's process group.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from salibi.errors import DeviceError
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Where this process stands in the job."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun (or our own launcher) started this process as one rank of a job."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def check_gpus(requested: int) -> None:
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested > available:
+        raise DeviceError(
+            f"--gpus {requested}: this machine has {available} usable CUDA GPU(s)"
+            + ("; train on CPU with --cpu-procs N instead" if available == 0 else f"; use --gpus {available} or fewer")
+        )
+
+
+def setup(use_cuda: bool) -> Rank:
+    """Join the job's process group (if any) and pick this rank's device."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+        return Rank(0, 0, 1, device)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceError(f"LOCAL_RANK {local_rank} has no GPU: this node has {torch.cuda.device_count()}")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        device = torch.device("cpu")
+        # Share the cores between the local ranks instead of oversubscribing them.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        dist.init_process_group("gloo")
+    return Rank(rank, local_rank, world_size, device)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch_local(entrypoint: Callable[..., Any], args: tuple[Any, ...], nprocs: int) -> dict[int, Any]:
+    """Run ``entrypoint(*args)`` on ``nprocs`` local ranks with torch's elastic launcher
+    (standalone rendezvous on a free local port, no restarts). Returns each rank's result."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nprocs,
+        run_id=f"salibi-{uuid.uuid4().hex[:12]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+    return elastic_launch(config, entrypoint)(*args)
+
+
+def any_rank(flag: bool, rank: Rank) -> bool:
+    """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
+    if not rank.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=rank.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def gather_rng_states(rank: Rank) -> dict[str, torch.Tensor]:
+    """Every rank's torch (and CUDA) generator state, gathered on all ranks."""
+    states = {"cpu": torch.get_rng_state()}
+    if rank.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(rank.device)
+    if not rank.distributed:
+        return {f"rng.{kind}.rank0": state for kind, state in states.items()}
+    gathered: dict[str, torch.Tensor] = {}
+    for kind, state in states.items():
+        local = state.to(rank.device)
+        parts = [torch.empty_like(local) for _ in range(rank.world_size)]
+        dist.all_gather(parts, local)
+        gathered.update({f"rng.{kind}.rank{r}": part.cpu() for r, part in enumerate(parts)})
+    return gathered
+
+
+def restore_rng_state(states: dict[str, torch.Tensor], rank: Rank) -> bool:
+    """Restore this rank's generators; False when the checkpoint has none for this rank."""
+    cpu = states.get(f"rng.cpu.rank{rank.rank}")
+    if cpu is None:
+        return False
+    torch.set_rng_state(cpu)
+    cuda = states.get(f"rng.cuda.rank{rank.rank}")
+    if cuda is not None and rank.device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, rank.device)
+    return True

@@ -1,0 +1,49 @@
+"""Training state without pickle: optimizer round trip, run folder layout, pruning."""
+
+from __future__ import annotations
+
+import torch
+
+from salibi.train import checkpoints
+
+
+def test_optimizer_state_round_trips_through_tensors_and_json(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
+    model(torch.randn(5, 4)).square().sum().backward()
+    optimizer.step()
+    tensors, meta = checkpoints.flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, str(tmp_path / "t.safetensors"))
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    restored = checkpoints.unflatten_optimizer(load_file(str(tmp_path / "t.safetensors")),
+                                               json.loads((tmp_path / "m.json").read_text()))
+    other = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
+    other.load_state_dict(restored)
+    for a, b in zip(optimizer.state_dict()["state"].values(), other.state_dict()["state"].values()):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+    # Both take the same next step.
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    optimizer.step()
+    after_first = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), snapshot):
+            p.copy_(s)
+    other.step()
+    for p, a in zip(model.parameters(), after_first):
+        torch.testing.assert_close(p, a)
+
+
+def test_prune_keeps_the_newest_and_the_one_last_names(tmp_path):
+    run = tmp_path / "run"
+    for step in (100, 200, 300, 400):
+        (checkpoints.checkpoints_dir(run) / checkpoints.step_name(step)).mkdir(parents=True)
+    checkpoints.write_last(run, "step_0000200")
+    checkpoints.prune(run, keep=2)
+    names = [folder.name for _, folder in checkpoints.step_checkpoints(run)]
+    assert names == ["step_0000200", "step_0000300", "step_0000400"]
+    assert (checkpoints.checkpoints_dir(run) / "last").read_text().strip() == "step_0000200"

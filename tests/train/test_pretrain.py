@@ -1,0 +1,205 @@
+"""salibi pretrain: DDP equivalence, exact resume after SIGTERM, damaged checkpoints, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+from click.testing import CliRunner
+
+from salibi.cli import cli
+from salibi.train.loop import PretrainConfig, learning_rate
+
+# The installed command, run in fresh processes (ranks need their own processes anyway).
+SALIBI = str(Path(sys.executable).with_name("salibi"))
+
+COMMON = ["--batch-size", "8", "--log-every", "1", "--quiet"]
+
+
+def run_salibi(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """The installed command in a fresh process (ranks need their own processes anyway).
+    One thread per process keeps runs quick and repeatable on a shared 2-core machine."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    result = subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"salibi {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_curve(a: list[dict], b: list[dict], tolerance: float = 1e-4) -> None:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        for key in ("loss", "contrastive", "reconstruction", "lr"):
+            assert abs(x[key] - y[key]) <= tolerance * max(1.0, abs(y[key])), (x["step"], key, x[key], y[key])
+
+
+def run_until_step(args: list[str], run: Path, step: int) -> subprocess.CompletedProcess:
+    """Start a run, send SIGTERM once ``step`` is logged, and wait for it to exit."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([SALIBI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    log = run / "metrics.jsonl"
+    while not (log.exists() and len(log.read_text().splitlines()) >= step):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run did not reach the step in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def reference_run(aligned_set, tmp_path_factory) -> Path:
+    """One process, 12 uninterrupted steps: the curve the other runs must reproduce."""
+    run = tmp_path_factory.mktemp("runs") / "reference"
+    run_salibi("pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON)
+    return run
+
+
+def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, reference_run, tmp_path):
+    run = tmp_path / "two"
+    result = run_salibi("pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--cpu-procs", "2",
+                        "--save-every", "100", *COMMON)  # fmt: skip
+    assert "trained 12/12 steps" in result.stdout
+    assert_same_curve(metrics(run), metrics(reference_run))
+
+
+def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(aligned_set, reference_run, tmp_path):
+    run = tmp_path / "stopped"
+    args = ["pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON]
+    stopped = run_until_step(args, run, step=4)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped by SIGTERM after step" in stopped.stdout and "--resume" in stopped.stdout
+    saved = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert len(saved) == 1 and 4 <= int(saved[0][5:]) < 12  # saved on the way out, not at the end
+    run_salibi(*args, "--resume")
+    assert_same_curve(metrics(run), metrics(reference_run), tolerance=1e-6)
+
+
+def test_preempted_two_rank_job_resumes_on_one_process(aligned_set, reference_run, tmp_path):
+    """SIGTERM to the launcher reaches both ranks, which save and exit promptly; the run then
+    continues on a different number of ranks with the same data order and masks."""
+    run = tmp_path / "preempted"
+    args = ["pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON]
+    started = time.monotonic()
+    stopped = run_until_step([*args, "--cpu-procs", "2"], run, step=3)
+    assert stopped.returncode == 0, stopped.stderr
+    assert time.monotonic() - started < 120
+    assert list((run / "checkpoints").glob("step_*")), "the ranks saved nothing"
+    run_salibi(*args, "--resume")
+    assert_same_curve(metrics(run), metrics(reference_run))
+
+
+def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, reference_run, tmp_path):
+    run = tmp_path / "damaged"
+    args = ["pretrain", str(aligned_set), "--out", str(run), "--save-every", "3", "--max-steps", "12", *COMMON]
+    run_salibi(*args)
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
+        "step_0000006", "step_0000009", "step_0000012"]  # --keep 3
+    weights = run / "checkpoints" / "step_0000012" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    resumed = run_salibi(*args, "--resume")
+    assert "skipping incomplete checkpoint" in resumed.stderr and "step_0000012" in resumed.stderr
+    assert "trained 12/12 steps" in resumed.stdout
+    assert [r["step"] for r in metrics(run)] == list(range(1, 13))
+    assert_same_curve(metrics(run), metrics(reference_run), tolerance=1e-6)
+    assert (run / "checkpoints" / "last").read_text().strip() == "step_0000012"
+    from salibi.models import load_checkpoint
+
+    load_checkpoint(run / "checkpoints" / "step_0000012")  # re-written whole
+
+
+def test_checkpoint_is_a_loadable_salibi_checkpoint(reference_run):
+    from salibi.models import load_checkpoint
+
+    model = load_checkpoint(reference_run)
+    assert model.checkpoint_path.name == "step_0000012"
+    assert model.modality_info["lores"]["bands"] == ["B4", "B3", "B2", "B8"]
+    assert model.modality_info["sar"]["gsd"] == 10.0
+    assert len(model.modality_info["lores"]["mean"]) == 4
+    assert model.checkpoint_metadata["step"] == 12
+    run_doc = json.loads((reference_run / "run.json").read_text())
+    assert run_doc["config"]["batch_size"] == 8 and run_doc["total_steps"] == 12
+
+
+# -- in-process checks of options and bad input -------------------------------------------------------
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["pretrain", *args])
+
+
+def test_missing_data_file_is_one_clear_line(tmp_path):
+    result = invoke(str(tmp_path / "nope.h5"), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0 and "nope.h5" in result.output and "salibi align" in result.output
+
+
+def test_data_of_another_format_version_is_refused(aligned_set, tmp_path):
+    copy = tmp_path / "v2.h5"
+    copy.write_bytes(aligned_set.read_bytes())
+    with h5py.File(copy, "r+") as f:
+        f.attrs["format_version"] = 2
+    result = invoke(str(copy), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert "v2.h5" in result.output and "version" in result.output
+
+
+def test_more_gpus_than_present_is_refused(aligned_set, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = invoke(str(aligned_set), "--out", str(tmp_path / "run"), "--gpus", "4")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --gpus 4: this machine has 0 usable CUDA GPU(s)")
+    assert "--cpu-procs" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_larger_than_the_data_and_indivisible_batches(aligned_set, tmp_path):
+    result = invoke(str(aligned_set), "--out", str(tmp_path / "run"), "--batch-size", "100000")
+    assert result.exit_code == 1 and "lower --batch-size" in result.output
+    result = invoke(str(aligned_set), "--out", str(tmp_path / "run"), "--batch-size", "9", "--cpu-procs", "2")
+    assert result.exit_code == 1 and "divisible" in result.output
+    result = invoke(str(aligned_set), "--out", str(tmp_path / "run"), "--max-steps", "3", "--epochs", "1")
+    assert result.exit_code == 2
+
+
+def test_existing_run_needs_resume_and_resume_keeps_its_settings(aligned_set, reference_run):
+    result = invoke(str(aligned_set), "--out", str(reference_run), "--max-steps", "12")
+    assert result.exit_code == 1 and "--resume" in result.output
+    result = invoke(str(aligned_set), "--out", str(reference_run), "--resume", "--model", "small")
+    assert result.exit_code == 1 and "--model 'small' (the run has 'tiny')" in result.output
+    result = invoke(str(aligned_set), "--out", str(reference_run), "--resume", "--max-steps", "12")
+    assert result.exit_code == 0 and "already trained 12 of 12 steps" in result.output
+
+
+def test_tensorboard_log_and_metrics_fields(aligned_set, tmp_path):
+    run = tmp_path / "tb"
+    result = invoke(str(aligned_set), "--out", str(run), "--max-steps", "2", "--log", "tensorboard", *COMMON)
+    assert result.exit_code == 0, result.output
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    record = metrics(run)[-1]
+    assert {"step", "loss", "contrastive", "reconstruction", "lr", "samples_per_s"} <= set(record)
+
+
+def test_warmup_then_cosine_schedule():
+    config = PretrainConfig(data=[], out="", lr=1e-3, batch_size=256, min_lr_ratio=0.1)
+    lrs = [learning_rate(s, config, total_steps=100, warmup_steps=10) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
+    half = PretrainConfig(data=[], out="", lr=1e-3, batch_size=128)
+    assert learning_rate(50, half, 100, 10) == pytest.approx(learning_rate(50, config, 100, 10) / 2 * (1 + 0.01) / (1 + 0.1), rel=0.2)
