@@ -74,17 +74,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_of(repeats: int, fn: Callable[[], object], device: torch.device) -> float:
-    fn()  # warm-up (kernels, caches, allocator)
-    times = []
+def best_of(repeats: int, *fns: Callable[[], object], device: torch.device) -> list[float]:
+    """Best time of each function, run in turns (so a busy machine slows both alike)."""
+    for fn in fns:
+        fn()  # warm-up (kernels, caches, allocator)
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        gc.collect()
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            gc.collect()
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast: bool) -> None:
@@ -114,8 +117,7 @@ def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast:
         a, b = ours(), theirs()
         error = (a.float() - b.float()).abs().max().item()
         del a, b
-        t_ours = best_of(args.repeats, ours, device)
-        t_theirs = best_of(args.repeats, theirs, device)
+        t_ours, t_theirs = best_of(args.repeats, ours, theirs, device=device)
     print(f"  inference        salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
           f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.5x)   max |diff| {error:.1e}")  # fmt: skip
 
@@ -126,8 +128,7 @@ def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast:
 
         return step
 
-    t_ours = best_of(args.repeats, train(ours), device)
-    t_theirs = best_of(args.repeats, train(theirs), device)
+    t_ours, t_theirs = best_of(args.repeats, train(ours), train(theirs), device=device)
     print(f"  forward+backward salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
           f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.6x)")  # fmt: skip
     if device.type == "cuda":
@@ -163,7 +164,7 @@ def training_step(size: str, batch: int, chips: dict, args: argparse.Namespace, 
         out["loss"].backward()
     flops = counter.get_total_flops()
     model.zero_grad(set_to_none=True)
-    seconds = best_of(args.repeats, step, device)
+    (seconds,) = best_of(args.repeats, step, device=device)
     tflops = flops / seconds / 1e12
     line = (f"  train step {size:5s} batch {batch:3d}: {seconds * 1e3:9.1f} ms, {patches / seconds:10.0f} input patches/s "
             f"({batch / seconds:7.1f} samples/s), {flops / 1e12:7.3f} TFLOP/step, {tflops:7.2f} TFLOP/s")  # fmt: skip
@@ -179,7 +180,7 @@ def training_step(size: str, batch: int, chips: dict, args: argparse.Namespace, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (best is kept)")
     parser.add_argument("--batch", type=int, default=2, help="batch of the encoder comparison")
     parser.add_argument("--image", type=int, default=512, help="chip size in px for the encoder comparison")
     parser.add_argument("--train-batch-tiny", type=int, default=16)

@@ -153,3 +153,12 @@ def test_geometry_bias_broadcasts_for_unmasked_ids():
     expected = numpy_bias(centres(3, 4, 8, 10.0), centres(6, 8, 8, 5.0), 12, 80.0)
     np.testing.assert_allclose(bias[0].numpy(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(geometry.full_bias("lores", "hires", 12), bias)
+
+
+def test_biases_cached_under_inference_mode_serve_training_later(tiny):
+    images = torch.randn(2, 3, 24, 40)
+    with torch.inference_mode():
+        expected = tiny.encode(images, modality="hires", gsd=3.0)
+    tokens = tiny.encode(images, modality="hires", gsd=3.0)  # same geometry: cached bias, with autograd
+    tokens.square().mean().backward()
+    torch.testing.assert_close(tokens.detach(), expected)

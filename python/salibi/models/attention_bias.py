@@ -50,7 +50,10 @@ class _DeviceCache:
                 self.hits += 1
                 return found
             self.misses += 1
-        value = build()  # outside the lock: building may take a while; a racing twin is harmless
+        # Outside the lock (building may take a while; a racing twin is harmless), and never as
+        # an inference tensor, which autograd could not use later.
+        with torch.inference_mode(False), torch.no_grad():
+            value = build()
         size = value.numel() * value.element_size()
         with self._lock:
             if key not in self._entries and size <= self.max_bytes:
@@ -176,8 +179,9 @@ class TokenGeometry:
         Batch dimensions of 1 broadcast; the result has batch 1 when both are 1.
         """
         distance = self.table()[query_ids.unsqueeze(-1), key_ids.unsqueeze(-2)]  # (B, nq, nk)
+        slopes = negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
         out = _aligned((distance.shape[0], heads, *distance.shape[1:]), self.device, self.dtype)
-        return torch.mul(distance.unsqueeze(1), negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1), out=out)
+        return torch.mul(distance.unsqueeze(1), slopes, out=out)
 
     def full_bias(self, query: str | Sequence[str], key: str | Sequence[str], heads: int) -> torch.Tensor:
         """``(1, H, Nq, Nk)`` bias between all tokens of one modality, or of consecutive ones (in
@@ -195,8 +199,8 @@ class TokenGeometry:
 
     def _full_bias(self, query: tuple[str, ...], key: tuple[str, ...], heads: int) -> torch.Tensor:
         block = self.table()[self._span(query), self._span(key)]
-        out = _aligned((1, heads, *block.shape), self.device, self.dtype)
-        return torch.mul(block, negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1), out=out)
+        slopes = negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
+        return torch.mul(block, slopes, out=_aligned((1, heads, *block.shape), self.device, self.dtype))
 
 
 def _aligned(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
