@@ -186,6 +186,7 @@ def align(
     tile_size_m: float = 960.0,
     gsd: Mapping[str, float] | None = None,
     bands: Mapping[str, Sequence[int]] | None = None,
+    band_names: Mapping[str, Sequence[str]] | None = None,
     crs: str | None = None,
     max_nodata: float = 0.05,
     val_fraction: float = 0.1,
@@ -200,6 +201,9 @@ def align(
     modality's finest file rounded to three significant digits, e.g. 0.49999 -> 0.5; to two
     for files that must be reprojected, whose GSD on the target CRS is an estimate).
     ``bands``: 1-based band positions over the concatenated bands of a modality's files.
+    ``band_names``: names for a modality's kept bands, in order (default: the files' band
+    descriptions, else ``<file stem>:<band>``); name them when the files do not (``red``,
+    ``VV``, ``B04``, ...) so evaluation and embedding can match bands by name.
     ``val_fraction``: share of the kept chips (before buffer chips are dropped) that goes to
     validation. Raises :class:`salibi.errors.SalibiError` subclasses for anything the user can
     fix; no output is left behind on failure.
@@ -217,6 +221,7 @@ def align(
 
     with ExitStack() as stack, rasterio.Env():
         modalities = [_open_modality(m, files[m], picked.get(m), stack) for m in present]
+        _rename_bands(modalities, band_names or {})
         target = _target_crs(crs, modalities)
         for mod in modalities:
             for inp in mod.inputs:
@@ -380,6 +385,20 @@ def _open_modality(name: str, paths: list[Path], picked: list[int] | None, stack
     channel_order = None if order == list(range(position)) else np.asarray(order)
     band_names = [_band_name(opened[f][0], opened[f][1], b) for f, b in chosen]
     return _Modality(name=name, inputs=inputs, band_names=band_names, channel_order=channel_order)
+
+
+def _rename_bands(modalities: list[_Modality], names: Mapping[str, Sequence[str]]) -> None:
+    by_name = {mod.name: mod for mod in modalities}
+    for modality, given in names.items():
+        if modality not in by_name:
+            raise InputError(f"--band-names {modality}: no {modality} input was given")
+        mod, given = by_name[modality], [str(n).strip() for n in given]
+        if len(given) != len(mod.band_names) or not all(given):
+            raise InputError(
+                f"--band-names {modality}: {len(given)} name(s) for {len(mod.band_names)} band(s) "
+                f"({', '.join(mod.band_names)}); give one non-empty name per kept band, in order"
+            )
+        mod.band_names = given
 
 
 def _band_name(path: Path, dataset: Any, band: int) -> str:

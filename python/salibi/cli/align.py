@@ -35,6 +35,9 @@ def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
 @click.option("--bands", "band_values", multiple=True, metavar="MODALITY=I,J,...",
               help="Bands to keep, numbered from 1 over the concatenated bands of that modality's files "
                    "in the order given, e.g. --bands lores=4,3,2 (default: all).")
+@click.option("--band-names", "band_name_values", multiple=True, metavar="MODALITY=A,B,...",
+              help="Names of a modality's kept bands, in order, e.g. --band-names lores=red,green,blue "
+                   "(default: the files' band descriptions, else FILE:BAND).")
 @click.option("--crs", default=None, metavar="CRS",
               help="Projected target CRS, e.g. EPSG:32631 (default: the high-res input's, or the UTM zone "
                    "of the footprint when that is geographic).")
@@ -53,6 +56,7 @@ def command(
     tile_size_m: float,
     gsd_values: tuple[str, ...],
     band_values: tuple[str, ...],
+    band_name_values: tuple[str, ...],
     crs: str | None,
     max_nodata: float,
     val_fraction: float,
@@ -72,9 +76,10 @@ def command(
 
     gsd = parse_modality_values("--gsd", gsd_values, float)
     bands = parse_modality_values("--bands", band_values, _band_list)
+    band_names = parse_modality_values("--band-names", band_name_values, lambda v: v.split(","))
     summary = align(
         hires=list(hires), lores=list(lores), sar=list(sar), output=output, tile_size_m=tile_size_m,
-        gsd=gsd, bands=bands, crs=crs, max_nodata=max_nodata, val_fraction=val_fraction,  # type: ignore[arg-type]
+        gsd=gsd, bands=bands, band_names=band_names, crs=crs, max_nodata=max_nodata, val_fraction=val_fraction,  # type: ignore[arg-type]
         overwrite=overwrite, seed=seed, progress=True,
     )  # fmt: skip
     click.echo(summary.format())
