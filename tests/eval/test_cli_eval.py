@@ -38,7 +38,9 @@ def test_end_to_end_on_every_task_kind(synthetic_root, random_checkpoint, tmp_pa
     assert document["skipped"] == {} and document["failed"] == {}
     tasks = document["tasks"]
     assert set(tasks) == {"m-tiny-s2", "m-tiny-multilabel", "m-tiny-seg", "m-dangling", "m-old-format"}
-    assert set(tasks["m-tiny-s2"]) == {"knn", "linear"} and set(tasks["m-tiny-seg"]) == {"seg"}
+    assert set(tasks["m-tiny-s2"]) == {"knn", "linear", "majority"}
+    assert set(tasks["m-tiny-seg"]) == {"seg", "majority"}
+    assert set(tasks["m-tiny-seg"]["majority"]) == {"miou", "miou_std", "pixel_accuracy", "pixel_accuracy_std"}
     assert set(tasks["m-tiny-s2"]["knn"]) == {"accuracy", "accuracy_std"}
     assert set(tasks["m-tiny-multilabel"]["linear"]) == {"f1_macro", "f1_macro_std"}
     assert set(tasks["m-tiny-seg"]["seg"]) == {"miou", "miou_std", "pixel_accuracy", "pixel_accuracy_std"}
@@ -46,6 +48,9 @@ def test_end_to_end_on_every_task_kind(synthetic_root, random_checkpoint, tmp_pa
     assert tasks["m-tiny-s2"]["knn"]["accuracy"] > 0.6 and tasks["m-tiny-s2"]["linear"]["accuracy"] > 0.6
     assert tasks["m-tiny-multilabel"]["knn"]["f1_macro"] > 0.5
     assert tasks["m-tiny-seg"]["seg"]["miou"] > 0.5 and tasks["m-dangling"]["seg"]["miou"] > 0.5
+    # ... and than the majority-class reference reported beside them.
+    assert tasks["m-tiny-s2"]["knn"]["accuracy"] > tasks["m-tiny-s2"]["majority"]["accuracy"]
+    assert tasks["m-tiny-seg"]["seg"]["miou"] > tasks["m-tiny-seg"]["majority"]["miou"]
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| m-tiny-s2 | knn | accuracy |" in result.stdout

@@ -94,3 +94,15 @@ def test_segmentation_probe_learns_a_pixel_rule():
     predicted = P.segmentation_probe(tokens[:16], labels[:16], tokens[16:], grid, 4.0, 2, steps=150)
     assert predicted.shape == (8, 16, 16)
     assert P.mean_iou(labels[16:], predicted, 2) > 0.7
+
+
+def test_majority_reference_predicts_the_most_frequent_training_class():
+    from salibi.eval.protocols import majority_predict
+
+    train = np.array([2, 2, 1, 0, 2])
+    test = np.array([2, 0, 1, 2])
+    assert majority_predict(train, test, "classification").tolist() == [2, 2, 2, 2]
+    masks = np.array([[[1, 1], [-1, -1]], [[1, 0], [-1, -1]]])  # no-data (-1) is not a class
+    assert majority_predict(masks, np.zeros((3, 2, 2)), "segmentation").tolist() == np.ones((3, 2, 2)).tolist()
+    multi = np.array([[1, 0, 1], [1, 1, 0], [1, 0, 0]])
+    assert majority_predict(multi, np.zeros((2, 3)), "multilabel").tolist() == [[1, 0, 0], [1, 0, 0]]

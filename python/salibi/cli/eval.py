@@ -31,9 +31,10 @@ def command() -> None:
 @click.option("--tasks", default=None, help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].")
 @click.option("--partition", default="default", show_default=True,
               help="Partition file to use: default, 1.00x_train, 0.10x_train, ...")
-@click.option("--protocol", "protocols", default="knn,linear,seg", show_default=True,
+@click.option("--protocol", "protocols", default="knn,linear,seg,majority", show_default=True,
               help="Comma-separated: knn (k=20 cosine), linear (logistic regression, C chosen on valid), "
-                   "seg (linear head on patch tokens). Each runs on the tasks it applies to.")  # fmt: skip
+                   "seg (linear head on patch tokens), majority (chance reference: the most frequent "
+                   "training class). Each runs on the tasks it applies to.")  # fmt: skip
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat seeded protocols this many times; metrics are mean and std.")
 @click.option("--output", "output", type=click.Path(path_type=Path), default=Path("results.json"), show_default=True,
@@ -86,7 +87,7 @@ def geobench(
     if not checkpoint:
         raise click.UsageError("--checkpoint is required (or use --compare A.json B.json ...)")
     chosen = [p.strip() for p in protocols.split(",") if p.strip()]
-    known = ("knn", "linear", "seg")
+    known = ("knn", "linear", "seg", "majority")
     if not chosen or any(p not in known for p in chosen):
         raise click.BadParameter(f"{protocols!r}: a comma-separated list of {', '.join(known)}", param_hint="--protocol")
     chart = output.with_suffix(".png")

@@ -70,6 +70,24 @@ def mean_iou(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     return float((intersection[present] / union[present]).mean()) if present.any() else float("nan")
 
 
+# -- chance reference ---------------------------------------------------------------------
+
+
+def majority_predict(train_labels: np.ndarray, test_labels: np.ndarray, kind: str) -> np.ndarray:
+    """What a model that ignores its input predicts: the most frequent training class for
+    every sample (classification) or pixel (segmentation; no-data pixels < 0 not counted), or
+    each label that is present in most training samples (multi-label). Same shape as
+    ``test_labels``: the reference the frozen-encoder scores should beat."""
+    train = np.asarray(train_labels)
+    if kind == "multilabel":
+        common = train.astype(bool).mean(axis=0) > 0.5
+        return np.broadcast_to(common, np.shape(test_labels)).astype(train.dtype)
+    values = train.reshape(-1)
+    values = values[values >= 0]
+    counts = np.bincount(values.astype(np.int64))
+    return np.full(np.shape(test_labels), int(np.argmax(counts)), dtype=np.int64)
+
+
 # -- kNN ----------------------------------------------------------------------------------
 
 

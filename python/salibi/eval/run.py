@@ -38,11 +38,13 @@ from salibi.eval.geobench import Task, default_root, discover_tasks
 
 __all__ = ["PROTOCOLS", "APPLIES_TO", "evaluate_geobench", "evaluate_task", "checkpoint_bands"]
 
-PROTOCOLS = ("knn", "linear", "seg")
+PROTOCOLS = ("knn", "linear", "seg", "majority")
 APPLIES_TO = {
     "knn": ("classification", "multilabel"),
     "linear": ("classification", "multilabel"),
     "seg": ("segmentation",),
+    # The chance reference: the most frequent training class, whatever the input.
+    "majority": ("classification", "multilabel", "segmentation"),
 }
 METRIC = {"classification": "accuracy", "multilabel": "f1_macro", "segmentation": "miou"}
 
@@ -143,6 +145,15 @@ def _run_protocols(
                 scores.setdefault("miou", []).append(P.mean_iou(test.labels, predicted, n_classes))
                 valid_px = test.labels >= 0
                 scores.setdefault("pixel_accuracy", []).append(P.accuracy(test.labels[valid_px], predicted[valid_px]))
+        elif protocol == "majority":
+            predicted = P.majority_predict(train.labels, test.labels, kind)
+            if kind == "segmentation":
+                valid_px = test.labels >= 0
+                scores["miou"] = [P.mean_iou(test.labels, predicted, n_classes)]
+                scores["pixel_accuracy"] = [P.accuracy(test.labels[valid_px], predicted[valid_px])]
+            else:
+                value = P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
+                scores[METRIC[kind]] = [value]
         metrics: dict[str, float] = {}
         for name, values in scores.items():
             mean, std = _summary(values)
