@@ -19,9 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test test-rust test-python bench install reference clean
 
 demo: install
-	$(BIN)/salibi info
-	mkdir -p demo-out
-	$(BIN)/salibi bias --query 16x16@10 --key 32x32@5 -o demo-out/bias.png
+	$(BIN)/salibi demo --out demo-out
 
 test: test-rust test-python
 

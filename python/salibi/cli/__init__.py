@@ -53,9 +53,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from salibi.cli import align, bias, embed, eval, info, pretrain
+    from salibi.cli import align, bias, demo, embed, eval, info, pretrain
 
-    for module in (info, bias, align, pretrain, eval, embed):
+    for module in (info, bias, align, pretrain, eval, embed, demo):
         cli.add_command(module.command)
 
 
