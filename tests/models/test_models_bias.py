@@ -11,7 +11,7 @@ from salibi.bias import PatchGrid, scale_alibi_bias
 from salibi.models import build
 from salibi.models.attention_bias import TokenGeometry, cache_info
 
-from .conftest import GSD, SIZES, centres, make_batch, numpy_bias
+from .conftest import SIZES, centres, make_batch, numpy_bias
 
 
 def capture(module: torch.nn.Module, position: int) -> list:

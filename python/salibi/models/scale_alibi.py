@@ -25,7 +25,7 @@ import math
 import numbers
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -428,35 +428,43 @@ class ScaleAlibiModel(nn.Module):
         return torch.stack(losses).mean()
 
     def fuse(
-        self, tokens: dict[str, torch.Tensor], ids: dict[str, torch.Tensor], geometry: TokenGeometry | None
+        self,
+        tokens: dict[str, torch.Tensor],
+        ids: dict[str, torch.Tensor],
+        geometry: TokenGeometry | None,
+        self_bias: dict[str, torch.Tensor | None],
     ) -> dict[str, torch.Tensor]:
         """Cross-modal encoder: SAR <-> low-res optical, then their joint tokens <-> high-res.
 
-        tokens: modality -> (B, k_m, D) unimodal encoder tokens; ids: modality -> (B|1, k_m)
-        global token ids (for the biases). Returns modality -> (B, k_m, D) joint tokens. With
-        two modalities only one stage runs (the one that joins them).
+        tokens: modality -> (B, k_m, D) unimodal encoder tokens; ids: modality -> (B, k_m)
+        global token ids; self_bias: modality -> its encoder's bias (reused here). Returns
+        modality -> (B, k_m, D) joint tokens. With two modalities only the stage joining them runs.
         """
-        heads = self.config.heads
+        built: dict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor | None] = {
+            ((m,), (m,)): b for m, b in self_bias.items()
+        }
 
-        def bias(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
-            return geometry.bias(q, k, heads) if geometry is not None else None
+        def bias(q: tuple[str, ...], k: tuple[str, ...]) -> torch.Tensor | None:  # (B, H, k_q, k_k)
+            if (q, k) not in built:
+                built[q, k] = None if geometry is None else geometry.bias(
+                    torch.cat([ids[m] for m in q], dim=1), torch.cat([ids[m] for m in k], dim=1), self.config.heads
+                )
+            return built[q, k]
 
-        def run(stage: FusionStage, a: Sequence[str], b: Sequence[str]) -> None:
-            ids_a = torch.cat([ids[m] for m in a], dim=1)  # (B|1, k_a)
-            ids_b = torch.cat([ids[m] for m in b], dim=1)
-            biases = {"aa": bias(ids_a, ids_a), "ab": bias(ids_a, ids_b), "bb": bias(ids_b, ids_b), "ba": bias(ids_b, ids_a)}
+        def run(stage: FusionStage, a: tuple[str, ...], b: tuple[str, ...]) -> None:
+            biases = {"aa": bias(a, a), "ab": bias(a, b), "bb": bias(b, b), "ba": bias(b, a)}
             x_a, x_b = stage(torch.cat([tokens[m] for m in a], dim=1), torch.cat([tokens[m] for m in b], dim=1), biases)
             tokens.update(zip(a, x_a.split([tokens[m].shape[1] for m in a], dim=1)))
             tokens.update(zip(b, x_b.split([tokens[m].shape[1] for m in b], dim=1)))
 
         tokens = dict(tokens)
-        low = [m for m in ("sar", "lores") if m in tokens]
+        low = tuple(m for m in ("sar", "lores") if m in tokens)
         if len(low) == 2:
             assert self.fusion_low is not None
-            run(self.fusion_low, ["sar"], ["lores"])
+            run(self.fusion_low, ("sar",), ("lores",))
         if "hires" in tokens and low:
             assert self.fusion_high is not None
-            run(self.fusion_high, low, ["hires"])
+            run(self.fusion_high, low, ("hires",))
         return {m: self.fusion_norm(x) for m, x in tokens.items()}
 
     def decode(
@@ -555,7 +563,7 @@ class ScaleAlibiModel(nn.Module):
         # 4. fusion, then 5. reconstruction of the masked patches of every modality
         masked = [m for m in images if keep[m].shape[1] < grid_shapes[m][0] * grid_shapes[m][1]]
         if masked:  # (nothing is hidden with mask_ratio 0, or chips of one patch)
-            pred = self.decode(self.fuse(encoded, ids, geometry), keep, grid_shapes, geometry)
+            pred = self.decode(self.fuse(encoded, ids, geometry, self_bias), keep, grid_shapes, geometry)
             with torch.autocast(self.device.type, enabled=False):
                 for m in masked:
                     losses[f"reconstruction_{m}"] = self.reconstruction_loss(images[m], pred[m], keep[m])
