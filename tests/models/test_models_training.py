@@ -3,8 +3,6 @@ two gloo ranks against one process with the global batch."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -169,7 +167,6 @@ def test_ddp_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
     expected["loss"].backward()
 
     result = tmp_path / "rank0.safetensors"
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2, join=True)
     got = load_file(str(result))
 
