@@ -31,8 +31,9 @@ the chip's own patch footprint unless ``config.ref_length`` (or the ``ref_length
 says otherwise; build with ``ref_length = patch_size * coarsest training GSD`` to give unimodal
 calls the bias scale seen in pretraining.
 
-Masking draws from torch's global RNG (restore its state to resume exactly); ``model(batch,
-mask_ratio=0.75)`` overrides the ratio, ``model(batch, noise={m: (B, N_m) tensor})`` the draw.
+Masking draws from torch's global CPU generator whatever the device (restore
+``torch.get_rng_state()`` to resume exactly); ``model(batch, mask_ratio=0.75)`` overrides the
+ratio, ``model(batch, noise={m: (B, N_m) tensor})`` the draw.
 Under ``torch.distributed`` (world size > 1) contrastive features are gathered over ranks, and
 ``out`` values are global-batch means on every rank whose gradients, averaged by DDP, equal the
 single-process gradient over the global batch (ranks need equal local batch sizes, and every
