@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
+from salibi.progress import RateProgress
 
 if TYPE_CHECKING:  # pragma: no cover
     import h5py
@@ -742,42 +743,6 @@ class _Writer:
         self.count = n1
 
 
-def _progress_bar(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    console = Console(stderr=True)
-
-    class ChipsPerSecond(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} chips/s" if speed else "… chips/s", style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chips"),
-        ChipsPerSecond(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        # Only on a terminal, and gone when done (the summary follows): logs and error
-        # output stay one clear line.
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
-
-
 def _column_batches(modalities: list[_Modality], tile: float, block_rows: int, cols: int) -> list[tuple[int, int]]:
     """Column ranges of a strip whose source reads stay under ``_BATCH_BYTES``."""
     per_column = 0.0
@@ -823,9 +788,10 @@ def _write(
     except OSError as err:
         raise InputError(f"-o {output}: cannot write in {output.parent} ({err}); choose another output path") from None
     try:
-        with f, _progress_bar(progress) as bar:
+        # On a terminal only, and gone when done (the summary follows): logs and error output
+        # stay one clear line.
+        with f, RateProgress("aligning", "chips", rows * cols, progress, plain_every=None, transient=True) as bar:
             writer = _Writer(f, modalities)
-            task = bar.add_task("aligning", total=rows * cols)
             # Kept chips per row, waiting until the split of the next row is known.
             pending: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
 
@@ -877,7 +843,7 @@ def _write(
                         if not too_invalid[k]:
                             kept_rows[r - row0, c] = True
                             pending.setdefault(r, []).append((c, {m: results[m][k] for m in results}))
-                    bar.advance(task, len(cells))
+                    bar.advance(len(cells))
                 split.decide(row0, kept_rows)
                 for r in sorted(pending):
                     if r < row1 - 1:

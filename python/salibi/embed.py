@@ -69,7 +69,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from salibi.errors import DataFormatError, DeviceError, InputError, MissingInputError, OutputExistsError
+from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
+from salibi.progress import RateProgress
+from salibi.devices import resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
     import h5py
@@ -840,70 +842,7 @@ def read_embeddings(path: str | os.PathLike[str]) -> Embeddings:
 # -- progress ------------------------------------------------------------------------------------
 
 
-class _Progress:
-    """A rich bar with tiles/s on a terminal; a plain line every 10 s otherwise; or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.done = enabled, total, 0
-        self.started = self.last_line = time.perf_counter()
-        self.bar: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
-
-            class TilesPerSecond(ProgressColumn):
-                def render(self, task: Any) -> Text:
-                    speed = task.finished_speed or task.speed
-                    return Text(f"{speed:,.1f} tiles/s" if speed else "… tiles/s", style="progress.data.speed")
-
-            self.bar = Progress(
-                TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"), TilesPerSecond(),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-            )  # fmt: skip
-            self.task = self.bar.add_task("embed", total=total)
-            self.bar.start()
-
-    def advance(self, n: int) -> None:
-        if not n:
-            return
-        self.done += n
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-        elif self.enabled:
-            now = time.perf_counter()
-            if now - self.last_line >= 10.0:
-                self.last_line = now
-                rate = self.done / max(now - self.started, 1e-9)
-                print(f"embedding: {self.done}/{self.total} tiles ({rate:.1f} tiles/s)", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
 # -- the run -------------------------------------------------------------------------------------
-
-
-def _resolve_device(requested: str) -> torch.device:
-    import torch
-
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
-        raise InputError(f"--device {requested}: expected auto, cpu or cuda")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
-    return torch.device(requested)
 
 
 def _modality_specs(model: Any) -> dict[str, _ModalitySpec]:
@@ -971,7 +910,7 @@ def embed_folder(
     from salibi.models import load_checkpoint
     from salibi.models.checkpoint import WEIGHTS
 
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     model = load_checkpoint(checkpoint, map_location=torch_device)
     if modality != "auto" and modality not in model.modalities:
         raise InputError(
@@ -1051,7 +990,7 @@ def _run(
     queued = 0
     rows = _Rows()
     last_flush = time.perf_counter()
-    bar = _Progress(progress, len(todo))
+    bar = RateProgress("embedding", "tiles", len(todo), progress)
 
     def flush(force: bool = False) -> None:
         nonlocal rows, last_flush

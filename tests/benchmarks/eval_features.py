@@ -29,7 +29,8 @@ import torch
 
 from salibi.eval import safe_pickle
 from salibi.eval.bands import S2_ORDER, map_task_bands
-from salibi.eval.features import band_normalisation, default_device, extract_features, prepare_sample
+from salibi.devices import resolve_device
+from salibi.eval.features import band_normalisation, extract_features, prepare_sample
 from salibi.eval.geobench import Task
 from salibi.eval.run import checkpoint_bands
 from salibi.eval.sample_tasks import _S2_BANDS
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2, help="reader processes for the last pipeline run")
     args = parser.parse_args()
-    device = default_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     model = build(args.model, modalities=("sar", "lores"), channels={"lores": 13}).to(device).eval()
     model.modality_info["lores"]["bands"] = list(S2_ORDER)

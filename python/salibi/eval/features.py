@@ -339,16 +339,3 @@ def extract_features(
         pooled = np.zeros((0, 0), dtype=np.float32)
     return SplitFeatures(list(names), pooled, labels, tokens, grid, label_px_per_token or 1.0, storage)
 
-
-def default_device(requested: str) -> "torch.device":
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a DeviceError."""
-    import torch
-
-    from salibi.errors import DeviceError
-
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
-    return torch.device(requested)
-

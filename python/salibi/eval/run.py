@@ -33,7 +33,8 @@ import numpy as np
 from salibi.errors import InputError, SalibiError
 from salibi.eval import protocols as P
 from salibi.eval.bands import TaskInputs, default_band_names, map_task_bands
-from salibi.eval.features import SplitFeatures, band_normalisation, default_device, extract_features
+from salibi.devices import resolve_device
+from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench import Task, default_root, discover_tasks
 
 __all__ = ["PROTOCOLS", "APPLIES_TO", "evaluate_geobench", "evaluate_task", "checkpoint_bands"]
@@ -204,7 +205,7 @@ def evaluate_geobench(
             f"unknown GEO-Bench task(s) {', '.join(missing)} under {root_path}; available: {', '.join(sorted(available))}"
         )
 
-    torch_device = default_device(device)
+    torch_device = resolve_device(device)
     if model is None:
         from salibi.models import load_checkpoint, resolve_checkpoint
 

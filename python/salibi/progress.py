@@ -1,0 +1,74 @@
+"""One progress display for long jobs (align, embed): a rich bar with a rate column on a
+terminal, an occasional plain line otherwise (logs stay readable), or nothing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+class RateProgress:
+    """Counts ``unit`` items of ``total``. ``plain_every``: seconds between plain lines when
+    stderr is not a terminal (None: print nothing there). ``transient``: the bar disappears
+    when done (a summary line follows)."""
+
+    def __init__(self, description: str, unit: str, total: int, enabled: bool = True,
+                 plain_every: float | None = 10.0, transient: bool = False) -> None:  # fmt: skip
+        self.description, self.unit, self.total = description, unit, total
+        self.enabled, self.plain_every, self.done = enabled, plain_every, 0
+        self.started = self.last_line = time.perf_counter()
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            self.bar = _rich_bar(unit, transient)
+            self.task = self.bar.add_task(description, total=total)
+            self.bar.start()
+
+    def advance(self, n: int = 1) -> None:
+        if not n:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+        elif self.enabled and self.plain_every is not None:
+            now = time.perf_counter()
+            if now - self.last_line >= self.plain_every:
+                self.last_line = now
+                rate = self.done / max(now - self.started, 1e-9)
+                print(f"{self.description}: {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self) -> RateProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _rich_bar(unit: str, transient: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.1f} {unit}/s" if speed else f"… {unit}/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        Rate(), TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=transient,
+    )  # fmt: skip
