@@ -52,7 +52,6 @@ from salibi.progress import RateProgress
 if TYPE_CHECKING:  # pragma: no cover
     import h5py
     from rasterio.crs import CRS
-    from rasterio.io import DatasetReader
 
 MODALITIES = ("hires", "lores", "sar")
 FORMAT = "salibi-aligned"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 
 from salibi._core import (
     PatchGrid,

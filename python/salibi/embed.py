@@ -59,7 +59,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 import warnings
 from collections import OrderedDict
@@ -887,7 +886,6 @@ def embed_folder(
 ) -> EmbedSummary:
     """Embed every tile under ``tiles_dir`` with the checkpoint's encoders into ``output``
     (HDF5 ``salibi-embeddings`` v1), skipping tiles already there. See the module doc."""
-    import torch
 
     started = time.perf_counter()
     tiles_dir, output = Path(tiles_dir), Path(output)

@@ -299,7 +299,7 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
         else (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp else nullcontext  # fmt: skip
 
     logger = _Logger(run, config, plan, rank.is_main, start_step=step)
-    world, micro = rank.world_size, config.batch_size // (rank.world_size * config.accumulate)
+    world = rank.world_size
     last_saved: Path | None = None
     result: dict[str, Any] = {"step": step, "stopped_by": None}
     model.train()
