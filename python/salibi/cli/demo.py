@@ -18,7 +18,7 @@ def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
     embed tiles of two sensors and GSDs, evaluate on GEO-Bench-format tasks.
 
     \b
-    Takes a few minutes on 2 CPU cores. Output layout:
+    About 20 s on 2 CPU cores. Output layout:
       OUT/aligned.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json (+ eval.png, tiles/, geobench/)
     """
     from salibi.demo import run_demo
