@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,16 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
         lr=learning_rate(0, config, plan.total_steps, plan.warmup_steps), betas=(0.9, 0.95),
     )  # fmt: skip
 
+    if rank.distributed:
+        # Each rank found its checkpoint itself: they must agree (a run folder that not every
+        # node sees would start some ranks afresh).
+        steps = torch.tensor([plan.start_step, -plan.start_step], dtype=torch.float64, device=rank.device)
+        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
+        if steps[0].item() != -steps[1].item():
+            raise SalibiError(
+                f"ranks disagree on where {run} resumes (steps {-steps[1].item():.0f} to {steps[0].item():.0f}): "
+                "put --out on a filesystem that every node shares"
+            )
     step = 0
     if plan.resume_from is not None:
         folder = Path(plan.resume_from)
@@ -498,5 +508,3 @@ def newest_checkpoint(run: Path) -> tuple[int, str | None]:
 
 
 __all__ = ["PretrainConfig", "pretrain", "learning_rate", "RUN_DEFINING"]
-# Fields a user may change on resume (everything not in RUN_DEFINING).
-RESUMABLE_CHANGES = tuple(f.name for f in fields(PretrainConfig) if f.name not in RUN_DEFINING)
