@@ -48,6 +48,17 @@ struct OutPtr(*mut MaybeUninit<f32>);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The `len` elements from `offset`.
+    ///
+    /// # Safety
+    /// The range lies inside the buffer and no other worker touches it at the same time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, offset: usize, len: usize) -> &mut [MaybeUninit<f32>] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(offset), len) }
+    }
+}
+
 /// Centres of `grid` relative to `reference`, split into x and y.
 struct Centres {
     x: Vec<f32>,
@@ -86,11 +97,10 @@ fn fill_scaled(queries: &Centres, keys: &Centres, inv_l: f32, scales: &[f32], ou
     (0..nq).into_par_iter().with_min_len(rows_per_task).for_each_init(
         || vec![0f32; nk],
         |row, q| {
-            let out_ptr = out_ptr;
             distance_row(queries.x[q], queries.y[q], keys, inv_l, row);
             for (s, &scale) in scales.iter().enumerate() {
                 // SAFETY: row (s, q) lies inside the buffer and no other worker writes it.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((s * nq + q) * nk), nk) };
+                let dst = unsafe { out_ptr.row((s * nq + q) * nk, nk) };
                 for (o, &d) in dst.iter_mut().zip(row.iter()) {
                     o.write(d * scale);
                 }
@@ -192,7 +202,6 @@ pub fn masked_table(
         let block = s * kq * kk;
         let out_ptr = OutPtr(out.as_mut_ptr() as *mut MaybeUninit<f32>);
         (0..batch).into_par_iter().for_each(|b| {
-            let out_ptr = out_ptr;
             let queries = all_q.gather(&q_kept[b * kq..(b + 1) * kq]);
             let keys = all_k.gather(&k_kept[b * kk..(b + 1) * kk]);
             let mut row = vec![0f32; kk];
@@ -200,9 +209,7 @@ pub fn masked_table(
                 distance_row(queries.x[q], queries.y[q], &keys, inv_l, &mut row);
                 for (h, &scale) in scales.iter().enumerate() {
                     // SAFETY: (b, h, q) rows are disjoint between workers and inside the buffer.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(out_ptr.0.add(b * block + (h * kq + q) * kk), kk)
-                    };
+                    let dst = unsafe { out_ptr.row(b * block + (h * kq + q) * kk, kk) };
                     for (o, &d) in dst.iter_mut().zip(&row) {
                         o.write(d * scale);
                     }
