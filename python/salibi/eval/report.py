@@ -8,28 +8,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from salibi.errors import DataFormatError, MissingInputError
+from salibi.fileio import write_atomic
 
 __all__ = ["compare_table", "load_results", "markdown_table", "write_bar_chart", "write_results"]
 
 _METRIC_ORDER = ("accuracy", "f1_macro", "miou", "pixel_accuracy")
 _SHORT = {"accuracy": "acc", "f1_macro": "F1", "miou": "mIoU", "pixel_accuracy": "px acc"}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_safe(value: Any) -> Any:
@@ -45,7 +33,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    _atomic_write(path, (json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(path, (json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n").encode())
     return path
 
 
@@ -171,5 +159,5 @@ def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     fig.savefig(buffer, format="png")
     plt.close(fig)
     path = Path(path)
-    _atomic_write(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from salibi.errors import DataFormatError, MissingInputError
+from salibi.fileio import write_atomic
 
 TRAINER_FORMAT = "salibi-trainer-state"
 TRAINER_FORMAT_VERSION = 1
@@ -122,11 +123,9 @@ def save_training_checkpoint(
 
 def write_last(run: Path, name: str) -> None:
     last = checkpoints_dir(run) / "last"
-    tmp = last.with_name(".last.tmp")
-    tmp.write_text(name + "\n", encoding="utf-8")
-    if last.is_symlink():
+    if last.is_symlink():  # a link made by hand or another tool: replace it by our text file
         last.unlink()
-    os.replace(tmp, last)
+    write_atomic(last, name + "\n")
 
 
 def prune(run: Path, keep: int) -> None:

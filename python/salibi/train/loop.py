@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError, InputError, OutputExistsError, SalibiError
+from salibi.fileio import write_atomic
 
 #: Settings that define a run; ``--resume`` keeps the stored ones and refuses different values.
 RUN_DEFINING = ("data", "model", "variant", "batch_size", "lr", "min_lr_ratio", "warmup_steps",
@@ -452,9 +453,7 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= start_step]  # fmt: skip
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 # -- the entry point ------------------------------------------------------------------------------
@@ -475,9 +474,7 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
         run.mkdir(parents=True, exist_ok=True)
         document = {"format": RUN_FORMAT, "format_version": 1, "config": asdict(config),
                     "total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch}  # fmt: skip
-        tmp = run / ".run.json.tmp"
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, run / "run.json")
+        write_atomic(run / "run.json", json.dumps(document, indent=2) + "\n")
     world = config.world_size()
     if launched or world == 1:
         result = rank_main(plan)
