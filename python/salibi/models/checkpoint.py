@@ -181,7 +181,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def _check_weights(folder: Path) -> None:
     """Raise unless ``model.safetensors`` has a valid header and the size that header implies."""
-    path = folder / WEIGHTS
+    check_safetensors(folder / WEIGHTS)
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise unless the safetensors file ``path`` is complete: a valid header and exactly the
+    size that header implies. Reads the header only, so it is cheap for large files."""
     if not path.is_file():
         raise MissingInputError(f"{path}: missing; the checkpoint is incomplete: use another one or save it again")
     size = path.stat().st_size
@@ -209,7 +214,8 @@ def _check_weights(folder: Path) -> None:
         )
 
 
-def _check_complete(folder: Path) -> None:
+def check_checkpoint(folder: Path) -> None:
+    """Raise unless ``folder`` is a complete checkpoint (config and weights), without loading it."""
     _read_config(folder)
     _check_weights(folder)
 
@@ -251,7 +257,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     skipped = []
     for candidate in candidates:
         try:
-            _check_complete(candidate)
+            check_checkpoint(candidate)
         except (DataFormatError, MissingInputError) as err:
             skipped.append(candidate.name)
             warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=2)

@@ -141,10 +141,10 @@ def prune(run: Path, keep: int) -> None:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def load_trainer_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The trainer tensors and JSON of one checkpoint; DataFormatError when damaged."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def check_trainer_state(folder: Path) -> dict[str, Any]:
+    """The trainer JSON of one checkpoint, after checking that its tensor file is complete
+    (header only); DataFormatError or MissingInputError when damaged."""
+    from salibi.models.checkpoint import check_safetensors
 
     meta_path, tensor_path = folder / TRAINER_JSON, folder / TRAINER_TENSORS
     if not meta_path.is_file() or not tensor_path.is_file():
@@ -159,6 +159,17 @@ def load_trainer_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str,
     if meta.get("format_version") != TRAINER_FORMAT_VERSION:
         raise DataFormatError(f"{meta_path}: trainer state version {meta.get('format_version')!r}; "
                               f"this salibi resumes version {TRAINER_FORMAT_VERSION}")  # fmt: skip
+    check_safetensors(tensor_path)
+    return meta
+
+
+def load_trainer_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The trainer tensors and JSON of one checkpoint; DataFormatError when damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = check_trainer_state(folder)
+    tensor_path = folder / TRAINER_TENSORS
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -166,11 +177,11 @@ def load_trainer_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, meta
 
 
-def newest_resumable(run: Path) -> tuple[Path, Any, dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The newest checkpoint whose model and training state both load:
-    ``(folder, model, trainer_tensors, trainer_meta)``; damaged newer ones are skipped with a
-    warning naming them. None when the run has no checkpoint at all."""
-    from salibi.models import load_checkpoint
+def newest_resumable(run: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint whose model and training state are complete: ``(folder,
+    trainer_meta)``; damaged newer ones are skipped with a warning naming them. Only headers
+    are read: the ranks load the tensors. None when the run has no checkpoint at all."""
+    from salibi.models.checkpoint import check_checkpoint
 
     checkpoints = step_checkpoints(run)
     if not checkpoints:
@@ -178,15 +189,13 @@ def newest_resumable(run: Path) -> tuple[Path, Any, dict[str, torch.Tensor], dic
     damaged = []
     for _, folder in reversed(checkpoints):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = load_checkpoint(folder)
-            tensors, meta = load_trainer_state(folder)
+            check_checkpoint(folder)
+            meta = check_trainer_state(folder)
         except (DataFormatError, MissingInputError) as err:
             damaged.append(folder.name)
             warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", UserWarning, stacklevel=2)
             continue
-        return folder, model, tensors, meta
+        return folder, meta
     raise DataFormatError(
         f"{run}: every checkpoint is damaged ({', '.join(damaged)}); start a new run with another --out"
     )

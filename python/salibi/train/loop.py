@@ -108,10 +108,12 @@ def mask_noise(
     batch -- not on the rank or micro-batch that processes it."""
     import torch
 
+    from salibi.models.config import MODALITIES
+
     noise = {}
     for name, tensor in images.items():
         patches = (tensor.shape[-2] // patch) * (tensor.shape[-1] // patch)
-        key = np.random.SeedSequence([seed, step, ("sar", "lores", "hires").index(name)]).generate_state(1)[0]
+        key = np.random.SeedSequence([seed, step, MODALITIES.index(name)]).generate_state(1)[0]
         draw = torch.rand(global_batch, patches, generator=torch.Generator().manual_seed(int(key)))
         noise[name] = draw[torch.from_numpy(rows)].to(tensor.device)
     return noise
@@ -196,7 +198,7 @@ def prepare(config: PretrainConfig, explicit: set[str] | None = None) -> Plan:
     if config.resume and existing:
         found = checkpoints.newest_resumable(run)
         assert found is not None
-        folder, _, _, meta = found
+        folder, meta = found
         start, resume_from = int(meta["step"]), str(folder)
     return Plan(config, total, steps_per_epoch, warmup, start, resume_from)
 
