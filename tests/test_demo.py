@@ -1,4 +1,5 @@
-"""salibi demo: the whole journey on the shipped data (with a reduced step count)."""
+"""salibi demo: the whole journey on the shipped data (with a reduced step count), also from a copy
+of the samples alone (no ../shared/, no checkout around them)."""
 
 from __future__ import annotations
 
@@ -23,20 +24,25 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
         assert step in result.stdout
     assert "pretrained" in result.stdout and "steps, loss" in result.stdout
 
-    with h5py.File(out / "aligned.h5") as f:
-        assert f.attrs["format"] == "salibi-aligned" and set(f) >= {"sar", "lores", "bounds", "split"}
+    aligned = sorted((out / "aligned").glob("*.h5"))
+    assert len(aligned) == 6  # one per BigEarthNet pair
+    for path in aligned:
+        with h5py.File(path) as f:
+            assert f.attrs["format"] == "salibi-aligned" and set(f) >= {"sar", "lores", "bounds", "split"}
+            assert [b.decode() if isinstance(b, bytes) else b for b in f["lores"].attrs["bands"]] == [
+                "B02", "B03", "B04", "B08", "B11", "B12"]  # fmt: skip
     assert (out / "run" / "checkpoints" / "last").read_text().strip() == "step_0000020"
     assert len((out / "run" / "metrics.jsonl").read_text().splitlines()) >= 2
     with h5py.File(out / "embeddings.h5") as f:
         assert f.attrs["format"] == "salibi-embeddings"
         assert f["embedding"].shape[0] == len(f["path"]) > 60 and len(f["failed_path"]) == 0
         assert set(m.decode() for m in f["modality"][:]) == {"sar", "lores"}
-        assert {round(g) for g in f["gsd"][:]} == {5, 10}  # NAIP and Sentinel tiles through one encoder
+        assert {float(g) for g in f["gsd"][:]} == {10.0, 28.5}  # Sentinel and Landsat tiles through one encoder
     results = json.loads((out / "eval.json").read_text())
     assert results["failed"] == {} and results["skipped"] == {}
-    seg = results["tasks"]["sen1floods11-water-seg"]
+    seg = results["tasks"]["raleigh-landcover-seg"]
     assert seg["seg"]["miou"] > seg["majority"]["miou"]
-    assert set(results["tasks"]["sen1floods11-water"]) == {"knn", "linear", "majority"}
+    assert set(results["tasks"]["raleigh-landcover"]) == {"knn", "linear", "majority"}
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
     # Running it again replaces the demo outputs instead of failing on them.
@@ -44,3 +50,24 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
                            env=env, timeout=900)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (out / "run" / "checkpoints" / "last").read_text().strip() == "step_0000002"
+
+
+def test_demo_needs_only_the_shipped_samples(tmp_path):
+    """SALIBI_SAMPLES pointing at a copy of data/samples elsewhere: nothing else is read."""
+    import shutil
+
+    copy = tmp_path / "samples"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "samples", copy)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "SALIBI_SAMPLES": str(copy)}
+    result = subprocess.run([SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"], capture_output=True,
+                            text=True, env=env, timeout=900, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "raleigh-landcover" in result.stdout
+
+
+def test_missing_samples_are_one_line_naming_the_fix(tmp_path):
+    env = {**os.environ, "SALIBI_SAMPLES": str(tmp_path / "nowhere")}
+    result = subprocess.run([SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"], capture_output=True,
+                            text=True, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "SALIBI_SAMPLES" in result.stderr and "make_samples.py" in result.stderr

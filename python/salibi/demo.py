@@ -1,38 +1,47 @@
-"""``salibi demo``: the whole journey on the real sample data shipped in ``data/samples``.
+"""``salibi demo``: the whole journey on the real sample data shipped with salibi.
 
-1. ``align``: Sentinel-1 VV/VH and Sentinel-2 (B4, B3, B2, B8) of the Sen1Floods11 scene
-   (geographic EPSG:4326, brought to UTM) into 320 m chips at 10 m -> ``DIR/aligned.h5``;
-2. ``pretrain``: the tiny model for ``steps`` steps on the CPU -> ``DIR/run/``;
-3. ``embed``: tiles cut from the Sentinel-1, Sentinel-2 and NAIP (5 m) samples ->
-   ``DIR/embeddings.h5`` (one encoder for two GSDs and two sensors);
-4. ``eval geobench``: the Sen1Floods11 water tasks in GEO-Bench's layout
-   (``DIR/geobench/``), kNN, linear probe and segmentation head -> ``DIR/eval.json``.
+The samples come from packages on PyPI (``data/README.md`` names each package and version):
 
-The evaluation scene is the pretraining scene (the labels are never seen in pretraining):
-the demo shows that every step works on real data, it is not a benchmark.
+1. ``align``: each of the six BigEarthNet Sentinel-1 (VV, VH) / Sentinel-2 (B02, B03, B04,
+   B08 at 10 m; B11, B12 at 20 m) pairs into 240 m chips at 10 m -> ``DIR/aligned/*.h5``
+   (six places in three UTM zones; 150 chips, all for training);
+2. ``pretrain``: the tiny model for ``steps`` steps on the CPU, on all six files -> ``DIR/run/``;
+3. ``embed``: tiles of Sentinel-1 and Sentinel-2 (BigEarthNet, 10 m), Sentinel-2 over Patagonia
+   (10 m) and Landsat-7 over Raleigh (28.5 m) -> ``DIR/embeddings.h5``: one encoder for two
+   sensors, three GSDs;
+4. ``eval geobench``: the shipped Raleigh land-cover tasks (Landsat-7 at 28.5 m, 7 classes;
+   classification and segmentation) in GEO-Bench's layout (``DIR/geobench/``) -> ``DIR/eval.json``.
+
+The model is trained at 10 m on Sentinel-2 over Europe and evaluated at 28.5 m on Landsat-7 over
+North Carolina: another sensor, GSD and continent. At this size (150 chips, 300 steps) the demo
+shows that every step works on real data; it is not a benchmark.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salibi.errors import MissingInputError
+import numpy as np
 
-#: ``data/samples`` of a source checkout (the demo needs the repository's sample data).
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
-TILE_PX = 128
+from salibi.samples import sample_path
+
+TILE_PX = 64
+#: Sentinel-2 bands of the demo's low-res optical encoder: the six bands Landsat ETM+ also has.
+S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+CHIP_M = 240
 
 
 @dataclass
 class DemoSummary:
     out: Path
-    aligned: Any = None
+    aligned: list[Any] = field(default_factory=list)
     first_loss: float | None = None
     last_loss: float | None = None
     steps: int = 0
@@ -41,46 +50,86 @@ class DemoSummary:
     results: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def chips(self) -> tuple[int, int, int]:
+        """(kept, train, validation) chips over all aligned files."""
+        return (sum(a.chips_kept for a in self.aligned), sum(a.chips_train for a in self.aligned),
+                sum(a.chips_val for a in self.aligned))  # fmt: skip
 
-def _require(path: Path) -> Path:
-    if not path.exists():
-        raise MissingInputError(
-            f"{path}: sample data not found; the demo runs from a source checkout of salibi "
-            "(it needs data/samples), or pass --samples DIR"
-        )
-    return path
+
+def bigearthnet_pairs(samples: Path) -> list[tuple[Path, Path]]:
+    """(Sentinel-1 folder, Sentinel-2 folder) of every BigEarthNet pair, paired by its metadata."""
+    pairs = []
+    for s1 in sorted(samples.glob("S1*")):
+        meta = json.loads(next(s1.glob("*_labels_metadata.json")).read_text())
+        pairs.append((s1, samples / meta["corresponding_s2_patch"]))
+    return pairs
+
+
+def _band_file(folder: Path, band: str) -> Path:
+    return next(folder.glob(f"*_{band}.tif"))
+
+
+def _write_tiles(pixels: np.ndarray, profile: dict[str, Any], names: Sequence[str], folder: Path, prefix: str,
+                 tile_px: int) -> int:  # fmt: skip
+    """Cut (C, H, W) ``pixels`` on ``profile``'s grid into ``tile_px`` GeoTIFFs named by band."""
+    import rasterio
+    from rasterio.windows import Window, transform
+
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    _, height, width = pixels.shape
+    for row in range(0, height - tile_px + 1, tile_px):
+        for col in range(0, width - tile_px + 1, tile_px):
+            window = Window(col, row, tile_px, tile_px)
+            tile = pixels[:, row : row + tile_px, col : col + tile_px]
+            # MINISBLACK: GDAL would otherwise take a 4th uint8 band for alpha.
+            with rasterio.open(folder / f"{prefix}_r{row:04d}_c{col:04d}.tif", "w", driver="GTiff",
+                               width=tile_px, height=tile_px, count=tile.shape[0], dtype=tile.dtype.name,
+                               crs=profile["crs"], transform=transform(window, profile["transform"]),
+                               nodata=profile.get("nodata"), photometric="MINISBLACK") as dst:  # fmt: skip
+                dst.write(tile)
+                dst.descriptions = tuple(names)
+            count += 1
+    return count
+
+
+def _read_on_grid(path: Path, like: Any) -> np.ndarray:
+    """All bands of ``path`` resampled (bilinear) onto the grid of the open dataset ``like``."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import from_bounds
+
+    with rasterio.open(path) as src:
+        window = from_bounds(*like.bounds, transform=src.transform)
+        return src.read(window=window, out_shape=(src.count, like.height, like.width),
+                        resampling=Resampling.bilinear)  # fmt: skip
 
 
 def write_demo_tiles(samples: Path, out: Path) -> int:
-    """Cut the Sentinel-1, Sentinel-2 and NAIP samples into ``TILE_PX`` GeoTIFF tiles (band
-    descriptions kept) under ``out``; returns how many were written."""
-    import rasterio
-    from rasterio.windows import Window
+    """GeoTIFF tiles (bands named) of every sensor in the samples under ``out``; returns how many.
 
-    sources = {
-        "s1": samples / "sen1floods11" / "Spain_7370579_S1Hand.tif",
-        "s2": samples / "sen1floods11" / "Spain_7370579_S2Hand.tif",
-        "naip": samples / "naip_5m" / "m_4709963_se_14_1_20180716.tif",
-    }
-    # The NAIP file does not name its bands; they are red, green, blue, near-infrared.
-    naming = {"naip": ("red", "green", "blue", "nir")}
+    BigEarthNet: one 120 px tile per pair and sensor (Sentinel-2's 20 m bands resampled to
+    10 m); Patagonia Sentinel-2 (20 m SWIR resampled to the 10 m grid) and Landsat-7 Raleigh:
+    ``TILE_PX`` tiles.
+    """
+    import rasterio
+
     count = 0
-    for name, source in sources.items():
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(_require(source)) as src:
-            for row in range(0, src.height - TILE_PX + 1, TILE_PX):
-                for col in range(0, src.width - TILE_PX + 1, TILE_PX):
-                    window = Window(col, row, TILE_PX, TILE_PX)
-                    # MINISBLACK: GDAL would otherwise take a 4th uint8 band for alpha.
-                    profile = {**src.profile, "driver": "GTiff", "width": TILE_PX, "height": TILE_PX,
-                               "transform": src.window_transform(window), "tiled": False,
-                               "photometric": "MINISBLACK"}  # fmt: skip
-                    profile.pop("blockxsize", None), profile.pop("blockysize", None)
-                    with rasterio.open(folder / f"{name}_r{row:04d}_c{col:04d}.tif", "w", **profile) as dst:
-                        dst.write(src.read(window=window))
-                        dst.descriptions = naming.get(name, src.descriptions)
-                    count += 1
+    for s1, s2 in bigearthnet_pairs(samples / "bigearthnet"):
+        with rasterio.open(_band_file(s1, "VV")) as vv:
+            sar = np.stack([vv.read(1), _read_on_grid(_band_file(s1, "VH"), vv)[0]])
+            count += _write_tiles(sar, vv.profile, ("VV", "VH"), out / "sentinel1", s1.name, vv.height)
+        with rasterio.open(_band_file(s2, "B02")) as ref:
+            optical = np.concatenate([_read_on_grid(_band_file(s2, b), ref) for b in S2_BANDS])
+            count += _write_tiles(optical, ref.profile, S2_BANDS, out / "sentinel2", s2.name, ref.height)
+    patagonia = samples / "sentinel2_patagonia"
+    with rasterio.open(patagonia / "sentinel2_10m.tif") as ref:
+        optical = np.concatenate([ref.read(), _read_on_grid(patagonia / "sentinel2_20m.tif", ref)])
+        names = (*ref.descriptions, "SWIR1", "SWIR2")
+        count += _write_tiles(optical, ref.profile, names, out / "patagonia", "s2", TILE_PX)
+    with rasterio.open(samples / "landsat7_raleigh" / "landsat7_2000.tif") as src:
+        count += _write_tiles(src.read(), src.profile, src.descriptions, out / "landsat7", "etm", TILE_PX)
     return count
 
 
@@ -96,15 +145,15 @@ def run_demo(
     from salibi.embed import embed_folder
     from salibi.eval.report import write_bar_chart, write_results
     from salibi.eval.run import evaluate_geobench
-    from salibi.eval.sample_tasks import write_sen1floods11_task
+    from salibi.eval.sample_tasks import write_landcover_task
     from salibi.train import PretrainConfig, pretrain
 
-    samples_dir = Path(samples) if samples is not None else SAMPLES
-    floods = _require(samples_dir / "sen1floods11")
+    samples_dir = Path(samples) if samples is not None else sample_path()
+    pairs = bigearthnet_pairs(samples_dir / "bigearthnet")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = DemoSummary(out=out)
-    for stale in ("run", "tiles", "geobench", "embeddings.h5", "embeddings.h5.parts"):
+    for stale in ("aligned", "run", "tiles", "geobench", "embeddings.h5", "embeddings.h5.parts"):
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -112,40 +161,43 @@ def run_demo(
             target.unlink()
 
     clock = time.perf_counter()
-    log("1/4 align: Sentinel-1 + Sentinel-2 (Sen1Floods11, EPSG:4326 -> UTM) into 320 m chips at 10 m")
-    summary.aligned = align(
-        sar=floods / "Spain_7370579_S1Hand.tif", lores=floods / "Spain_7370579_S2Hand.tif",
-        output=out / "aligned.h5", tile_size_m=320, gsd={"sar": 10.0, "lores": 10.0},
-        bands={"lores": [4, 3, 2, 8]}, overwrite=True, progress=False,
-    )  # fmt: skip
-    log("    " + summary.aligned.format().replace("\n", "\n    "))
+    (out / "aligned").mkdir()
+    log(f"1/4 align: {len(pairs)} BigEarthNet Sentinel-1/Sentinel-2 pairs into {CHIP_M} m chips at 10 m")
+    for s1, s2 in pairs:
+        summary.aligned.append(align(
+            sar=[_band_file(s1, "VV"), _band_file(s1, "VH")], lores=[_band_file(s2, b) for b in S2_BANDS],
+            output=out / "aligned" / f"{s2.name}.h5", tile_size_m=CHIP_M, gsd={"sar": 10.0, "lores": 10.0},
+            band_names={"sar": ["VV", "VH"], "lores": list(S2_BANDS)}, val_fraction=0.0, overwrite=True,
+            progress=False,
+        ))  # fmt: skip
+    kept, train, _ = summary.chips
+    log(f"    {len(pairs)} files, {kept} chips ({train} train), sar VV VH + lores {' '.join(S2_BANDS)}")
     summary.seconds["align"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     log(f"2/4 pretrain: tiny model, {steps} steps of {batch_size} chips on the CPU")
     result = pretrain(PretrainConfig(
-        data=[str(out / "aligned.h5")], out=str(out / "run"), model="tiny", batch_size=batch_size,
+        data=[str(a.path) for a in summary.aligned], out=str(out / "run"), model="tiny", batch_size=batch_size,
         max_steps=steps, lr=5e-3, save_every=max(steps, 1), log_every=max(1, steps // 10), gpus=0, cpu_procs=1,
     ))  # fmt: skip
     summary.steps, summary.checkpoint = int(result["step"]), result.get("checkpoint")
-    import json
-
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     summary.first_loss, summary.last_loss = records[0]["loss"], records[-1]["loss"]
     summary.seconds["pretrain"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     tiles = write_demo_tiles(samples_dir, out / "tiles")
-    log(f"3/4 embed: {tiles} tiles of {TILE_PX} px (Sentinel-1 and Sentinel-2 at 10 m, NAIP at 5 m)")
+    log(f"3/4 embed: {tiles} tiles (Sentinel-1, Sentinel-2 at 10 m; Landsat-7 at 28.5 m)")
     summary.embedded = embed_folder(out / "tiles", out / "run", out / "embeddings.h5", batch_size=32,
                                     device="cpu", progress=False)  # fmt: skip
     summary.seconds["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    log("4/4 eval geobench: Sen1Floods11 water tasks (classification and segmentation) in GEO-Bench's layout")
+    log("4/4 eval geobench: Raleigh land cover (Landsat-7, 28.5 m, 7 classes) in GEO-Bench's layout")
     root = out / "geobench"
-    write_sen1floods11_task(root, chip=64, kind="classification", source=floods)
-    write_sen1floods11_task(root, chip=64, kind="segmentation", source=floods)
+    landsat = samples_dir / "landsat7_raleigh"
+    write_landcover_task(root, kind="classification", source=landsat, overwrite=True)
+    write_landcover_task(root, kind="segmentation", source=landsat, overwrite=True)
     summary.results = evaluate_geobench(out / "run", root=root, device="cpu", log=lambda message: None)
     write_results(summary.results, out / "eval.json")
     write_bar_chart(summary.results, out / "eval.png")

@@ -9,7 +9,7 @@ import pytest
 from salibi.align import AlignSummary, align
 
 SN6 = "spacenet6_rotterdam"
-FLOODS = "sen1floods11/Spain_7370579_"
+FLOODS = "Spain_7370579_"  # file prefix inside ../shared/data/sen1floods11
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +31,8 @@ def sn6_sar(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> AlignSum
 
 
 @pytest.fixture(scope="session")
-def floods(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> AlignSummary:
+def floods(samples: Path, tmp_path_factory: pytest.TempPathFactory, sen1floods11: Path) -> AlignSummary:
     """Sen1Floods11: S1 (dB, NaN nodata) + S2 (13 bands, 0 nodata) in EPSG:4326 -> UTM."""
     out = tmp_path_factory.mktemp("floods") / "floods.h5"
-    return align(sar=samples / f"{FLOODS}S1Hand.tif", lores=samples / f"{FLOODS}S2Hand.tif", output=out,
+    return align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif", output=out,
                  tile_size_m=240, gsd={"sar": 10, "lores": 10}, progress=False)  # fmt: skip

@@ -42,9 +42,9 @@ def ms(samples: Path) -> Path:
     return samples / SN6 / "ms1.tif"
 
 
-def test_align_command_prints_a_summary(samples, tmp_path):
+def test_align_command_prints_a_summary(samples, tmp_path, sen1floods11):
     out = tmp_path / "floods.h5"
-    result = run(["--lores", samples / f"{FLOODS}S2Hand.tif", "--sar", samples / f"{FLOODS}S1Hand.tif", "-o", out,
+    result = run(["--lores", sen1floods11 / f"{FLOODS}S2Hand.tif", "--sar", sen1floods11 / f"{FLOODS}S1Hand.tif", "-o", out,
                   "--gsd", "lores=10", "--gsd", "sar=10", "--tile-size-m", "480", "--bands", "lores=4,3,2,8",
                   "--val-fraction", "0.2", "--seed", "3"])  # fmt: skip
     assert result.exit_code == 0, result.output + result.stderr
@@ -82,15 +82,15 @@ def test_not_a_raster(ms, tmp_path):
     assert_user_error(result, "--hires", "junk.tif", "not a readable raster", folder=tmp_path)
 
 
-def test_truncated_geotiff_fails_while_reading_and_leaves_nothing(samples, tmp_path):
+def test_truncated_geotiff_fails_while_reading_and_leaves_nothing(samples, tmp_path, sen1floods11):
     """The header survives, the pixels do not: the error comes mid-run, after the output
     file was started, which must then be removed."""
-    source = samples / f"{FLOODS}S2Hand.tif"
+    source = sen1floods11 / f"{FLOODS}S2Hand.tif"
     cut = tmp_path / "S2_truncated.tif"
     cut.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
     with rasterio.open(cut) as ds:  # opens fine
         assert ds.count == 13
-    result = run(["--lores", cut, "--sar", samples / f"{FLOODS}S1Hand.tif", "-o", tmp_path / "o.h5",
+    result = run(["--lores", cut, "--sar", sen1floods11 / f"{FLOODS}S1Hand.tif", "-o", tmp_path / "o.h5",
                   "--gsd", "lores=10", "--gsd", "sar=10", "--tile-size-m", "480"])  # fmt: skip
     assert_user_error(result, "--lores", "S2_truncated.tif", "truncated or corrupt", folder=tmp_path)
 

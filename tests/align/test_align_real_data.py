@@ -80,7 +80,7 @@ def test_optical_chips_equal_the_source_pixels(sn6_optical, samples):
                     assert np.corrcoef(chip.ravel(), expected.ravel())[0, 1] > 0.99
 
 
-def test_reprojected_chips_match_a_per_chip_gdal_warp(floods, samples):
+def test_reprojected_chips_match_a_per_chip_gdal_warp(floods, samples, sen1floods11):
     """Sen1Floods11 is geographic: each chip must equal GDAL warping the source straight onto
     the chip's UTM pixel grid (within resampling tolerance), nodata masks included."""
     with h5py.File(floods.path) as f:
@@ -88,7 +88,7 @@ def test_reprojected_chips_match_a_per_chip_gdal_warp(floods, samples):
         bounds = f["bounds"][:]
         for m, name in (("lores", "S2Hand.tif"), ("sar", "S1Hand.tif")):
             data = f[m]["data"]
-            with rasterio.open(samples / f"{FLOODS}{name}") as src:
+            with rasterio.open(sen1floods11 / f"{FLOODS}{name}") as src:
                 for i in np.linspace(0, len(bounds) - 1, 5).astype(int):
                     expected = np.full(data.shape[1:], np.nan, np.float32)
                     reproject(rasterio.band(src, list(range(1, src.count + 1))), expected,
@@ -143,9 +143,9 @@ def test_statistics_are_over_the_training_split(floods):
             np.testing.assert_allclose(f[m]["std"][:], expected_std, rtol=1e-3)
 
 
-def test_band_selection_reorders_channels(floods, samples, tmp_path):
+def test_band_selection_reorders_channels(floods, samples, tmp_path, sen1floods11):
     out = tmp_path / "rgb.h5"
-    summary = align(sar=samples / f"{FLOODS}S1Hand.tif", lores=samples / f"{FLOODS}S2Hand.tif", output=out,
+    summary = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif", output=out,
                     tile_size_m=240, gsd={"sar": 10, "lores": 10}, bands={"lores": [4, 3, 2], "sar": [2]},
                     progress=False)  # fmt: skip
     assert summary.bands == {"lores": ["B4", "B3", "B2"], "sar": ["VH"]}
@@ -191,8 +191,8 @@ def test_output_is_replaced_atomically_with_overwrite(sn6_optical, samples, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
 
 
-def test_same_seed_same_split(floods, samples, tmp_path):
-    again = align(sar=samples / f"{FLOODS}S1Hand.tif", lores=samples / f"{FLOODS}S2Hand.tif",
+def test_same_seed_same_split(floods, samples, tmp_path, sen1floods11):
+    again = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif",
                   output=tmp_path / "again.h5", tile_size_m=240, gsd={"sar": 10, "lores": 10}, progress=False)  # fmt: skip
     with h5py.File(again.path) as a, h5py.File(floods.path) as b:
         np.testing.assert_array_equal(a["split"][:], b["split"][:])
@@ -218,7 +218,7 @@ def test_output_path_is_the_one_asked_for(floods):
     assert Path(floods.path).name == "floods.h5"
 
 
-def test_reading_in_small_batches_gives_the_same_set(sn6_optical, floods, samples, tmp_path, monkeypatch):
+def test_reading_in_small_batches_gives_the_same_set(sn6_optical, floods, samples, tmp_path, monkeypatch, sen1floods11):
     """Wide scenes are read in column batches under a memory budget: forcing one chip per
     batch must not change the result (to float rounding for windowed reads, to GDAL's warp
     approximation for reprojected inputs)."""
@@ -232,7 +232,7 @@ def test_reading_in_small_batches_gives_the_same_set(sn6_optical, floods, sample
             np.testing.assert_array_equal(a[name][:], b[name][:])
         for name in ("hires/data", "lores/data", "lores/mean"):  # float rounding of window origins only
             np.testing.assert_allclose(a[name][:], b[name][:], rtol=1e-6)
-    small = align(sar=samples / f"{FLOODS}S1Hand.tif", lores=samples / f"{FLOODS}S2Hand.tif", output=tmp_path / "b.h5",
+    small = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif", output=tmp_path / "b.h5",
                   tile_size_m=240, gsd={"sar": 10, "lores": 10}, progress=False)  # fmt: skip
     with h5py.File(small.path) as a, h5py.File(floods.path) as b:
         np.testing.assert_array_equal(a["bounds"][:], b["bounds"][:])

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-SCENE = REPO / "data" / "samples" / "sen1floods11" / "Spain_7370579_"
+SCENE = REPO.parent / "shared" / "data" / "sen1floods11" / "Spain_7370579_"  # read in place, never copied
 S2, S1 = SCENE.parent / f"{SCENE.name}S2Hand.tif", SCENE.parent / f"{SCENE.name}S1Hand.tif"
 GSD = 10.0
 MAX_NODATA = 0.05

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from salibi.embed import embed_folder, find_tiles, read_embeddings  # noqa: E402
 from salibi.models import build, load_checkpoint, save_checkpoint  # noqa: E402
 
-SPAIN_S2 = REPO / "data" / "samples" / "sen1floods11" / "Spain_7370579_S2Hand.tif"
+SPAIN_S2 = REPO.parent / "shared" / "data" / "sen1floods11" / "Spain_7370579_S2Hand.tif"  # read in place
 MEAN, STD = [1300.0, 1200.0, 1100.0], [700.0, 650.0, 600.0]
 
 

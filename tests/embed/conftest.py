@@ -1,4 +1,5 @@
-"""Fixtures of the embed tests: real tiles cut from data/samples into tmp dirs (make_tiles.py)."""
+"""Fixtures of the embed tests: real tiles cut into tmp dirs (make_tiles.py) from data/samples and,
+read in place, ../shared/data."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from salibi.embed import embed_folder, read_embeddings
 from .make_tiles import MEAN, STD, make_checkpoint, make_mixed, make_resume_set
 
 PATCH = 8  # the tiny model's patch size
+
+
+@pytest.fixture(autouse=True)
+def _shared_rasters(shared):
+    # make_tiles.py cuts Sen1Floods11 and NAIP tiles from ../shared/data (fail under CI, else skip).
+    shared("data", "sen1floods11")
+    shared("data", "naip_5m")
 
 
 @pytest.fixture(scope="session")

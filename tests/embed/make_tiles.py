@@ -1,4 +1,5 @@
-"""Build the tile folders and checkpoints the embed tests use, from the real samples in data/samples.
+"""Build the tile folders and checkpoints the embed tests use, from real rasters: the samples
+shipped in data/samples (SpaceNet 6) and, read in place, Sen1Floods11 and NAIP from ../shared/data.
 
 Everything is written into a folder given by the caller (the tests use pytest's tmp dirs), so
 no generated file is committed. Run by hand to look at the result:
@@ -16,9 +17,11 @@ import rasterio
 from rasterio.windows import Window
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
-SPAIN_S1 = SAMPLES / "sen1floods11" / "Spain_7370579_S1Hand.tif"
-SPAIN_S2 = SAMPLES / "sen1floods11" / "Spain_7370579_S2Hand.tif"
-NAIP = SAMPLES / "naip_5m" / "m_4709963_se_14_1_20180716.tif"
+#: Real data read in place beside the project, never copied into it (../shared/data/README.md).
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SPAIN_S1 = SHARED_DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif"
+SPAIN_S2 = SHARED_DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
+NAIP = SHARED_DATA / "naip_5m" / "m_4709963_se_14_1_20180716.tif"
 SN6 = SAMPLES / "spacenet6_rotterdam"
 
 # Statistics saved with the test checkpoint (rough real values of each sensor).

@@ -1,4 +1,5 @@
-"""The real-pixel Sen1Floods11 task: its layout, and a pretrained tiny encoder beats a constant."""
+"""The real-pixel Sen1Floods11 task (read in place from ../shared/): its layout, and a pretrained
+tiny encoder beats a constant."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ PRETRAIN_STEPS = 120
 
 
 @pytest.fixture(scope="module")
-def flood_root(tmp_path_factory):
+def flood_root(tmp_path_factory, sen1floods11):
     root = tmp_path_factory.mktemp("floods")
-    write_sen1floods11_task(root, chip=CHIP)
-    write_sen1floods11_task(root, chip=CHIP, kind="classification")
+    write_sen1floods11_task(root, sen1floods11, chip=CHIP)
+    write_sen1floods11_task(root, sen1floods11, chip=CHIP, kind="classification")
     return root
 
 
@@ -67,9 +68,9 @@ def test_written_pickles_are_what_geobench_writes(flood_root, fixture_generator)
     assert meta["dates"]["VV"].isoformat() == "2019-09-18"
 
 
-def test_refuses_to_overwrite(flood_root):
+def test_refuses_to_overwrite(flood_root, sen1floods11):
     with pytest.raises(OutputExistsError, match="overwrite=True"):
-        write_sen1floods11_task(flood_root, chip=CHIP)
+        write_sen1floods11_task(flood_root, sen1floods11, chip=CHIP)
 
 
 def _pretrain(task: Task, steps: int, tmp_path):

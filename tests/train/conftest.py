@@ -1,4 +1,4 @@
-"""An aligned training set made from the shipped Sen1Floods11 chip (S1 + 4 S2 bands, 10 m)."""
+"""An aligned training set made from a shipped BigEarthNet pair (S1 VV/VH + 4 S2 bands, 10 m)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from pathlib import Path
 
 import pytest
 
+PAIR = ("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48", "S2A_MSIL2A_20170613T101031_87_48")
+
+
+def align_pair(samples: Path, output: Path) -> Path:
+    """25 chips of 240 m (24 px at 10 m), all for training: one 1.2 km BigEarthNet square."""
+    from salibi.align import align
+
+    s1, s2 = (samples / "bigearthnet" / name for name in PAIR)
+    align(sar=[s1 / f"{PAIR[0]}_VV.tif", s1 / f"{PAIR[0]}_VH.tif"],
+          lores=[s2 / f"{PAIR[1]}_{band}.tif" for band in ("B04", "B03", "B02", "B08")], output=output,
+          tile_size_m=240, gsd={"sar": 10.0, "lores": 10.0}, val_fraction=0.0,
+          band_names={"sar": ["VV", "VH"], "lores": ["B04", "B03", "B02", "B08"]}, progress=False)  # fmt: skip
+    return output
+
 
 @pytest.fixture(scope="session")
 def aligned_set(tmp_path_factory, samples) -> Path:
-    from salibi.align import align
-
-    out = tmp_path_factory.mktemp("aligned") / "s1s2.h5"
-    folder = samples / "sen1floods11"
-    align(sar=folder / "Spain_7370579_S1Hand.tif", lores=folder / "Spain_7370579_S2Hand.tif", output=out,
-          tile_size_m=320, gsd={"sar": 10.0, "lores": 10.0}, bands={"lores": [4, 3, 2, 8]}, progress=False)
-    return out
+    return align_pair(samples, tmp_path_factory.mktemp("aligned") / "s1s2.h5")

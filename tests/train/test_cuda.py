@@ -28,14 +28,10 @@ def test_bf16_step_on_cuda_matches_float32_on_cpu():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gpu_model.parameters())
 
 
-def test_pretrain_on_one_gpu_resumes(tmp_path, samples):
-    from salibi.align import align
+def test_pretrain_on_one_gpu_resumes(tmp_path, aligned_set):
     from salibi.train import PretrainConfig, pretrain
 
-    data = tmp_path / "s1s2.h5"
-    folder = samples / "sen1floods11"
-    align(sar=folder / "Spain_7370579_S1Hand.tif", lores=folder / "Spain_7370579_S2Hand.tif", output=data,
-          tile_size_m=320, gsd={"sar": 10.0, "lores": 10.0}, progress=False)
+    data = aligned_set
     run = tmp_path / "run"
     summary = pretrain(PretrainConfig(data=[str(data)], out=str(run), batch_size=8, max_steps=4, gpus=1,
                                       save_every=2, log_every=1, progress=False))  # fmt: skip

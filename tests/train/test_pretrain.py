@@ -125,7 +125,7 @@ def test_checkpoint_is_a_loadable_salibi_checkpoint(reference_run):
 
     model = load_checkpoint(reference_run)
     assert model.checkpoint_path.name == "step_0000012"
-    assert model.modality_info["lores"]["bands"] == ["B4", "B3", "B2", "B8"]
+    assert model.modality_info["lores"]["bands"] == ["B04", "B03", "B02", "B08"]  # the aligned set's names
     assert model.modality_info["sar"]["gsd"] == 10.0
     assert len(model.modality_info["lores"]["mean"]) == 4
     assert model.checkpoint_metadata["step"] == 12

@@ -7,19 +7,19 @@ import click
 
 @click.command("demo")
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for aligned.h5, run/, embeddings.h5 and eval.json (its demo outputs are replaced).")
+              help="Folder for aligned/, run/, embeddings.h5 and eval.json (its demo outputs are replaced).")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="Pretraining steps (fewer for a quicker smoke test).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Chips per step.")
 @click.option("--samples", type=click.Path(file_okay=False, exists=True), default=None,
-              help="The sample-data folder [default: data/samples of this source checkout].")
+              help="The sample-data folder [default: the samples shipped with salibi].")
 def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
-    """The main job end to end on real data: align Sentinel-1/2, pretrain the tiny model on the CPU,
-    embed tiles of two sensors and GSDs, evaluate on GEO-Bench-format tasks.
+    """The main job end to end on real data: align six Sentinel-1/2 pairs, pretrain the tiny model
+    on the CPU, embed tiles of three sensors and GSDs, evaluate on Landsat-7 land cover at 28.5 m.
 
     \b
-    About 20 s on 2 CPU cores. Output layout:
-      OUT/aligned.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json (+ eval.png, tiles/, geobench/)
+    About 30 s on 2 CPU cores. Output layout:
+      OUT/aligned/*.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json (+ eval.png, tiles/, geobench/)
     """
     from salibi.demo import run_demo
     from salibi.eval.report import markdown_table
@@ -29,8 +29,9 @@ def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
     click.echo("")
     click.echo(markdown_table(summary.results).rstrip())
     click.echo("")
-    click.echo(f"aligned     {summary.out / 'aligned.h5'}: {summary.aligned.chips_kept} chips "
-               f"({summary.aligned.chips_train} train, {summary.aligned.chips_val} validation)")  # fmt: skip
+    kept, train, val = summary.chips
+    click.echo(f"aligned     {summary.out / 'aligned'}: {len(summary.aligned)} files, {kept} chips "
+               f"({train} train, {val} validation)")  # fmt: skip
     click.echo(f"pretrained  {summary.checkpoint}: {summary.steps} steps, loss {summary.first_loss:.3f} -> "
                f"{summary.last_loss:.3f}")  # fmt: skip
     click.echo(f"embedded    {embedded.output}: {embedded.rows} rows ({embedded.failed} failed), "

