@@ -1,6 +1,6 @@
 # Two entry points that set up a fresh machine by themselves:
 #   make demo   - the whole journey on the sample data shipped in the repo
-#   make test   - Rust and Python tests
+#   make test   - lint (ruff, mypy, clippy), then Rust and Python tests
 # Both create .venv, install the pinned Python dependencies (torch included) and build the
 # Rust core into it with maturin. Nothing needs to be installed beforehand but Python 3.10+
 # and a Rust toolchain.
@@ -16,12 +16,22 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-rust test-python bench install reference clean
+.PHONY: demo test test-fast lint test-rust test-python bench install reference clean
 
 demo: install
 	$(BIN)/salibi demo --out demo-out
 
-test: test-rust test-python
+test: lint test-rust test-python
+
+# The quick loop while editing: no slow and no GPU tests.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not cuda" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check python tests data
+	$(BIN)/ruff format --check python tests data
+	$(BIN)/mypy
+	cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 
 test-rust:
 	cargo test -p salibi-core --release --quiet

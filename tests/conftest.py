@@ -24,6 +24,7 @@ def shared_path(*parts: str) -> Path:
         pytest.skip(reason)
     return path
 
+
 # Tests run on 2 CPU cores next to other work: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

@@ -67,8 +67,13 @@ def test_bias_matches_numpy_on_random_geometries(seed):
     rng = np.random.default_rng(seed)
     # Cross-scale pairs share a patch size, as chips of one model do; offsets are arbitrary.
     q = random_grid(rng, patch_px=16)
-    k = PatchGrid(int(rng.integers(1, 17)), int(rng.integers(1, 17)), 16, q.gsd / rng.choice([1, 2, 4, 8]),
-                  (q.origin[0] + rng.uniform(-500, 500), q.origin[1] + rng.uniform(-500, 500)))
+    k = PatchGrid(
+        int(rng.integers(1, 17)),
+        int(rng.integers(1, 17)),
+        16,
+        q.gsd / rng.choice([1, 2, 4, 8]),
+        (q.origin[0] + rng.uniform(-500, 500), q.origin[1] + rng.uniform(-500, 500)),
+    )
     heads = int(rng.integers(1, 17))
     got = bias.scale_alibi_bias(q, k, heads)
     expected = reference_bias(q, k, heads)
@@ -199,8 +204,11 @@ def test_masked_table_accepts_non_contiguous_indices():
         (lambda: PatchGrid(4, 4, 16, float("nan")), ValueError, "gsd"),
         (lambda: PatchGrid(4, 4, 16, 1.0, (float("inf"), 0.0)), ValueError, "origin"),
         (lambda: bias.scale_alibi_bias(PatchGrid(2, 2, 16, 1.0), PatchGrid(2, 2, 16, 1.0), 0), ValueError, "heads"),
-        (lambda: bias.ground_distance_table(PatchGrid(2, 2, 16, 1.0), PatchGrid(2, 2, 16, 1.0), -1.0), ValueError,
-         "ref_length"),
+        (
+            lambda: bias.ground_distance_table(PatchGrid(2, 2, 16, 1.0), PatchGrid(2, 2, 16, 1.0), -1.0),
+            ValueError,
+            "ref_length",
+        ),
         (lambda: bias.alibi_slopes(-3), ValueError, "heads"),
     ],
 )

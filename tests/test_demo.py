@@ -17,8 +17,9 @@ SALIBI = str(Path(sys.executable).with_name("salibi"))
 def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([SALIBI, "demo", "--out", str(out), "--steps", "20"], capture_output=True, text=True,
-                            env=env, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        [SALIBI, "demo", "--out", str(out), "--steps", "20"], capture_output=True, text=True, env=env, timeout=900
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for step in ("1/4 align", "2/4 pretrain", "3/4 embed", "4/4 eval geobench"):
         assert step in result.stdout
@@ -30,7 +31,13 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
         with h5py.File(path) as f:
             assert f.attrs["format"] == "salibi-aligned" and set(f) >= {"sar", "lores", "bounds", "split"}
             assert [b.decode() if isinstance(b, bytes) else b for b in f["lores"].attrs["bands"]] == [
-                "B02", "B03", "B04", "B08", "B11", "B12"]  # fmt: skip
+                "B02",
+                "B03",
+                "B04",
+                "B08",
+                "B11",
+                "B12",
+            ]
     assert (out / "run" / "checkpoints" / "last").read_text().strip() == "step_0000020"
     assert len((out / "run" / "metrics.jsonl").read_text().splitlines()) >= 2
     with h5py.File(out / "embeddings.h5") as f:
@@ -46,8 +53,9 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
     # Running it again replaces the demo outputs instead of failing on them.
-    again = subprocess.run([SALIBI, "demo", "--out", str(out), "--steps", "2"], capture_output=True, text=True,
-                           env=env, timeout=900)  # fmt: skip
+    again = subprocess.run(
+        [SALIBI, "demo", "--out", str(out), "--steps", "2"], capture_output=True, text=True, env=env, timeout=900
+    )
     assert again.returncode == 0, again.stderr
     assert (out / "run" / "checkpoints" / "last").read_text().strip() == "step_0000002"
 
@@ -59,15 +67,26 @@ def test_demo_needs_only_the_shipped_samples(tmp_path):
     copy = tmp_path / "samples"
     shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "samples", copy)
     env = {**os.environ, "OMP_NUM_THREADS": "2", "SALIBI_SAMPLES": str(copy)}
-    result = subprocess.run([SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"], capture_output=True,
-                            text=True, env=env, timeout=900, cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "raleigh-landcover" in result.stdout
 
 
 def test_missing_samples_are_one_line_naming_the_fix(tmp_path):
     env = {**os.environ, "SALIBI_SAMPLES": str(tmp_path / "nowhere")}
-    result = subprocess.run([SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"], capture_output=True,
-                            text=True, env=env, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [SALIBI, "demo", "--out", str(tmp_path / "demo"), "--steps", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "SALIBI_SAMPLES" in result.stderr and "make_samples.py" in result.stderr

@@ -39,10 +39,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -502,7 +503,12 @@ def _common_footprint(modalities: list[_Modality], target: CRS) -> tuple[float, 
     inputs = [inp for mod in modalities for inp in mod.inputs]
     for i, a in enumerate(inputs):
         for b in inputs[i + 1 :]:
-            if a.bounds[0] >= b.bounds[2] or b.bounds[0] >= a.bounds[2] or a.bounds[1] >= b.bounds[3] or b.bounds[1] >= a.bounds[3]:
+            if (
+                a.bounds[0] >= b.bounds[2]
+                or b.bounds[0] >= a.bounds[2]
+                or a.bounds[1] >= b.bounds[3]
+                or b.bounds[1] >= a.bounds[3]
+            ):
                 raise InputError(
                     f"the inputs do not overlap: {a.flag} covers {_box(a.bounds)} and {b.flag} covers "
                     f"{_box(b.bounds)} in {_crs_name(target)}; give rasters of the same place"
@@ -544,7 +550,9 @@ def _plan_grid(modalities: list[_Modality], footprint: tuple[float, float, float
 # Reading sources onto the chip grid
 
 
-def _read_source(inp: _Input, extent: tuple[float, float, float, float], gsd: float) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
+def _read_source(
+    inp: _Input, extent: tuple[float, float, float, float], gsd: float
+) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
     """Pixels of ``inp`` covering ``extent`` on the target CRS: (array, transform, nodata,
     zero_fill) as the core wants them."""
     from rasterio.errors import RasterioError
@@ -563,11 +571,15 @@ def _intensity(values: np.ndarray) -> np.ndarray:
     return (values.real.astype(np.float32) ** 2 + values.imag.astype(np.float32) ** 2).astype(np.float32)
 
 
-def _empty(inp: _Input, extent: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
+def _empty(
+    inp: _Input, extent: tuple[float, float, float, float]
+) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
     return np.full((len(inp.indexes), 1, 1), np.nan, np.float32), (extent[0], extent[3], 1.0, 1.0), None, False
 
 
-def _read_window(inp: _Input, extent: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
+def _read_window(
+    inp: _Input, extent: tuple[float, float, float, float]
+) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
     from rasterio.windows import Window
 
     ds = inp.dataset
@@ -589,7 +601,9 @@ def _read_window(inp: _Input, extent: tuple[float, float, float, float]) -> tupl
     return np.ascontiguousarray(values), transform, nodata, ds.nodata is None
 
 
-def _warp(inp: _Input, extent: tuple[float, float, float, float], gsd: float) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
+def _warp(
+    inp: _Input, extent: tuple[float, float, float, float], gsd: float
+) -> tuple[np.ndarray, tuple[float, float, float, float], float | None, bool]:
     """Warp with GDAL straight onto the modality's pixel lattice over ``extent``."""
     import rasterio
     from affine import Affine
@@ -863,8 +877,19 @@ def _write(
                     f"no training chips are left: all {kept} valid chips went to validation or its buffer; "
                     "lower --val-fraction or use a smaller --tile-size-m"
                 )
-            _write_attributes(f, writer, modalities, target, footprint, tile_size_m, block, seed, max_nodata,
-                              val_fraction, __version__)
+            _write_attributes(
+                f,
+                writer,
+                modalities,
+                target,
+                footprint,
+                tile_size_m,
+                block,
+                seed,
+                max_nodata,
+                val_fraction,
+                __version__,
+            )
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from salibi._core import (
     PatchGrid,
     alibi_slopes,

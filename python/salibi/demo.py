@@ -53,8 +53,11 @@ class DemoSummary:
     @property
     def chips(self) -> tuple[int, int, int]:
         """(kept, train, validation) chips over all aligned files."""
-        return (sum(a.chips_kept for a in self.aligned), sum(a.chips_train for a in self.aligned),
-                sum(a.chips_val for a in self.aligned))  # fmt: skip
+        return (
+            sum(a.chips_kept for a in self.aligned),
+            sum(a.chips_train for a in self.aligned),
+            sum(a.chips_val for a in self.aligned),
+        )
 
 
 def bigearthnet_pairs(samples: Path) -> list[tuple[Path, Path]]:
@@ -70,8 +73,9 @@ def _band_file(folder: Path, band: str) -> Path:
     return next(folder.glob(f"*_{band}.tif"))
 
 
-def _write_tiles(pixels: np.ndarray, profile: dict[str, Any], names: Sequence[str], folder: Path, prefix: str,
-                 tile_px: int) -> int:  # fmt: skip
+def _write_tiles(
+    pixels: np.ndarray, profile: dict[str, Any], names: Sequence[str], folder: Path, prefix: str, tile_px: int
+) -> int:
     """Cut (C, H, W) ``pixels`` on ``profile``'s grid into ``tile_px`` GeoTIFFs named by band."""
     import rasterio
     from rasterio.windows import Window, transform
@@ -84,10 +88,19 @@ def _write_tiles(pixels: np.ndarray, profile: dict[str, Any], names: Sequence[st
             window = Window(col, row, tile_px, tile_px)
             tile = pixels[:, row : row + tile_px, col : col + tile_px]
             # MINISBLACK: GDAL would otherwise take a 4th uint8 band for alpha.
-            with rasterio.open(folder / f"{prefix}_r{row:04d}_c{col:04d}.tif", "w", driver="GTiff",
-                               width=tile_px, height=tile_px, count=tile.shape[0], dtype=tile.dtype.name,
-                               crs=profile["crs"], transform=transform(window, profile["transform"]),
-                               nodata=profile.get("nodata"), photometric="MINISBLACK") as dst:  # fmt: skip
+            with rasterio.open(
+                folder / f"{prefix}_r{row:04d}_c{col:04d}.tif",
+                "w",
+                driver="GTiff",
+                width=tile_px,
+                height=tile_px,
+                count=tile.shape[0],
+                dtype=tile.dtype.name,
+                crs=profile["crs"],
+                transform=transform(window, profile["transform"]),
+                nodata=profile.get("nodata"),
+                photometric="MINISBLACK",
+            ) as dst:
                 dst.write(tile)
                 dst.descriptions = tuple(names)
             count += 1
@@ -102,8 +115,7 @@ def _read_on_grid(path: Path, like: Any) -> np.ndarray:
 
     with rasterio.open(path) as src:
         window = from_bounds(*like.bounds, transform=src.transform)
-        return src.read(window=window, out_shape=(src.count, like.height, like.width),
-                        resampling=Resampling.bilinear)  # fmt: skip
+        return src.read(window=window, out_shape=(src.count, like.height, like.width), resampling=Resampling.bilinear)
 
 
 def write_demo_tiles(samples: Path, out: Path) -> int:
@@ -164,22 +176,39 @@ def run_demo(
     (out / "aligned").mkdir()
     log(f"1/4 align: {len(pairs)} BigEarthNet Sentinel-1/Sentinel-2 pairs into {CHIP_M} m chips at 10 m")
     for s1, s2 in pairs:
-        summary.aligned.append(align(
-            sar=[_band_file(s1, "VV"), _band_file(s1, "VH")], lores=[_band_file(s2, b) for b in S2_BANDS],
-            output=out / "aligned" / f"{s2.name}.h5", tile_size_m=CHIP_M, gsd={"sar": 10.0, "lores": 10.0},
-            band_names={"sar": ["VV", "VH"], "lores": list(S2_BANDS)}, val_fraction=0.0, overwrite=True,
-            progress=False,
-        ))  # fmt: skip
+        summary.aligned.append(
+            align(
+                sar=[_band_file(s1, "VV"), _band_file(s1, "VH")],
+                lores=[_band_file(s2, b) for b in S2_BANDS],
+                output=out / "aligned" / f"{s2.name}.h5",
+                tile_size_m=CHIP_M,
+                gsd={"sar": 10.0, "lores": 10.0},
+                band_names={"sar": ["VV", "VH"], "lores": list(S2_BANDS)},
+                val_fraction=0.0,
+                overwrite=True,
+                progress=False,
+            )
+        )
     kept, train, _ = summary.chips
     log(f"    {len(pairs)} files, {kept} chips ({train} train), sar VV VH + lores {' '.join(S2_BANDS)}")
     summary.seconds["align"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     log(f"2/4 pretrain: tiny model, {steps} steps of {batch_size} chips on the CPU")
-    result = pretrain(PretrainConfig(
-        data=[str(a.path) for a in summary.aligned], out=str(out / "run"), model="tiny", batch_size=batch_size,
-        max_steps=steps, lr=5e-3, save_every=max(steps, 1), log_every=max(1, steps // 10), gpus=0, cpu_procs=1,
-    ))  # fmt: skip
+    result = pretrain(
+        PretrainConfig(
+            data=[str(a.path) for a in summary.aligned],
+            out=str(out / "run"),
+            model="tiny",
+            batch_size=batch_size,
+            max_steps=steps,
+            lr=5e-3,
+            save_every=max(steps, 1),
+            log_every=max(1, steps // 10),
+            gpus=0,
+            cpu_procs=1,
+        )
+    )
     summary.steps, summary.checkpoint = int(result["step"]), result.get("checkpoint")
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     summary.first_loss, summary.last_loss = records[0]["loss"], records[-1]["loss"]
@@ -188,8 +217,9 @@ def run_demo(
     clock = time.perf_counter()
     tiles = write_demo_tiles(samples_dir, out / "tiles")
     log(f"3/4 embed: {tiles} tiles (Sentinel-1, Sentinel-2 at 10 m; Landsat-7 at 28.5 m)")
-    summary.embedded = embed_folder(out / "tiles", out / "run", out / "embeddings.h5", batch_size=32,
-                                    device="cpu", progress=False)  # fmt: skip
+    summary.embedded = embed_folder(
+        out / "tiles", out / "run", out / "embeddings.h5", batch_size=32, device="cpu", progress=False
+    )
     summary.seconds["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

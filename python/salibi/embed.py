@@ -62,15 +62,16 @@ import re
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from salibi.devices import resolve_device
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
 from salibi.progress import RateProgress
-from salibi.devices import resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
     import h5py
@@ -249,7 +250,7 @@ def read_tile(index: int, rel: str, path: Path, settings: _ReadSettings) -> _Til
         _read_into(tile, path, settings)
     except _TileFailure as err:
         tile.failure = str(err)
-    except Exception as err:  # noqa: BLE001 - one odd file must not end a long run; it is reported
+    except Exception as err:
         tile.failure = f"cannot read: {_gdal_reason(err)}; the file may be truncated or corrupt"
     if tile.failure is not None:
         tile.windows = tile.token_masks = None
@@ -339,7 +340,9 @@ def _pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> float:
         _, lat = transform @ (width / 2, height / 2)
         phi = math.radians(lat * degrees_per_unit)
         metres_per_degree_lat = 111132.954 - 559.822 * math.cos(2 * phi) + 1.175 * math.cos(4 * phi)
-        metres_per_degree_lon = (math.pi * _WGS84_A * math.cos(phi)) / (180 * math.sqrt(1 - _WGS84_E2 * math.sin(phi) ** 2))
+        metres_per_degree_lon = (math.pi * _WGS84_A * math.cos(phi)) / (
+            180 * math.sqrt(1 - _WGS84_E2 * math.sin(phi) ** 2)
+        )
         sx, sy = metres_per_degree_lon * degrees_per_unit, metres_per_degree_lat * degrees_per_unit
         column_step = math.hypot(transform.a * sx, transform.d * sy)
         row_step = math.hypot(transform.b * sx, transform.e * sy)
@@ -391,8 +394,18 @@ def _looks_like_db(ds: Any) -> bool:
 
 
 # Names of colours (GDAL colour interpretation, band descriptions) -> one spelling.
-_COLOUR_WORDS = {"red": "red", "r": "red", "green": "green", "g": "green", "blue": "blue", "b": "blue",
-                 "nir": "nir", "near infrared": "nir", "nearinfrared": "nir", "near-infrared": "nir"}  # fmt: skip
+_COLOUR_WORDS = {
+    "red": "red",
+    "r": "red",
+    "green": "green",
+    "g": "green",
+    "blue": "blue",
+    "b": "blue",
+    "nir": "nir",
+    "near infrared": "nir",
+    "nearinfrared": "nir",
+    "near-infrared": "nir",
+}
 _S2_COLOUR = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
 _S2_BAND = re.compile(r"^(?:s2[_\s-]?)?b?0*(\d{1,2}a?)(?:\s*[-_:]\s*.*)?$", re.IGNORECASE)
 
@@ -677,7 +690,9 @@ class _Output:
                 paths = list(f["path"].asstr()[:]) if "path" in f else None
         except OSError as err:
             if is_part:
-                raise _DamagedPart(f"{path}: damaged part ({_gdal_reason(err)}); ignored, its tiles are embedded again") from None
+                raise _DamagedPart(
+                    f"{path}: damaged part ({_gdal_reason(err)}); ignored, its tiles are embedded again"
+                ) from None
             raise DataFormatError(
                 f"-o {path}: exists but cannot be read as HDF5 ({_gdal_reason(err)}); choose another -o or delete it"
             ) from None
@@ -929,9 +944,17 @@ def embed_folder(
         done, damaged = store.prepare()
         todo = [(i, rel, path) for i, (rel, path) in enumerate(found) if rel not in done]
         summary = EmbedSummary(
-            output=output, tiles_found=len(found), embedded=0, skipped=len(found) - len(todo), failed=0,
-            rows=0, seconds=0.0, device=str(torch_device), checkpoint=checkpoint_folder, notes=damaged,
-        )  # fmt: skip
+            output=output,
+            tiles_found=len(found),
+            embedded=0,
+            skipped=len(found) - len(todo),
+            failed=0,
+            rows=0,
+            seconds=0.0,
+            device=str(torch_device),
+            checkpoint=checkpoint_folder,
+            notes=damaged,
+        )
         settings = _ReadSettings(
             modality=modality,
             default_gsd=gsd,
@@ -939,7 +962,9 @@ def embed_folder(
             patch_size=int(model.config.patch_size),
             window_patches=window_patches,
         )
-        per_tile_normalised = _run(model, todo, settings, store, summary, torch_device, batch_size, num_workers, progress)
+        per_tile_normalised = _run(
+            model, todo, settings, store, summary, torch_device, batch_size, num_workers, progress
+        )
         summary.rows = store.merge()
     finally:
         store.close()
@@ -960,9 +985,13 @@ def _tile_iterator(todo: list, settings: _ReadSettings, num_workers: int, pin: b
 
     loader: Any = DataLoader(
         reader,  # type: ignore[arg-type]  # any map-style object will do
-        batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity,
-        pin_memory=pin, prefetch_factor=4,
-    )  # fmt: skip
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_identity,
+        pin_memory=pin,
+        prefetch_factor=4,
+    )
     return iter(loader)
 
 

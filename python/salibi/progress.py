@@ -13,8 +13,15 @@ class RateProgress:
     stderr is not a terminal (None: print nothing there). ``transient``: the bar disappears
     when done (a summary line follows)."""
 
-    def __init__(self, description: str, unit: str, total: int, enabled: bool = True,
-                 plain_every: float | None = 10.0, transient: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        description: str,
+        unit: str,
+        total: int,
+        enabled: bool = True,
+        plain_every: float | None = 10.0,
+        transient: bool = False,
+    ) -> None:
         self.description, self.unit, self.total = description, unit, total
         self.enabled, self.plain_every, self.done = enabled, plain_every, 0
         self.started = self.last_line = time.perf_counter()
@@ -35,8 +42,11 @@ class RateProgress:
             if now - self.last_line >= self.plain_every:
                 self.last_line = now
                 rate = self.done / max(now - self.started, 1e-9)
-                print(f"{self.description}: {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"{self.description}: {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -69,6 +79,13 @@ def _rich_bar(unit: str, transient: bool) -> Any:
             return Text(f"{speed:,.1f} {unit}/s" if speed else f"… {unit}/s", style="progress.data.speed")
 
     return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-        Rate(), TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=transient,
-    )  # fmt: skip
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=transient,
+    )

@@ -44,9 +44,28 @@ def ms(samples: Path) -> Path:
 
 def test_align_command_prints_a_summary(samples, tmp_path, sen1floods11):
     out = tmp_path / "floods.h5"
-    result = run(["--lores", sen1floods11 / f"{FLOODS}S2Hand.tif", "--sar", sen1floods11 / f"{FLOODS}S1Hand.tif", "-o", out,
-                  "--gsd", "lores=10", "--gsd", "sar=10", "--tile-size-m", "480", "--bands", "lores=4,3,2,8",
-                  "--val-fraction", "0.2", "--seed", "3"])  # fmt: skip
+    result = run(
+        [
+            "--lores",
+            sen1floods11 / f"{FLOODS}S2Hand.tif",
+            "--sar",
+            sen1floods11 / f"{FLOODS}S1Hand.tif",
+            "-o",
+            out,
+            "--gsd",
+            "lores=10",
+            "--gsd",
+            "sar=10",
+            "--tile-size-m",
+            "480",
+            "--bands",
+            "lores=4,3,2,8",
+            "--val-fraction",
+            "0.2",
+            "--seed",
+            "3",
+        ]
+    )
     assert result.exit_code == 0, result.output + result.stderr
     assert result.stdout.startswith(f"wrote {out}: ")
     assert "EPSG:32630" in result.stdout and "lores: 4 band(s) [B4, B3, B2, B8] at 10 m/px, 48x48 px" in result.stdout
@@ -90,22 +109,42 @@ def test_truncated_geotiff_fails_while_reading_and_leaves_nothing(samples, tmp_p
     cut.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
     with rasterio.open(cut) as ds:  # opens fine
         assert ds.count == 13
-    result = run(["--lores", cut, "--sar", sen1floods11 / f"{FLOODS}S1Hand.tif", "-o", tmp_path / "o.h5",
-                  "--gsd", "lores=10", "--gsd", "sar=10", "--tile-size-m", "480"])  # fmt: skip
+    result = run(
+        [
+            "--lores",
+            cut,
+            "--sar",
+            sen1floods11 / f"{FLOODS}S1Hand.tif",
+            "-o",
+            tmp_path / "o.h5",
+            "--gsd",
+            "lores=10",
+            "--gsd",
+            "sar=10",
+            "--tile-size-m",
+            "480",
+        ]
+    )
     assert_user_error(result, "--lores", "S2_truncated.tif", "truncated or corrupt", folder=tmp_path)
 
 
 def test_rasters_that_do_not_overlap(samples, tmp_path):
     """The SpaceNet 6 optical tile and the SAR scene are 2 km apart."""
-    result = run(["--hires", samples / SN6 / "pan1.tif", "--sar", samples / SN6 / "sar_masked.tif",
-                  "-o", tmp_path / "o.h5"])  # fmt: skip
+    result = run(
+        ["--hires", samples / SN6 / "pan1.tif", "--sar", samples / SN6 / "sar_masked.tif", "-o", tmp_path / "o.h5"]
+    )
     assert_user_error(result, "do not overlap", "pan1.tif", "sar_masked.tif", folder=tmp_path)
 
 
 def test_footprint_smaller_than_one_chip(pan, ms, tmp_path):
     result = run(["--hires", pan, "--lores", ms, "-o", tmp_path / "o.h5"])  # default 960 m chips, 300 m scene
-    assert_user_error(result, "--tile-size-m 960: the common footprint of the inputs is 300.0 x 300.0 m",
-                      "smaller than one 960 m chip", "at most 299 m", folder=tmp_path)  # fmt: skip
+    assert_user_error(
+        result,
+        "--tile-size-m 960: the common footprint of the inputs is 300.0 x 300.0 m",
+        "smaller than one 960 m chip",
+        "at most 299 m",
+        folder=tmp_path,
+    )
 
 
 def test_fewer_than_two_modalities(pan, tmp_path):
@@ -114,7 +153,9 @@ def test_fewer_than_two_modalities(pan, tmp_path):
 
 
 def test_band_index_out_of_range(pan, ms, tmp_path):
-    result = run(["--hires", pan, "--lores", ms, "--bands", "lores=1,5", "-o", tmp_path / "o.h5", "--tile-size-m", "30"])
+    result = run(
+        ["--hires", pan, "--lores", ms, "--bands", "lores=1,5", "-o", tmp_path / "o.h5", "--tile-size-m", "30"]
+    )
     assert_user_error(result, "--bands lores: band 5 is out of range", "ms1.tif: 4", folder=tmp_path)
 
 

@@ -71,8 +71,12 @@ def test_optical_chips_equal_the_source_pixels(sn6_optical, samples):
             with rasterio.open(samples / SN6 / name) as src:
                 for i in picks:
                     window = from_bounds(*bounds[i], src.transform)
-                    expected = src.read(window=window, out_shape=(src.count, size, size),
-                                        resampling=Resampling.bilinear, out_dtype=np.float32)  # fmt: skip
+                    expected = src.read(
+                        window=window,
+                        out_shape=(src.count, size, size),
+                        resampling=Resampling.bilinear,
+                        out_dtype=np.float32,
+                    )
                     chip = data[i]
                     assert not np.isnan(chip).any()
                     scale = np.abs(expected).mean()
@@ -91,9 +95,15 @@ def test_reprojected_chips_match_a_per_chip_gdal_warp(floods, samples, sen1flood
             with rasterio.open(sen1floods11 / f"{FLOODS}{name}") as src:
                 for i in np.linspace(0, len(bounds) - 1, 5).astype(int):
                     expected = np.full(data.shape[1:], np.nan, np.float32)
-                    reproject(rasterio.band(src, list(range(1, src.count + 1))), expected,
-                              dst_transform=Affine(10, 0, bounds[i][0], 0, -10, bounds[i][3]), dst_crs=crs,
-                              src_nodata=src.nodata, dst_nodata=np.nan, resampling=Resampling.average)  # fmt: skip
+                    reproject(
+                        rasterio.band(src, list(range(1, src.count + 1))),
+                        expected,
+                        dst_transform=Affine(10, 0, bounds[i][0], 0, -10, bounds[i][3]),
+                        dst_crs=crs,
+                        src_nodata=src.nodata,
+                        dst_nodata=np.nan,
+                        resampling=Resampling.average,
+                    )
                     chip = data[i]
                     both = ~np.isnan(chip) & ~np.isnan(expected)
                     assert both.mean() > 0.9
@@ -145,9 +155,15 @@ def test_statistics_are_over_the_training_split(floods):
 
 def test_band_selection_reorders_channels(floods, samples, tmp_path, sen1floods11):
     out = tmp_path / "rgb.h5"
-    summary = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif", output=out,
-                    tile_size_m=240, gsd={"sar": 10, "lores": 10}, bands={"lores": [4, 3, 2], "sar": [2]},
-                    progress=False)  # fmt: skip
+    summary = align(
+        sar=sen1floods11 / f"{FLOODS}S1Hand.tif",
+        lores=sen1floods11 / f"{FLOODS}S2Hand.tif",
+        output=out,
+        tile_size_m=240,
+        gsd={"sar": 10, "lores": 10},
+        bands={"lores": [4, 3, 2], "sar": [2]},
+        progress=False,
+    )
     assert summary.bands == {"lores": ["B4", "B3", "B2"], "sar": ["VH"]}
     with h5py.File(out) as picked, h5py.File(floods.path) as full:
         np.testing.assert_array_equal(picked["bounds"][:], full["bounds"][:])
@@ -161,9 +177,14 @@ def test_band_files_at_several_resolutions(samples, tmp_path):
     s1 = samples / "bigearthnet" / "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
     stem1, stem2 = s1.name, s2.name
     out = tmp_path / "ben.h5"
-    summary = align(lores=[s2 / f"{stem2}_B04.tif", s2 / f"{stem2}_B05.tif"],
-                    sar=[s1 / f"{stem1}_VV.tif", s1 / f"{stem1}_VH.tif"], output=out, tile_size_m=200,
-                    val_fraction=0, progress=False)  # fmt: skip
+    summary = align(
+        lores=[s2 / f"{stem2}_B04.tif", s2 / f"{stem2}_B05.tif"],
+        sar=[s1 / f"{stem1}_VV.tif", s1 / f"{stem1}_VH.tif"],
+        output=out,
+        tile_size_m=200,
+        val_fraction=0,
+        progress=False,
+    )
     assert summary.gsd == {"lores": 10.0, "sar": 10.0}  # the finest file of each modality
     assert summary.chips_kept == 36 and summary.chips_val == 0
     with h5py.File(out) as f, rasterio.open(s2 / f"{stem2}_B05.tif") as b05:
@@ -182,18 +203,35 @@ def test_output_is_replaced_atomically_with_overwrite(sn6_optical, samples, tmp_
     out = tmp_path / "set.h5"
     out.write_bytes(b"old")
     with pytest.raises(FileExistsError):
-        align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=out, tile_size_m=60,
-              progress=False)  # fmt: skip
+        align(
+            hires=samples / SN6 / "pan1.tif",
+            lores=samples / SN6 / "ms1.tif",
+            output=out,
+            tile_size_m=60,
+            progress=False,
+        )
     assert out.read_bytes() == b"old"
-    summary = align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=out,
-                    tile_size_m=60, overwrite=True, progress=False)  # fmt: skip
+    summary = align(
+        hires=samples / SN6 / "pan1.tif",
+        lores=samples / SN6 / "ms1.tif",
+        output=out,
+        tile_size_m=60,
+        overwrite=True,
+        progress=False,
+    )
     assert summary.chips_in_grid == 16 and h5py.is_hdf5(out)  # 4 x 4 chips fit in 299.996 m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
 
 
 def test_same_seed_same_split(floods, samples, tmp_path, sen1floods11):
-    again = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif",
-                  output=tmp_path / "again.h5", tile_size_m=240, gsd={"sar": 10, "lores": 10}, progress=False)  # fmt: skip
+    again = align(
+        sar=sen1floods11 / f"{FLOODS}S1Hand.tif",
+        lores=sen1floods11 / f"{FLOODS}S2Hand.tif",
+        output=tmp_path / "again.h5",
+        tile_size_m=240,
+        gsd={"sar": 10, "lores": 10},
+        progress=False,
+    )
     with h5py.File(again.path) as a, h5py.File(floods.path) as b:
         np.testing.assert_array_equal(a["split"][:], b["split"][:])
         np.testing.assert_array_equal(a["bounds"][:], b["bounds"][:])
@@ -225,15 +263,26 @@ def test_reading_in_small_batches_gives_the_same_set(sn6_optical, floods, sample
     import salibi.align as align_module
 
     monkeypatch.setattr(align_module, "_BATCH_BYTES", 1)
-    small = align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=tmp_path / "a.h5",
-                  tile_size_m=30, progress=False)  # fmt: skip
+    small = align(
+        hires=samples / SN6 / "pan1.tif",
+        lores=samples / SN6 / "ms1.tif",
+        output=tmp_path / "a.h5",
+        tile_size_m=30,
+        progress=False,
+    )
     with h5py.File(small.path) as a, h5py.File(sn6_optical.path) as b:
         for name in ("bounds", "split"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
         for name in ("hires/data", "lores/data", "lores/mean"):  # float rounding of window origins only
             np.testing.assert_allclose(a[name][:], b[name][:], rtol=1e-6)
-    small = align(sar=sen1floods11 / f"{FLOODS}S1Hand.tif", lores=sen1floods11 / f"{FLOODS}S2Hand.tif", output=tmp_path / "b.h5",
-                  tile_size_m=240, gsd={"sar": 10, "lores": 10}, progress=False)  # fmt: skip
+    small = align(
+        sar=sen1floods11 / f"{FLOODS}S1Hand.tif",
+        lores=sen1floods11 / f"{FLOODS}S2Hand.tif",
+        output=tmp_path / "b.h5",
+        tile_size_m=240,
+        gsd={"sar": 10, "lores": 10},
+        progress=False,
+    )
     with h5py.File(small.path) as a, h5py.File(floods.path) as b:
         np.testing.assert_array_equal(a["bounds"][:], b["bounds"][:])
         np.testing.assert_array_equal(a["split"][:], b["split"][:])

@@ -49,8 +49,9 @@ def test_resample_chips_concatenates_sources_and_applies_zero_fill():
     a = np.ones((1, 2, 2), np.float32)
     b = np.zeros((2, 2, 2), np.float32)
     b[:, 0, 0] = 5.0
-    chips, invalid = _core.resample_chips([a, b], [(0, 2, 1, 1)] * 2, np.array([[0.0, 2.0]]), 1.0, 2,
-                                          zero_fill=[False, True])  # fmt: skip
+    chips, invalid = _core.resample_chips(
+        [a, b], [(0, 2, 1, 1)] * 2, np.array([[0.0, 2.0]]), 1.0, 2, zero_fill=[False, True]
+    )
     assert chips.shape == (1, 3, 2, 2) and invalid[0] == 0.75
     assert chips[0, 2, 0, 0] == 5.0 and np.isnan(chips[0, 0, 1, 1])
 

@@ -60,8 +60,13 @@ def baseline(output: Path, tile: float) -> None:
         f.attrs.update(format="salibi-aligned", format_version=1, crs=crs.to_wkt(), tile_size_m=tile)
         bounds_ds = f.create_dataset("bounds", (0, 4), maxshape=(None, 4), dtype="f8")
         data = {
-            m: f.create_group(m).create_dataset("data", (0, s.count, size, size), maxshape=(None, s.count, size, size),
-                                                dtype="f4", chunks=(1, s.count, size, size))  # fmt: skip
+            m: f.create_group(m).create_dataset(
+                "data",
+                (0, s.count, size, size),
+                maxshape=(None, s.count, size, size),
+                dtype="f4",
+                chunks=(1, s.count, size, size),
+            )
             for m, s in sources.items()
         }
         kept_bounds = []
@@ -73,8 +78,15 @@ def baseline(output: Path, tile: float) -> None:
                 for m, src in sources.items():
                     chip = np.full((src.count, size, size), np.nan, np.float32)
                     for b in range(src.count):
-                        reproject(rasterio.band(src, b + 1), chip[b], dst_transform=transform, dst_crs=crs,
-                                  src_nodata=src.nodata, dst_nodata=np.nan, resampling=Resampling.average)  # fmt: skip
+                        reproject(
+                            rasterio.band(src, b + 1),
+                            chip[b],
+                            dst_transform=transform,
+                            dst_crs=crs,
+                            src_nodata=src.nodata,
+                            dst_nodata=np.nan,
+                            resampling=Resampling.average,
+                        )
                     invalid = np.isnan(chip).any(axis=0)
                     chip[:, invalid] = np.nan
                     ok &= bool(invalid.mean() <= MAX_NODATA)
@@ -93,8 +105,9 @@ def baseline(output: Path, tile: float) -> None:
             values = ds[:]
             f[m].create_dataset("mean", data=np.nanmean(values, axis=(0, 2, 3)).astype(np.float32))
             f[m].create_dataset("std", data=np.nanstd(values, axis=(0, 2, 3)).astype(np.float32))
-            f[m].attrs.update(gsd=GSD, bands=[str(i) for i in range(values.shape[1])], sources=[sources[m].name],
-                              nodata=np.nan)  # fmt: skip
+            f[m].attrs.update(
+                gsd=GSD, bands=[str(i) for i in range(values.shape[1])], sources=[sources[m].name], nodata=np.nan
+            )
 
 
 def timed(command: list[str]) -> float:
@@ -109,15 +122,19 @@ def compare(ours: Path, theirs: Path) -> str:
     with h5py.File(ours) as a, h5py.File(theirs) as b:
         ba, bb = a["bounds"][:], b["bounds"][:]
         index_b = {tuple(np.round(row, 3)): i for i, row in enumerate(bb)}
-        pairs = [(i, index_b[tuple(np.round(row, 3))]) for i, row in enumerate(ba) if tuple(np.round(row, 3)) in index_b]
+        pairs = [
+            (i, index_b[tuple(np.round(row, 3))]) for i, row in enumerate(ba) if tuple(np.round(row, 3)) in index_b
+        ]
         rel = []
         for m in ("lores", "sar"):
             for i, j in pairs[:: max(1, len(pairs) // 40)]:
                 x, y = a[m]["data"][i], b[m]["data"][j]
                 both = ~np.isnan(x) & ~np.isnan(y)
                 rel.append(np.abs(x[both] - y[both]).mean() / max(np.abs(y[both]).mean(), 1e-6))
-        return (f"chips: salibi {len(ba)}, baseline {len(bb)}, common {len(pairs)}; "
-                f"mean relative pixel difference on common chips {np.mean(rel):.2%}")  # fmt: skip
+        return (
+            f"chips: salibi {len(ba)}, baseline {len(bb)}, common {len(pairs)}; "
+            f"mean relative pixel difference on common chips {np.mean(rel):.2%}"
+        )
 
 
 def main() -> None:
@@ -133,8 +150,25 @@ def main() -> None:
     tile = args.tile_size_m
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "salibi.h5", Path(tmp) / "baseline.h5"
-        salibi_cmd = [SALIBI, "align", "--lores", str(S2), "--sar", str(S1), "--gsd", "lores=10", "--gsd", "sar=10",
-                      "--tile-size-m", f"{tile:g}", "--max-nodata", str(MAX_NODATA), "-o", str(ours), "--overwrite"]  # fmt: skip
+        salibi_cmd = [
+            SALIBI,
+            "align",
+            "--lores",
+            str(S2),
+            "--sar",
+            str(S1),
+            "--gsd",
+            "lores=10",
+            "--gsd",
+            "sar=10",
+            "--tile-size-m",
+            f"{tile:g}",
+            "--max-nodata",
+            str(MAX_NODATA),
+            "-o",
+            str(ours),
+            "--overwrite",
+        ]
         baseline_cmd = [sys.executable, __file__, "--tile-size-m", f"{tile:g}", "--baseline-output", str(theirs)]
         t_salibi = min(timed(salibi_cmd) for _ in range(args.repeats))
         t_base = min(timed(baseline_cmd) for _ in range(max(1, args.repeats - 1)))
@@ -145,8 +179,10 @@ def main() -> None:
             grid = int(round(f.attrs["footprint"][2] - f.attrs["footprint"][0]) // tile) * int(
                 round(f.attrs["footprint"][3] - f.attrs["footprint"][1]) // tile
             )
-        print(f"scene: Sen1Floods11 S2 (13 bands) + S1 (2 bands), EPSG:4326 -> UTM, {tile:g} m chips at {GSD:g} m "
-              f"(about {grid} chips in the grid)")  # fmt: skip
+        print(
+            f"scene: Sen1Floods11 S2 (13 bands) + S1 (2 bands), EPSG:4326 -> UTM, {tile:g} m chips at {GSD:g} m "
+            f"(about {grid} chips in the grid)"
+        )
         print(f"salibi align        {t_salibi:7.2f} s   {grid / t_salibi:8.0f} chips/s   (whole process)")
         print(f"per-tile reproject  {t_base:7.2f} s   {grid / t_base:8.0f} chips/s   (whole process)")
         print(f"speed-up            {t_base / t_salibi:7.1f}x   (target >= 5x)")

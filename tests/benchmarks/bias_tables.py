@@ -71,8 +71,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     out_bytes = HEADS * QUERY.num_patches * KEY.num_patches * 4
-    print(f"table: {HEADS} heads x {QUERY.num_patches} x {KEY.num_patches} float32 = {out_bytes / 2**20:.0f} MiB, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"table: {HEADS} heads x {QUERY.num_patches} x {KEY.num_patches} float32 = {out_bytes / 2**20:.0f} MiB, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     # Correctness first: the three builders agree.
     bias.cache_clear()
@@ -97,13 +99,21 @@ def main() -> None:
     t_cached = best_of(50, lambda: bias.scale_alibi_bias(QUERY, KEY, HEADS))
 
     print(f"core (fresh build)        {t_core * 1e3:9.2f} ms   {out_bytes / t_core / 1e9:5.1f} GB/s")
-    print(f"numpy vectorised          {t_numpy * 1e3:9.2f} ms   core is {t_numpy / t_core:5.1f}x faster (target >= 2.5x)")
-    print(f"authors' torch approach   {t_authors * 1e3:9.2f} ms   core is {t_authors / t_core:5.1f}x faster (target >= 15x)")
-    print(f"bound: copy, fresh output {t_copy_fresh * 1e3:9.2f} ms   core is {t_core / t_copy_fresh:5.2f}x the bound "
-          f"(target <= 1.5x)")
+    print(
+        f"numpy vectorised          {t_numpy * 1e3:9.2f} ms   core is {t_numpy / t_core:5.1f}x faster (target >= 2.5x)"
+    )
+    print(
+        f"authors' torch approach   {t_authors * 1e3:9.2f} ms   core is {t_authors / t_core:5.1f}x faster (target >= 15x)"
+    )
+    print(
+        f"bound: copy, fresh output {t_copy_fresh * 1e3:9.2f} ms   core is {t_core / t_copy_fresh:5.2f}x the bound "
+        f"(target <= 1.5x)"
+    )
     print(f"      copy, mapped output {t_copy_mapped * 1e3:9.2f} ms   core is {t_core / t_copy_mapped:5.2f}x")
-    print(f"cached repeat             {t_cached * 1e6:9.2f} us   {t_core / t_cached:8.0f}x faster than fresh "
-          f"(target >= 100x)")
+    print(
+        f"cached repeat             {t_cached * 1e6:9.2f} us   {t_core / t_cached:8.0f}x faster than fresh "
+        f"(target >= 100x)"
+    )
 
     # Masked pre-training: batch 32, keep half the tokens of each grid, distances only
     # (slopes are applied on the device).
@@ -127,8 +137,10 @@ def main() -> None:
     masked_bytes = batch * keep_q * keep_k * 4
     repeated_bytes = batch * QUERY.num_patches * KEY.num_patches * 4
     print(f"masked sub-tables (B={batch}, keep 0.5)  {t_masked * 1e3:8.2f} ms, {masked_bytes / 2**20:.0f} MiB out")
-    print(f"repeat + gather                       {t_gather * 1e3:8.2f} ms, {repeated_bytes / 2**20:.0f} MiB repeated; "
-          f"core is {t_gather / t_masked:5.1f}x faster (target >= 10x)")
+    print(
+        f"repeat + gather                       {t_gather * 1e3:8.2f} ms, {repeated_bytes / 2**20:.0f} MiB repeated; "
+        f"core is {t_gather / t_masked:5.1f}x faster (target >= 10x)"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,14 @@ def make_tiles(folder: Path, count: int, size: int) -> None:
 def make_checkpoint(folder: Path, size: str) -> Path:
     torch.manual_seed(0)
     model = build(size, modalities=("lores",))
-    return save_checkpoint(model, folder, bands={"lores": ["B04", "B03", "B02"]}, gsd={"lores": 10.0},
-                           mean={"lores": MEAN}, std={"lores": STD})  # fmt: skip
+    return save_checkpoint(
+        model,
+        folder,
+        bands={"lores": ["B04", "B03", "B02"]},
+        gsd={"lores": 10.0},
+        mean={"lores": MEAN},
+        std={"lores": STD},
+    )
 
 
 def naive(tiles: Path, checkpoint: Path, device: torch.device) -> dict[str, np.ndarray]:
@@ -111,12 +117,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--num-workers", type=int, default=0)
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)  # fmt: skip
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     device_is_cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if device_is_cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}{' (bf16 autocast)' if device_is_cuda else ''}; tiles of {args.size}x{args.size} px, "
-          f"13-band int16 GeoTIFF; batch size {args.batch_size}; best of {args.repeats}")  # fmt: skip
+    print(
+        f"device: {name}{' (bf16 autocast)' if device_is_cuda else ''}; tiles of {args.size}x{args.size} px, "
+        f"13-band int16 GeoTIFF; batch size {args.batch_size}; best of {args.repeats}"
+    )
     with tempfile.TemporaryDirectory(prefix="salibi-embed-bench-") as tmp:
         tmp = Path(tmp)
         for size in args.models.split(","):
@@ -131,16 +144,25 @@ def main() -> None:
 
             def run_embed():
                 out = tmp / f"out-{size}-{next(counter)}.h5"
-                embed_folder(tiles, checkpoint, out, batch_size=args.batch_size, device=str(device),
-                             num_workers=args.num_workers, progress=False)  # fmt: skip
+                embed_folder(
+                    tiles,
+                    checkpoint,
+                    out,
+                    batch_size=args.batch_size,
+                    device=str(device),
+                    num_workers=args.num_workers,
+                    progress=False,
+                )
                 return read_embeddings(out)
 
             t_embed, table = best_of(args.repeats, run_embed)
             t_naive, rows = best_of(args.repeats, lambda: naive(tiles, checkpoint, device))
             diff = max(float(np.abs(table.embedding[table.row_of(rel)] - v).max()) for rel, v in rows.items())
-            print(f"{size:>5} ({count} tiles): embed {count / t_embed:7.1f} tiles/s ({t_embed:6.2f} s)   naive "
-                  f"{count / t_naive:7.1f} tiles/s ({t_naive:6.2f} s)   ratio {t_naive / t_embed:5.2f}x   "
-                  f"max |diff| {diff:.1e}")  # fmt: skip
+            print(
+                f"{size:>5} ({count} tiles): embed {count / t_embed:7.1f} tiles/s ({t_embed:6.2f} s)   naive "
+                f"{count / t_naive:7.1f} tiles/s ({t_naive:6.2f} s)   ratio {t_naive / t_embed:5.2f}x   "
+                f"max |diff| {diff:.1e}"
+            )
 
 
 device_is_cuda = False

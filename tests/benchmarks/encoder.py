@@ -102,8 +102,10 @@ def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast:
     with amp:
         geometry = model.geometry({"hires": (args.image, args.image)}, {"hires": 1.0})
         bias = geometry.full_bias("hires", "hires", c.heads)  # (1, H, N, N), built once, cached
-    print(f"base encoder: dim {c.dim}, depth {c.depth}, {c.heads} heads, {n} tokens, batch {args.batch}, "
-          f"{'bf16 autocast' if autocast else 'float32'} on {device}")  # fmt: skip
+    print(
+        f"base encoder: dim {c.dim}, depth {c.depth}, {c.heads} heads, {n} tokens, batch {args.batch}, "
+        f"{'bf16 autocast' if autocast else 'float32'} on {device}"
+    )
 
     def ours() -> torch.Tensor:
         with amp:
@@ -118,8 +120,10 @@ def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast:
         error = (a.float() - b.float()).abs().max().item()
         del a, b
         t_ours, t_theirs = best_of(args.repeats, ours, theirs, device=device)
-    print(f"  inference        salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
-          f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.5x)   max |diff| {error:.1e}")  # fmt: skip
+    print(
+        f"  inference        salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
+        f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.5x)   max |diff| {error:.1e}"
+    )
 
     def train(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def step() -> None:
@@ -129,23 +133,31 @@ def encoder_comparison(args: argparse.Namespace, device: torch.device, autocast:
         return step
 
     t_ours, t_theirs = best_of(args.repeats, train(ours), train(theirs), device=device)
-    print(f"  forward+backward salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
-          f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.6x)")  # fmt: skip
+    print(
+        f"  forward+backward salibi {t_ours * 1e3:9.1f} ms   authors {t_theirs * 1e3:9.1f} ms   "
+        f"ratio {t_theirs / t_ours:5.2f}x (target >= 1.6x)"
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         train(ours)()
         mem_ours = torch.cuda.max_memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         train(theirs)()
-        print(f"  peak memory      salibi {mem_ours / 2**20:9.0f} MiB authors {torch.cuda.max_memory_allocated(device) / 2**20:9.0f} MiB")
+        print(
+            f"  peak memory      salibi {mem_ours / 2**20:9.0f} MiB authors {torch.cuda.max_memory_allocated(device) / 2**20:9.0f} MiB"
+        )
     del model, encoder, authors
 
 
-def training_step(size: str, batch: int, chips: dict, args: argparse.Namespace, device: torch.device, autocast: bool) -> None:
+def training_step(
+    size: str, batch: int, chips: dict, args: argparse.Namespace, device: torch.device, autocast: bool
+) -> None:
     torch.manual_seed(0)
     model = build(size).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    data = {m: torch.randn(batch, {"sar": 2, "lores": 3, "hires": 3}[m], s, s, device=device) for m, (s, _) in chips.items()}
+    data = {
+        m: torch.randn(batch, {"sar": 2, "lores": 3, "hires": 3}[m], s, s, device=device) for m, (s, _) in chips.items()
+    }
     data["gsd"] = {m: g for m, (_, g) in chips.items()}
     p = model.config.patch_size
     patches = batch * sum((s // p) ** 2 for s, _ in chips.values())
@@ -166,8 +178,10 @@ def training_step(size: str, batch: int, chips: dict, args: argparse.Namespace, 
     model.zero_grad(set_to_none=True)
     (seconds,) = best_of(args.repeats, step, device=device)
     tflops = flops / seconds / 1e12
-    line = (f"  train step {size:5s} batch {batch:3d}: {seconds * 1e3:9.1f} ms, {patches / seconds:10.0f} input patches/s "
-            f"({batch / seconds:7.1f} samples/s), {flops / 1e12:7.3f} TFLOP/step, {tflops:7.2f} TFLOP/s")  # fmt: skip
+    line = (
+        f"  train step {size:5s} batch {batch:3d}: {seconds * 1e3:9.1f} ms, {patches / seconds:10.0f} input patches/s "
+        f"({batch / seconds:7.1f} samples/s), {flops / 1e12:7.3f} TFLOP/step, {tflops:7.2f} TFLOP/s"
+    )
     peak = args.peak_tflops
     if peak is None and device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -192,8 +206,11 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s for MFU")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     autocast = device.type == "cuda" and not args.no_bf16
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -206,10 +223,22 @@ def main() -> None:
     if not args.skip_train:
         print("full pretraining step (sar + lores + hires, mask 0.5, AdamW):")
         # tiny: a demo-sized 240 m footprint; base: 640 m, hires at 1.25 m (1024 patches of 16 px)
-        training_step("tiny", args.train_batch_tiny, {"sar": (24, 10.0), "lores": (24, 10.0), "hires": (96, 2.5)},
-                      args, device, autocast)  # fmt: skip
-        training_step("base", args.train_batch_base, {"sar": (64, 10.0), "lores": (64, 10.0), "hires": (512, 1.25)},
-                      args, device, autocast)  # fmt: skip
+        training_step(
+            "tiny",
+            args.train_batch_tiny,
+            {"sar": (24, 10.0), "lores": (24, 10.0), "hires": (96, 2.5)},
+            args,
+            device,
+            autocast,
+        )
+        training_step(
+            "base",
+            args.train_batch_base,
+            {"sar": (64, 10.0), "lores": (64, 10.0), "hires": (512, 1.25)},
+            args,
+            device,
+            autocast,
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Python-tracked memory for N and 4N samples: streaming keeps it flat (only the (N
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 import tracemalloc
@@ -27,9 +28,9 @@ import h5py
 import numpy as np
 import torch
 
+from salibi.devices import resolve_device
 from salibi.eval import safe_pickle
 from salibi.eval.bands import S2_ORDER, map_task_bands
-from salibi.devices import resolve_device
 from salibi.eval.features import band_normalisation, extract_features, prepare_sample
 from salibi.eval.geobench import Task
 from salibi.eval.run import checkpoint_bands
@@ -40,12 +41,20 @@ from salibi.models import build
 def write_task(root: Path, count: int) -> Task:
     task_dir = root / "classification_v1.0" / "m-bench"
     task_dir.mkdir(parents=True)
-    records = [safe_pickle.make_record("geobench.dataset.Sentinel2", name=n, alt_names=a, spatial_resolution=r,
-                                       wavelength=w) for n, a, r, w in _S2_BANDS]  # fmt: skip
+    records = [
+        safe_pickle.make_record("geobench.dataset.Sentinel2", name=n, alt_names=a, spatial_resolution=r, wavelength=w)
+        for n, a, r, w in _S2_BANDS
+    ]
     label_type = safe_pickle.make_record("geobench.label.Classification", n_classes=10, _class_names=None)
-    specs = safe_pickle.make_record("geobench.task.TaskSpecifications", dataset_name="m-bench", patch_size=(64, 64),
-                                    n_time_steps=1, bands_info=records, label_type=label_type,
-                                    spatial_resolution=10)  # fmt: skip
+    specs = safe_pickle.make_record(
+        "geobench.task.TaskSpecifications",
+        dataset_name="m-bench",
+        patch_size=(64, 64),
+        n_time_steps=1,
+        bands_info=records,
+        label_type=label_type,
+        spatial_resolution=10,
+    )
     (task_dir / "task_specs.pkl").write_bytes(safe_pickle.dumps(specs))
     rng = np.random.default_rng(0)
     names = []
@@ -56,13 +65,19 @@ def write_task(root: Path, count: int) -> Task:
             for record in records:
                 key = record.fields["name"]
                 f.create_dataset(key, data=rng.integers(500, 3000, (64, 64), dtype=np.int16))
-                attrs[key] = {"date": None, "date_id": None, "spatial_resolution": 10, "band_info": record,
-                              "meta_info": None, "transform": None, "crs": None}  # fmt: skip
+                attrs[key] = {
+                    "date": None,
+                    "date_id": None,
+                    "spatial_resolution": 10,
+                    "band_info": record,
+                    "meta_info": None,
+                    "transform": None,
+                    "crs": None,
+                }
             attrs["bands_order"] = [r.fields["name"] for r in records]
             f.attrs["pickle"] = safe_pickle.dumps_attribute(attrs)
         names.append(name)
-    (task_dir / "default_partition.json").write_text(
-        '{"train": %s, "valid": [], "test": []}' % str(names).replace("'", '"'))
+    (task_dir / "default_partition.json").write_text(json.dumps({"train": names, "valid": [], "test": []}))
     return Task(task_dir)
 
 
@@ -91,15 +106,18 @@ def main() -> None:
         everything = task.partition()["train"]
         names = everything[: args.samples]
         stats = band_normalisation(task, inputs, names)
-        print(f"{args.samples} samples of 13x64x64 int16, model {args.model} (dim {model.config.dim}, "
-              f"patch {model.config.patch_size}), device {device}, batch {args.batch_size}, "
-              f"torch threads {torch.get_num_threads()}")  # fmt: skip
+        print(
+            f"{args.samples} samples of 13x64x64 int16, model {args.model} (dim {model.config.dim}, "
+            f"patch {model.config.patch_size}), device {device}, batch {args.batch_size}, "
+            f"torch threads {torch.get_num_threads()}"
+        )
 
         # warm-up (allocator, kernels, page cache)
         extract_features(model, task, inputs, names[: args.batch_size], stats, args.batch_size, device)
 
-        arrays = np.stack([prepare_sample(task.read_sample(n), inputs.modalities[0], stats, 8, False)[0]
-                           for n in names])  # fmt: skip
+        arrays = np.stack(
+            [prepare_sample(task.read_sample(n), inputs.modalities[0], stats, 8, False)[0] for n in names]
+        )
         images = torch.from_numpy(arrays).to(device)
         start = time.perf_counter()
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -141,9 +159,11 @@ def main() -> None:
             extract_features(model, task, inputs, subset, stats, args.batch_size, device)
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
-        print(f"peak Python-tracked memory: {peaks[0] / 2**20:.1f} MiB for {len(names)} samples, "
-              f"{peaks[1] / 2**20:.1f} MiB for {len(everything)} (ratio {peaks[1] / peaks[0]:.2f}; "
-              f"the inputs alone would be {len(everything) * 13 * 64 * 64 * 4 / 2**20:.0f} MiB)")  # fmt: skip
+        print(
+            f"peak Python-tracked memory: {peaks[0] / 2**20:.1f} MiB for {len(names)} samples, "
+            f"{peaks[1] / 2**20:.1f} MiB for {len(everything)} (ratio {peaks[1] / peaks[0]:.2f}; "
+            f"the inputs alone would be {len(everything) * 13 * 64 * 64 * 4 / 2**20:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":

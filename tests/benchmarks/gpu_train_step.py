@@ -41,8 +41,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)  # fmt: skip
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = build(args.model, channels={"lores": 4}).to(device)
@@ -76,12 +81,17 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
     achieved = flops / seconds / 1e12
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    print(f"{args.model} on {name}: batch {args.batch}, {tokens} patches per sample, {args.steps} steps, "
-          f"loss {loss:.4f}")  # fmt: skip
-    print(f"  {seconds * 1e3:.1f} ms/step   {args.batch / seconds:.1f} samples/s   "
-          f"{args.batch * tokens / seconds:,.0f} tokens/s")  # fmt: skip
-    print(f"  {flops / 1e12:.2f} TFLOP per step   {achieved:.1f} TFLOP/s achieved"
-          + (f"   MFU {achieved / peak:.1%} of {peak:.0f} TFLOP/s bf16" if peak else ""))
+    print(
+        f"{args.model} on {name}: batch {args.batch}, {tokens} patches per sample, {args.steps} steps, loss {loss:.4f}"
+    )
+    print(
+        f"  {seconds * 1e3:.1f} ms/step   {args.batch / seconds:.1f} samples/s   "
+        f"{args.batch * tokens / seconds:,.0f} tokens/s"
+    )
+    print(
+        f"  {flops / 1e12:.2f} TFLOP per step   {achieved:.1f} TFLOP/s achieved"
+        + (f"   MFU {achieved / peak:.1%} of {peak:.0f} TFLOP/s bf16" if peak else "")
+    )
     if cuda:
         print(f"  peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
 

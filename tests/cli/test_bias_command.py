@@ -19,14 +19,17 @@ def test_bias_renders_a_png(tmp_path):
 def test_bad_grid_spec_is_one_clear_line(tmp_path):
     result = CliRunner().invoke(cli, ["bias", "--query", "16by16", "--key", "4x4@1", "-o", str(tmp_path / "b.png")])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["Error: grid '16by16': expected ROWSxCOLS@GSD in patches and "
-                                                  "metres per pixel, e.g. 16x16@10"]
+    assert result.output.strip().splitlines() == [
+        "Error: grid '16by16': expected ROWSxCOLS@GSD in patches and metres per pixel, e.g. 16x16@10"
+    ]
     assert not (tmp_path / "b.png").exists()
 
 
 def test_head_out_of_range_and_zero_gsd(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["bias", "--query", "4x4@1", "--key", "4x4@1", "--head", "9", "-o", str(tmp_path / "b.png")])
+    result = runner.invoke(
+        cli, ["bias", "--query", "4x4@1", "--key", "4x4@1", "--head", "9", "-o", str(tmp_path / "b.png")]
+    )
     assert result.exit_code == 1 and "--head 9" in result.output
     result = runner.invoke(cli, ["bias", "--query", "4x4@0", "--key", "4x4@1", "-o", str(tmp_path / "b.png")])
     assert result.exit_code == 1 and "gsd" in result.output

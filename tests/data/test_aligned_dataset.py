@@ -23,8 +23,14 @@ SN6 = "spacenet6_rotterdam"
 def optical(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """hires pan1 (1 band, 60 px) + lores ms1 (4 bands, 30 px): 81 chips of 30 m."""
     out = tmp_path_factory.mktemp("ds") / "optical.h5"
-    align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=out, tile_size_m=30,
-          val_fraction=0.2, progress=False)  # fmt: skip
+    align(
+        hires=samples / SN6 / "pan1.tif",
+        lores=samples / SN6 / "ms1.tif",
+        output=out,
+        tile_size_m=30,
+        val_fraction=0.2,
+        progress=False,
+    )
     return out
 
 
@@ -32,8 +38,15 @@ def optical(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lores_sar(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another file with lores (same 4 bands, 60 m chips: another chip shape) and sar."""
     out = tmp_path_factory.mktemp("ds") / "lores_sar.h5"
-    align(lores=samples / SN6 / "ms1.tif", sar=samples / SN6 / "pan1.tif", output=out, tile_size_m=60,
-          gsd={"sar": 2}, val_fraction=0, progress=False)  # fmt: skip
+    align(
+        lores=samples / SN6 / "ms1.tif",
+        sar=samples / SN6 / "pan1.tif",
+        output=out,
+        tile_size_m=60,
+        gsd={"sar": 2},
+        val_fraction=0,
+        progress=False,
+    )
     return out
 
 
@@ -99,10 +112,16 @@ def test_several_files_concatenate(optical, lores_sar):
     ranges = ds.file_indices()
     assert ranges == [range(0, len(one)), range(len(one), len(ds))]
     last = ds[len(ds) - 1]
-    assert last["file"] == 1 and last["lores"].shape == (4, 60, 60) and set(last) == {"lores", "gsd", "bounds", "index", "file"}
+    assert (
+        last["file"] == 1
+        and last["lores"].shape == (4, 60, 60)
+        and set(last) == {"lores", "gsd", "bounds", "index", "file"}
+    )
     assert ds.modality_info["lores"]["channels"] == 4 and ds.modality_info["lores"]["gsd"] == 1.0
     assert ds.modality_info["lores"]["bands"] == ["ms1:1", "ms1:2", "ms1:3", "ms1:4"]
-    assert len(ds.modality_info["lores"]["mean"]) == 4 and all(isinstance(v, float) for v in ds.modality_info["lores"]["std"])
+    assert len(ds.modality_info["lores"]["mean"]) == 4 and all(
+        isinstance(v, float) for v in ds.modality_info["lores"]["std"]
+    )
     with pytest.raises(InputError, match="lores_sar.h5"):
         AlignedDataset([optical, lores_sar], modalities=["hires"])
     assert AlignedDataset(optical, modalities=["lores"]).modalities == ("lores",)
@@ -110,8 +129,14 @@ def test_several_files_concatenate(optical, lores_sar):
 
 def test_files_with_other_band_counts_do_not_mix(optical, samples, tmp_path):
     rgb_only = tmp_path / "three.h5"
-    align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=rgb_only, tile_size_m=60,
-          bands={"lores": [1, 2, 3]}, progress=False)  # fmt: skip
+    align(
+        hires=samples / SN6 / "pan1.tif",
+        lores=samples / SN6 / "ms1.tif",
+        output=rgb_only,
+        tile_size_m=60,
+        bands={"lores": [1, 2, 3]},
+        progress=False,
+    )
     with pytest.raises(InputError, match="lores has 3 bands"):
         AlignedDataset([optical, rgb_only])
 
@@ -142,7 +167,9 @@ def test_open_aligned_checks_format(optical, tmp_path):
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f.attrs["format"] = "salibi-embeddings"
-    with pytest.raises(DataFormatError, match=r"other\.h5: not a salibi aligned training set \(format 'salibi-embeddings'\)"):
+    with pytest.raises(
+        DataFormatError, match=r"other\.h5: not a salibi aligned training set \(format 'salibi-embeddings'\)"
+    ):
         open_aligned(other)
     future = tmp_path / "future.h5"
     shutil.copy(optical, future)

@@ -57,8 +57,9 @@ def resume_reference(resume_tiles, checkpoint, tmp_path_factory):
     return read_embeddings(output)
 
 
-def expected_embedding(model, path: Path, bands: list[int], modality: str, gsd: float,
-                       mean=None, std=None) -> np.ndarray:  # fmt: skip
+def expected_embedding(
+    model, path: Path, bands: list[int], modality: str, gsd: float, mean=None, std=None
+) -> np.ndarray:
     """Written independently of salibi.embed: read, |z|^2 for complex, normalise (checkpoint
     statistics, or per tile), invalid -> 0, zero-pad to the patch, mean of the tokens of the
     patches that hold tile pixels. For tiles of at most 32 x 32 patches (one window)."""

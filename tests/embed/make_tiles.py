@@ -50,9 +50,15 @@ def crop(src: Path, dst: Path, window: Window, driver: str = "GTiff", **options)
     with rasterio.open(src) as ds:
         data = ds.read(window=window)
         profile = dict(
-            driver=driver, width=int(window.width), height=int(window.height), count=ds.count,
-            dtype=ds.dtypes[0], crs=ds.crs, transform=ds.window_transform(window), nodata=ds.nodata,
-        )  # fmt: skip
+            driver=driver,
+            width=int(window.width),
+            height=int(window.height),
+            count=ds.count,
+            dtype=ds.dtypes[0],
+            crs=ds.crs,
+            transform=ds.window_transform(window),
+            nodata=ds.nodata,
+        )
         profile.update(options)
         with rasterio.open(dst, "w", **profile) as out:
             out.write(data)
@@ -73,8 +79,18 @@ def write_png(src: Path, dst: Path, window: Window, world_file: bool) -> Path:
         data = ds.read([1, 2, 3], window=window)
         crs, transform = ds.crs, ds.window_transform(window)
     if world_file:
-        with rasterio.open(dst, "w", driver=driver, width=data.shape[2], height=data.shape[1], count=3,
-                           dtype="uint8", crs=crs, transform=transform, WORLDFILE="YES") as out:  # fmt: skip
+        with rasterio.open(
+            dst,
+            "w",
+            driver=driver,
+            width=data.shape[2],
+            height=data.shape[1],
+            count=3,
+            dtype="uint8",
+            crs=crs,
+            transform=transform,
+            WORLDFILE="YES",
+        ) as out:
             out.write(data)
     else:
         from PIL import Image
@@ -96,8 +112,14 @@ def make_mixed(folder: Path) -> dict[str, str]:
     crop(NAIP, folder / "naip" / "naip_full.tif", Window(0, 0, 934, 724))
     tiles["naip/naip_full.tif"] = "lores"
     # NAIP crop as lossless JPEG 2000
-    crop(NAIP, folder / "naip" / "naip_crop.jp2", Window(300, 200, 96, 80), driver="JP2OpenJPEG",
-         REVERSIBLE="YES", QUALITY="100")  # fmt: skip
+    crop(
+        NAIP,
+        folder / "naip" / "naip_crop.jp2",
+        Window(300, 200, 96, 80),
+        driver="JP2OpenJPEG",
+        REVERSIBLE="YES",
+        QUALITY="100",
+    )
     tiles["naip/naip_crop.jp2"] = "lores"
     # SpaceNet 6: dB SAR with 4 bands at 4.5 m (auto: dB -> sar), RGB composite at 4.5 m (hires)
     crop(SN6 / "sar_masked.tif", folder / "sn6" / "sar_db.tif", Window(0, 0, 120, 120))
@@ -108,8 +130,15 @@ def make_mixed(folder: Path) -> dict[str, str]:
     slc = folder / "sn6" / "slc_vv_vh.tif"
     with rasterio.open(SN6 / "sar_vv.tif") as vv, rasterio.open(SN6 / "sar_vh.tif") as vh:
         window = Window(40, 40, 64, 48)
-        profile = dict(driver="GTiff", width=64, height=48, count=2, dtype="complex64", crs=vv.crs,
-                       transform=vv.window_transform(window))  # fmt: skip
+        profile = dict(
+            driver="GTiff",
+            width=64,
+            height=48,
+            count=2,
+            dtype="complex64",
+            crs=vv.crs,
+            transform=vv.window_transform(window),
+        )
         with rasterio.open(slc, "w", **profile) as out:
             out.write(vv.read(1, window=window), 1)
             out.write(vh.read(1, window=window), 2)

@@ -107,8 +107,15 @@ def test_cuda_without_a_gpu(resume_tiles, checkpoint, tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["--modality", "optical"], ["--gsd", "0"], ["--gsd", "-2"], ["--batch-size", "0"], ["--num-workers", "-1"],
-     ["--device", "tpu"], []],  # fmt: skip
+    [
+        ["--modality", "optical"],
+        ["--gsd", "0"],
+        ["--gsd", "-2"],
+        ["--batch-size", "0"],
+        ["--num-workers", "-1"],
+        ["--device", "tpu"],
+        [],
+    ],
 )
 def test_usage_errors_are_exit_status_2(resume_tiles, checkpoint, tmp_path, args):
     base = [resume_tiles[0], "--checkpoint", checkpoint]

@@ -143,8 +143,15 @@ def test_rgb_picked_by_band_description(tmp_path):
     tiles = tmp_path / "tiles"
     with rasterio.open(SN6 / "rgb_unmasked.tif") as ds:
         rgb = ds.read(window=Window(0, 0, 48, 40))
-        profile = dict(driver="GTiff", width=48, height=40, count=4, dtype="uint8", crs=ds.crs,
-                       transform=ds.window_transform(Window(0, 0, 48, 40)))  # fmt: skip
+        profile = dict(
+            driver="GTiff",
+            width=48,
+            height=40,
+            count=4,
+            dtype="uint8",
+            crs=ds.crs,
+            transform=ds.window_transform(Window(0, 0, 48, 40)),
+        )
     (tiles / "a").mkdir(parents=True)
     with rasterio.open(tiles / "a" / "bgrn.tif", "w", **profile) as out:
         out.write(np.stack([rgb[2], rgb[1], rgb[0], rgb.mean(axis=0).astype(np.uint8)]))
@@ -156,16 +163,31 @@ def test_rgb_picked_by_band_description(tmp_path):
     model = load_checkpoint(ckpt)
     i = table.row_of("a/bgrn.tif")
     assert table.modality[i] == "hires"
-    np.testing.assert_allclose(table.embedding[i], expected_embedding(model, tiles / "a/bgrn.tif", [3, 2, 1], "hires",
-                                                                      table.gsd[i]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        table.embedding[i],
+        expected_embedding(model, tiles / "a/bgrn.tif", [3, 2, 1], "hires", table.gsd[i]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     j = table.row_of("b/s2.tif")
-    np.testing.assert_allclose(table.embedding[j], expected_embedding(model, tiles / "b/s2.tif", [4, 3, 2], "lores",
-                                                                      table.gsd[j]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        table.embedding[j],
+        expected_embedding(model, tiles / "b/s2.tif", [4, 3, 2], "lores", table.gsd[j]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_band_name_identities():
-    same = [("B4", "B04"), ("b04", "B4"), ("B04", "red"), ("Red", "RED"), ("B8A", "b8a"), ("band_01", "band_1"),
-            ("04 - Red", "B4")]  # fmt: skip
+    same = [
+        ("B4", "B04"),
+        ("b04", "B4"),
+        ("B04", "red"),
+        ("Red", "RED"),
+        ("B8A", "b8a"),
+        ("band_01", "band_1"),
+        ("04 - Red", "B4"),
+    ]
     for a, b in same:
         assert set(band_keys(a, "lores")) & set(band_keys(b, "lores")), (a, b)
     different = [("B8", "B8A"), ("B1", "B10"), ("B02", "red"), ("B12", "B2")]
@@ -184,8 +206,9 @@ def test_no_statistics_means_per_tile_normalisation_and_a_note(tmp_path):
     with rasterio.open(path) as ds:
         x = ds.read([4, 3, 2]).astype(np.float32)
     got = read_embeddings(tmp_path / "out.h5").embedding[0]
-    expected = expected_embedding(load_checkpoint(ckpt), path, [4, 3, 2], "lores", 9.97,
-                                  mean=x.mean(axis=(1, 2)), std=x.std(axis=(1, 2)))  # fmt: skip
+    expected = expected_embedding(
+        load_checkpoint(ckpt), path, [4, 3, 2], "lores", 9.97, mean=x.mean(axis=(1, 2)), std=x.std(axis=(1, 2))
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -23,8 +23,9 @@ def assert_same_rows(table, reference, paths):
     assert sorted(table.path) == sorted(paths)
     assert len(set(table.path)) == len(table.path)
     for p in paths:
-        np.testing.assert_allclose(table.embedding[table.row_of(p)], reference.embedding[reference.row_of(p)],
-                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            table.embedding[table.row_of(p)], reference.embedding[reference.row_of(p)], rtol=1e-5, atol=1e-6
+        )
         assert table.gsd[table.row_of(p)] == reference.gsd[reference.row_of(p)]
         np.testing.assert_array_equal(table.bounds[table.row_of(p)], reference.bounds[reference.row_of(p)])
 
@@ -41,10 +42,22 @@ def test_killed_run_resumes_to_exactly_one_row_per_tile(resume_tiles, resume_ref
     tiles, names = resume_tiles
     output = tmp_path / "out.h5"
     parts = tmp_path / "out.h5.parts"
-    command = [sys.executable, "-m", "salibi", "embed", str(tiles), "--checkpoint", str(checkpoint),
-               "-o", str(output), "--batch-size", "2"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "salibi",
+        "embed",
+        str(tiles),
+        "--checkpoint",
+        str(checkpoint),
+        "-o",
+        str(output),
+        "--batch-size",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if parts.is_dir() and any(parts.glob("part-*.h5")):

@@ -88,7 +88,10 @@ def random_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = build("tiny", modalities=("sar", "lores", "hires"), channels={"lores": 13})
     path = tmp_path_factory.mktemp("ckpt") / "random"
-    save_checkpoint(model, path, bands={"lores": S2_NAMES, "sar": ["VV", "VH"], "hires": ["red", "green", "blue"]},
-                    gsd={"lores": 10.0, "sar": 10.0, "hires": 1.0})  # fmt: skip
+    save_checkpoint(
+        model,
+        path,
+        bands={"lores": S2_NAMES, "sar": ["VV", "VH"], "hires": ["red", "green", "blue"]},
+        gsd={"lores": 10.0, "sar": 10.0, "hires": 1.0},
+    )
     return path
-

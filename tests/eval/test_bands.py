@@ -48,7 +48,9 @@ def test_brick_kiln_true_colour_bands_and_zero_filled_gaps():
     assert pairs["B07"] == "06 - Vegetation Red Edge" and pairs["B8A"] == "07 - Vegetation Red Edge"
     assert pairs["B11"] == "08A - Vegetation Red Edge" and pairs["B12"] == "09 - Water vapour"
     assert inputs.modalities[0].missing == ["B06", "B09", "B10"]  # not in the file: fed zeros
-    rgb = _pairs(map_task_bands(task.specs, {"hires": ["red", "green", "blue"]}, {"hires": 1.0}, "m-brick-kiln"), "hires")
+    rgb = _pairs(
+        map_task_bands(task.specs, {"hires": ["red", "green", "blue"]}, {"hires": 1.0}, "m-brick-kiln"), "hires"
+    )
     assert rgb == {"red": "10 - SWIR - Cirrus", "green": "11 - SWIR", "blue": "12 - SWIR"}
 
 
@@ -74,8 +76,14 @@ def test_landsat_by_colour_and_wavelength(synthetic_root):
     six = {"lores": ["B02", "B03", "B04", "B8A", "B11", "B12"]}
     inputs = map_task_bands(task.specs, six, {"lores": 10.0}, task.name)
     [lores] = inputs.modalities
-    assert _pairs(inputs, "lores") == {"B02": "02 - Blue", "B03": "03 - Green", "B04": "04 - Red",
-                                       "B8A": "05 - NIR", "B11": "06 - SWIR1", "B12": "07 - SWIR2"}  # fmt: skip
+    assert _pairs(inputs, "lores") == {
+        "B02": "02 - Blue",
+        "B03": "03 - Green",
+        "B04": "04 - Red",
+        "B8A": "05 - NIR",
+        "B11": "06 - SWIR1",
+        "B12": "07 - SWIR2",
+    }
     scores = {m.checkpoint_band: m.score for m in lores.matches}
     assert scores["B02"] == 1 and scores["B11"] == 2
 
@@ -89,8 +97,9 @@ def test_so2sat_uses_sar_intensities_beside_optical(synthetic_root):
 
 
 def test_unmatched_task_is_skipped_with_reason():
-    specs = _specs([BandInfo("Canopy Height Model", "ElevationBand"), BandInfo("Hyperspectral", "HyperSpectralBands",
-                                                                             n_bands=369)])  # fmt: skip
+    specs = _specs(
+        [BandInfo("Canopy Height Model", "ElevationBand"), BandInfo("Hyperspectral", "HyperSpectralBands", n_bands=369)]
+    )
     inputs = map_task_bands(specs, FULL, GSD)
     assert inputs.modalities == []
     assert "no checkpoint modality matches" in inputs.reason and "Canopy Height Model" in inputs.reason
@@ -98,8 +107,12 @@ def test_unmatched_task_is_skipped_with_reason():
 
 
 def test_too_few_bands_is_not_a_match_and_says_so():
-    specs = _specs([BandInfo("04 - Red", "Sentinel2", ("4", "04", "red"), 10, 0.665),
-                    BandInfo("03 - Green", "Sentinel2", ("3", "03", "green"), 10, 0.56)])  # fmt: skip
+    specs = _specs(
+        [
+            BandInfo("04 - Red", "Sentinel2", ("4", "04", "red"), 10, 0.665),
+            BandInfo("03 - Green", "Sentinel2", ("3", "03", "green"), 10, 0.56),
+        ]
+    )
     inputs = map_task_bands(specs, {"lores": S2_NAMES, "hires": ["red", "green", "blue"]}, GSD)
     assert inputs.modalities == []
     assert "Partial matches: lores (2 of 13 bands), hires (2 of 3 bands)" in inputs.reason
@@ -111,9 +124,14 @@ def test_sar_only_checkpoint_on_optical_task(real_root):
     assert not inputs.modalities and "sar: VV VH" in inputs.reason
 
 
-@pytest.mark.parametrize("modality,channels,names", [
-    ("lores", 13, S2_NAMES), ("lores", 3, ["red", "green", "blue"]), ("sar", 2, ["VV", "VH"]),
-    ("hires", 4, ["red", "green", "blue", "nir"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "modality,channels,names",
+    [
+        ("lores", 13, S2_NAMES),
+        ("lores", 3, ["red", "green", "blue"]),
+        ("sar", 2, ["VV", "VH"]),
+        ("hires", 4, ["red", "green", "blue", "nir"]),
+    ],
+)
 def test_default_band_names(modality, channels, names):
     assert default_band_names(modality, channels) == names

@@ -29,8 +29,18 @@ def _subset(root: Path, target: Path, *names: str) -> Path:
 
 def test_end_to_end_on_every_task_kind(synthetic_root, random_checkpoint, tmp_path):
     out = tmp_path / "out" / "results.json"
-    result = _run("--checkpoint", str(random_checkpoint), "--root", str(synthetic_root), "--output", str(out),
-                  "--tasks", "m-tiny-s2,m-tiny-multilabel,m-tiny-seg,m-dangling,m-old-format", "--device", "cpu")  # fmt: skip
+    result = _run(
+        "--checkpoint",
+        str(random_checkpoint),
+        "--root",
+        str(synthetic_root),
+        "--output",
+        str(out),
+        "--tasks",
+        "m-tiny-s2,m-tiny-multilabel,m-tiny-seg,m-dangling,m-old-format",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert set(document) == {"checkpoint", "partition", "tasks", "skipped", "failed"}
@@ -59,8 +69,18 @@ def test_end_to_end_on_every_task_kind(synthetic_root, random_checkpoint, tmp_pa
 
 def test_seeds_give_mean_and_std(synthetic_root, random_checkpoint, tmp_path):
     out = tmp_path / "r.json"
-    result = _run("--checkpoint", str(random_checkpoint), "--root", str(synthetic_root), "--output", str(out),
-                  "--tasks", "m-tiny-seg", "--seeds", "3")  # fmt: skip
+    result = _run(
+        "--checkpoint",
+        str(random_checkpoint),
+        "--root",
+        str(synthetic_root),
+        "--output",
+        str(out),
+        "--tasks",
+        "m-tiny-seg",
+        "--seeds",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     seg = json.loads(out.read_text())["tasks"]["m-tiny-seg"]["seg"]
     # Heads trained from three seeds differ a little.
@@ -86,18 +106,39 @@ def test_hostile_task_fails_alone_and_never_runs(synthetic_root, random_checkpoi
 
 
 def test_missing_task_specs_fails_that_task(random_checkpoint, tmp_path):
-    result = _run("--checkpoint", str(random_checkpoint), "--root", str(REAL / "official_tests"), "--output",
-                  str(tmp_path / "r.json"), "--tasks", "cvpr_chesapeake_landcover")  # fmt: skip
+    result = _run(
+        "--checkpoint",
+        str(random_checkpoint),
+        "--root",
+        str(REAL / "official_tests"),
+        "--output",
+        str(tmp_path / "r.json"),
+        "--tasks",
+        "cvpr_chesapeake_landcover",
+    )
     assert result.exit_code == 1
-    assert "task_specs.pkl is missing" in json.loads((tmp_path / "r.json").read_text())["failed"]["cvpr_chesapeake_landcover"]
+    assert (
+        "task_specs.pkl is missing"
+        in json.loads((tmp_path / "r.json").read_text())["failed"]["cvpr_chesapeake_landcover"]
+    )
 
 
 def test_skipped_tasks_say_why(synthetic_root, tmp_path):
     sar_only = build("tiny", modalities=("sar", "lores"), channels={"lores": 2})
     ckpt = save_checkpoint(sar_only, tmp_path / "ckpt", bands={"sar": ["VV", "VH"], "lores": ["VV", "VH"]})
     out = tmp_path / "r.json"
-    result = _run("--checkpoint", str(ckpt), "--root", str(synthetic_root), "--output", str(out),
-                  "--tasks", "m-tiny-s2,m-tiny-seg", "--protocol", "knn")  # fmt: skip
+    result = _run(
+        "--checkpoint",
+        str(ckpt),
+        "--root",
+        str(synthetic_root),
+        "--output",
+        str(out),
+        "--tasks",
+        "m-tiny-s2,m-tiny-seg",
+        "--protocol",
+        "knn",
+    )
     assert result.exit_code == 0, result.output
     skipped = json.loads(out.read_text())["skipped"]
     assert "no checkpoint modality matches the task's bands" in skipped["m-tiny-s2"]
@@ -108,8 +149,15 @@ def test_skipped_tasks_say_why(synthetic_root, tmp_path):
 
 def test_real_eurosat_end_to_end(random_checkpoint, tmp_path):
     out = tmp_path / "eurosat.json"
-    result = _run("--checkpoint", str(random_checkpoint), "--output", str(out), "--protocol", "knn,linear",
-                  env={"GEO_BENCH_DIR": str(REAL)})  # fmt: skip
+    result = _run(
+        "--checkpoint",
+        str(random_checkpoint),
+        "--output",
+        str(out),
+        "--protocol",
+        "knn,linear",
+        env={"GEO_BENCH_DIR": str(REAL)},
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert set(document["tasks"]) == {"m-eurosat"}
@@ -121,8 +169,21 @@ def test_compare_table(synthetic_root, random_checkpoint, tmp_path):
     paths = []
     for name, protocol in (("alibi", "knn"), ("scale-alibi", "knn,linear")):
         path = tmp_path / f"{name}.json"
-        assert _run("--checkpoint", str(random_checkpoint), "--root", str(synthetic_root), "--output", str(path),
-                    "--tasks", "m-old-format", "--protocol", protocol).exit_code == 0  # fmt: skip
+        assert (
+            _run(
+                "--checkpoint",
+                str(random_checkpoint),
+                "--root",
+                str(synthetic_root),
+                "--output",
+                str(path),
+                "--tasks",
+                "m-old-format",
+                "--protocol",
+                protocol,
+            ).exit_code
+            == 0
+        )
         paths.append(str(path))
     result = _run("--compare", *paths)
     assert result.exit_code == 0, result.output
@@ -164,14 +225,23 @@ def test_compare_of_a_non_results_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     result = _run("--compare", str(bad))
-    assert result.exit_code == 1 and "no \"tasks\" object" in result.stderr
+    assert result.exit_code == 1 and 'no "tasks" object' in result.stderr
 
 
 def test_compare_needs_no_checkpoint(tmp_path):
     # --compare reads JSON only: no checkpoint, no root.
     a = tmp_path / "a.json"
-    a.write_text(json.dumps({"checkpoint": "c", "partition": "default", "tasks": {"t": {"knn": {"accuracy": 0.5}}},
-                             "skipped": {}, "failed": {}}))  # fmt: skip
+    a.write_text(
+        json.dumps(
+            {
+                "checkpoint": "c",
+                "partition": "default",
+                "tasks": {"t": {"knn": {"accuracy": 0.5}}},
+                "skipped": {},
+                "failed": {},
+            }
+        )
+    )
     result = _run("--compare", str(a))
     assert result.exit_code == 0 and "| t | knn | accuracy | 0.500 |" in result.stdout
 
@@ -179,8 +249,13 @@ def test_compare_needs_no_checkpoint(tmp_path):
 def test_results_json_is_strict(tmp_path):
     from salibi.eval.report import markdown_table, write_results
 
-    results = {"checkpoint": "c", "partition": "default", "skipped": {}, "failed": {},
-               "tasks": {"t": {"seg": {"miou": float("nan"), "miou_std": 0.0}}}}  # fmt: skip
+    results = {
+        "checkpoint": "c",
+        "partition": "default",
+        "skipped": {},
+        "failed": {},
+        "tasks": {"t": {"seg": {"miou": float("nan"), "miou_std": 0.0}}},
+    }
     path = write_results(results, tmp_path / "r.json")
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))["tasks"]["t"]["seg"]["miou"] is None
     assert "| t | seg | miou | n/a |" in markdown_table(results)

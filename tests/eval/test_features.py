@@ -18,8 +18,13 @@ from salibi.models import load_checkpoint
 
 
 def _sample(bands: dict[str, np.ndarray], gsd: dict[str, float]) -> dict:
-    return {"name": "s", "bands": bands, "band_info": {k: BandInfo(k) for k in bands}, "gsd": gsd,
-            "dates": {k: None for k in bands}}  # fmt: skip
+    return {
+        "name": "s",
+        "bands": bands,
+        "band_info": {k: BandInfo(k) for k in bands},
+        "gsd": gsd,
+        "dates": {k: None for k in bands},
+    }
 
 
 def _modality(*names):
@@ -69,8 +74,9 @@ def test_bands_of_different_shapes_are_resampled_to_the_largest():
 
 
 def test_dated_keys_pick_the_earliest_date():
-    sample = _sample({"a_2020-02-01": np.ones((8, 8)), "a_2020-01-01": np.zeros((8, 8))},
-                     {"a_2020-02-01": 10, "a_2020-01-01": 10})  # fmt: skip
+    sample = _sample(
+        {"a_2020-02-01": np.ones((8, 8)), "a_2020-01-01": np.zeros((8, 8))}, {"a_2020-02-01": 10, "a_2020-01-01": 10}
+    )
     sample["band_info"] = {k: BandInfo("a") for k in sample["bands"]}
     sample["dates"] = {"a_2020-02-01": datetime.date(2020, 2, 1), "a_2020-01-01": datetime.date(2020, 1, 1)}
     x, _, _ = prepare_sample(sample, _modality("a"), {}, 8, False)
@@ -120,8 +126,7 @@ def test_segmentation_tokens_and_labels(model, synthetic_root):
     bands, gsd = checkpoint_bands(model)
     inputs = map_task_bands(task.specs, bands, gsd, task.name)
     names = task.partition()["test"]
-    features = extract_features(model, task, inputs, names, band_normalisation(task, inputs, names),
-                                keep_tokens=True)  # fmt: skip
+    features = extract_features(model, task, inputs, names, band_normalisation(task, inputs, names), keep_tokens=True)
     assert features.grid == (5, 5) and features.tokens.shape == (len(names), 25, model.config.dim)
     assert features.tokens.dtype == np.float16 and features.label_px_per_token == 8.0
     assert features.labels.shape == (len(names), 40, 40)

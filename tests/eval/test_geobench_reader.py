@@ -71,8 +71,10 @@ def test_real_segmentation_sample_and_dangling_text_link(copy_task):
 
 def test_real_missing_task_specs_is_a_clear_error():
     task = Task(OFFICIAL / "cvpr_chesapeake_landcover")
-    with pytest.raises(MissingInputError, match=r"task_specs\.pkl is missing.*re-download task cvpr_chesapeake_landcover"):
-        task.specs
+    with pytest.raises(
+        MissingInputError, match=r"task_specs\.pkl is missing.*re-download task cvpr_chesapeake_landcover"
+    ):
+        task.specs  # noqa: B018 - reading the property is the test
     assert task.partition()["train"][0] == "id_000051"
 
 
@@ -81,8 +83,16 @@ def test_real_missing_task_specs_is_a_clear_error():
 
 def test_discovery_finds_every_generated_task(synthetic_root):
     tasks = discover_tasks(synthetic_root)
-    assert set(tasks) == {"m-tiny-s2", "m-tiny-multilabel", "m-tiny-forestnet", "m-tiny-so2sat", "m-old-format",
-                          "m-tiny-seg", "m-tiny-neontree", "m-dangling"}  # fmt: skip
+    assert set(tasks) == {
+        "m-tiny-s2",
+        "m-tiny-multilabel",
+        "m-tiny-forestnet",
+        "m-tiny-so2sat",
+        "m-old-format",
+        "m-tiny-seg",
+        "m-tiny-neontree",
+        "m-dangling",
+    }
     assert tasks["m-tiny-seg"].parent.name == "segmentation_v1.0"
     # A benchmark folder itself works as the root too.
     assert set(discover_tasks(synthetic_root / "segmentation_v1.0")) == {"m-tiny-seg", "m-tiny-neontree", "m-dangling"}
@@ -133,8 +143,13 @@ def test_mixed_band_shapes(synthetic_root):
     task = open_task(synthetic_root, "m-tiny-neontree")
     sample = task.read_sample("id_0000")
     shapes = {k: v.shape for k, v in sample["bands"].items()}
-    assert shapes == {"Red": (40, 40), "Green": (40, 40), "Blue": (40, 40), "Canopy Height Model": (4, 4),
-                      "Hyperspectral": (4, 4, 8)}  # fmt: skip
+    assert shapes == {
+        "Red": (40, 40),
+        "Green": (40, 40),
+        "Blue": (40, 40),
+        "Canopy Height Model": (4, 4),
+        "Hyperspectral": (4, 4, 8),
+    }
     assert sample["gsd"]["Red"] == pytest.approx(0.1) and sample["gsd"]["Canopy Height Model"] == 1
     assert sample["band_info"]["Hyperspectral"].n_bands == 8
 
@@ -159,7 +174,9 @@ def test_dangling_symlink_falls_back_to_full_train(synthetic_root):
 def test_named_partition(synthetic_root):
     task = open_task(synthetic_root, "m-tiny-s2")
     assert task.partition("1.00x_train") == task.partition("default")
-    with pytest.raises(MissingInputError, match=r"no readable partition '0\.01x_train'.*readable partitions: 1\.00x_train, default"):
+    with pytest.raises(
+        MissingInputError, match=r"no readable partition '0\.01x_train'.*readable partitions: 1\.00x_train, default"
+    ):
         task.partition("0.01x_train")
 
 
@@ -216,7 +233,9 @@ def test_band_listed_but_missing(copy_task, synthetic_root):
 def test_sample_missing_from_disk(copy_task, synthetic_root):
     task = Task(copy_task(synthetic_root / "classification_v1.0" / "m-tiny-s2"))
     task.sample_path("id_0005").unlink()
-    with pytest.raises(MissingInputError, match=r"id_0005\.hdf5 listed in the partition of task m-tiny-s2 does not exist"):
+    with pytest.raises(
+        MissingInputError, match=r"id_0005\.hdf5 listed in the partition of task m-tiny-s2 does not exist"
+    ):
         task.read_sample("id_0005")
 
 

@@ -28,8 +28,14 @@ def test_both_tasks_in_geobench_layout(shipped_root):
     seg = Task(tasks["raleigh-landcover-seg"])
     assert seg.kind == "segmentation" and seg.specs.spatial_resolution == 28.5
     assert seg.specs.patch_size == (CHIP, CHIP)
-    assert [b.name for b in seg.specs.bands] == ["01 - Blue", "02 - Green", "03 - Red", "04 - NIR", "05 - SWIR1",
-                                                 "07 - SWIR2"]  # fmt: skip
+    assert [b.name for b in seg.specs.bands] == [
+        "01 - Blue",
+        "02 - Green",
+        "03 - Red",
+        "04 - NIR",
+        "05 - SWIR1",
+        "07 - SWIR2",
+    ]
     split = seg.partition()
     assert all(split.values()) and not set(split["train"]) & (set(split["valid"]) | set(split["test"]))
     sample = seg.read_sample(split["test"][0])

@@ -93,8 +93,12 @@ def test_numpy_arrays_pickled_by_numpy_are_rebuilt(array, protocol):
 
 
 def test_numpy_scalars_and_dates():
-    value = {"label": np.int64(7), "x": np.float32(2.5), "d": datetime.date(2020, 1, 5),
-             "t": datetime.datetime(2020, 1, 5, 3, 4, 5)}  # fmt: skip
+    value = {
+        "label": np.int64(7),
+        "x": np.float32(2.5),
+        "d": datetime.date(2020, 1, 5),
+        "t": datetime.datetime(2020, 1, 5, 3, 4, 5),
+    }
     loaded = safe_pickle.loads(pickle.dumps(value))
     assert loaded["label"] == 7 and int(loaded["label"]) == 7
     assert loaded["x"] == pytest.approx(2.5)
@@ -105,8 +109,9 @@ def test_affine_and_crs_become_plain_records():
     import affine
     from rasterio.crs import CRS
 
-    loaded = safe_pickle.loads(pickle.dumps({"transform": affine.Affine(10, 0, 5e5, 0, -10, 4e6),
-                                             "crs": CRS.from_epsg(32631)}))  # fmt: skip
+    loaded = safe_pickle.loads(
+        pickle.dumps({"transform": affine.Affine(10, 0, 5e5, 0, -10, 4e6), "crs": CRS.from_epsg(32631)})
+    )
     assert isinstance(loaded["transform"], AffineRecord) and tuple(loaded["transform"]) == (10, 0, 5e5, 0, -10, 4e6)
     assert isinstance(loaded["crs"], CRSRecord) and 'AUTHORITY["EPSG","32631"]' in loaded["crs"].wkt
 
@@ -117,8 +122,14 @@ def test_affine2_namedtuple_pickle_with_nine_values():
         return b"\x8c" + bytes([len(value)]) + value.encode()
 
     nine = (10.0, 0.0, 5e5, 0.0, -10.0, 4e6, 0.0, 0.0, 1.0)
-    data = b"\x80\x04" + text("affine") + text("Affine") + b"\x93(" + b"".join(
-        b"G" + struct.pack(">d", v) for v in nine) + b"t\x81."  # fmt: skip
+    data = (
+        b"\x80\x04"
+        + text("affine")
+        + text("Affine")
+        + b"\x93("
+        + b"".join(b"G" + struct.pack(">d", v) for v in nine)
+        + b"t\x81."
+    )
     pickletools.dis(data, out=io.StringIO())  # a well-formed stream
     assert tuple(safe_pickle.loads(data)) == nine[:6]
 
@@ -127,8 +138,13 @@ def test_affine2_namedtuple_pickle_with_nine_values():
 
 
 def test_writer_output_reads_back_with_both_loaders(fixture_generator):
-    record = make_record("geobench.dataset.Sentinel2", name="04 - Red", alt_names=("4", "04", "red"),
-                         spatial_resolution=10, wavelength=0.665)  # fmt: skip
+    record = make_record(
+        "geobench.dataset.Sentinel2",
+        name="04 - Red",
+        alt_names=("4", "04", "red"),
+        spatial_resolution=10,
+        wavelength=0.665,
+    )
     value = {
         "band": record,
         "label": np.array([0, 1, 1, 0], dtype=np.int64),
@@ -195,8 +211,16 @@ def test_ndarray_subclass_is_refused():
         safe_pickle.loads(data)
 
 
-@pytest.mark.parametrize("module,name", [("subprocess", "Popen"), ("numpy", "load"), ("geobench.dataset.os", "system"),
-                                         ("builtins", "getattr"), ("posix", "system")])  # fmt: skip
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("subprocess", "Popen"),
+        ("numpy", "load"),
+        ("geobench.dataset.os", "system"),
+        ("builtins", "getattr"),
+        ("posix", "system"),
+    ],
+)
 def test_other_globals_are_refused(module, name):
     data = f"c{module}\n{name}\n.".encode()
     with pytest.raises(UnsafePickleError, match=f"refusing to unpickle {module}.{name}"):

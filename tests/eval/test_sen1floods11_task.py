@@ -93,15 +93,18 @@ def _pretrain(task: Task, steps: int, tmp_path):
     first = last = None
     for _ in range(steps):
         pick = torch.randint(len(names), (32,), generator=generator)
-        loss = model({"lores": data["lores"][pick], "sar": data["sar"][pick], "gsd": {"lores": 10.0, "sar": 10.0}})["loss"]
+        loss = model({"lores": data["lores"][pick], "sar": data["sar"][pick], "gsd": {"lores": 10.0, "sar": 10.0}})[
+            "loss"
+        ]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         first = first if first is not None else loss.item()
         last = loss.item()
     assert last < first  # it learned something
-    return save_checkpoint(model.eval(), tmp_path / "pretrained", bands=bands, gsd={"lores": 10.0, "sar": 10.0},
-                           step=steps)  # fmt: skip
+    return save_checkpoint(
+        model.eval(), tmp_path / "pretrained", bands=bands, gsd={"lores": 10.0, "sar": 10.0}, step=steps
+    )
 
 
 def test_pretrained_tiny_encoder_beats_a_constant_predictor(flood_root, tmp_path):

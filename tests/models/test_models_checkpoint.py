@@ -136,23 +136,36 @@ def test_resolve_without_complete_checkpoints(tmp_path, tiny):
     [
         (lambda p: (p / "config.json").write_text("{not json"), DataFormatError, "config.json"),
         (lambda p: (p / "config.json").write_text('{"format": "something-else"}'), DataFormatError, "config.json"),
-        (lambda p: (p / "config.json").write_text(
-            (p / "config.json").read_text().replace('"format_version": 1', '"format_version": 2')
-        ), DataFormatError, "version 2"),
-        (lambda p: (p / "config.json").write_text(
-            (p / "config.json").read_text().replace('"dim": 64', '"dim": 96')
-        ), DataFormatError, "does not match"),
-        (lambda p: (p / "config.json").write_text(
-            (p / "config.json").read_text().replace('"variant": "scale-alibi"', '"variant": "rope"')
-        ), DataFormatError, "config.json"),
+        (
+            lambda p: (p / "config.json").write_text(
+                (p / "config.json").read_text().replace('"format_version": 1', '"format_version": 2')
+            ),
+            DataFormatError,
+            "version 2",
+        ),
+        (
+            lambda p: (p / "config.json").write_text((p / "config.json").read_text().replace('"dim": 64', '"dim": 96')),
+            DataFormatError,
+            "does not match",
+        ),
+        (
+            lambda p: (p / "config.json").write_text(
+                (p / "config.json").read_text().replace('"variant": "scale-alibi"', '"variant": "rope"')
+            ),
+            DataFormatError,
+            "config.json",
+        ),
         (lambda p: (p / "config.json").unlink(), MissingInputError, "config.json"),
         (lambda p: (p / "model.safetensors").unlink(), MissingInputError, "model.safetensors"),
         (lambda p: (p / "model.safetensors").write_bytes(b"\x01\x02"), DataFormatError, "model.safetensors"),
-        (lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:5000]),
-         DataFormatError, "model.safetensors"),
+        (
+            lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:5000]),
+            DataFormatError,
+            "model.safetensors",
+        ),
         (lambda p: save_file({"x": torch.zeros(3)}, str(p / "model.safetensors")), DataFormatError, "does not match"),
     ],
-)  # fmt: skip
+)
 def test_damaged_checkpoints_get_clear_errors(tmp_path, tiny, damage, error, names):
     path = save_checkpoint(tiny, tmp_path / "ckpt")
     damage(path)

@@ -20,7 +20,9 @@ def test_gradients_reach_every_parameter(variant):
     torch.manual_seed(0)
     model = build("tiny", variant=variant)
     model(make_batch(batch=3))["loss"].backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()]
+    dead = [
+        n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()
+    ]
     assert dead == []
     assert model.logit_scale.grad is not None and model.logit_scale.grad != 0
 
@@ -105,7 +107,9 @@ def test_ref_length_fixes_the_bias_scale_for_unimodal_calls():
     torch.testing.assert_close(per_call.encode(images, "hires", 1.0), per_call.encode(images, "hires", 4.0))
     # a fixed L in metres: it does, and the argument overrides per call
     assert not torch.allclose(fixed.encode(images, "hires", 1.0), fixed.encode(images, "hires", 4.0), atol=1e-4)
-    torch.testing.assert_close(per_call.encode(images, "hires", 2.0, ref_length=80.0), fixed.encode(images, "hires", 2.0))
+    torch.testing.assert_close(
+        per_call.encode(images, "hires", 2.0, ref_length=80.0), fixed.encode(images, "hires", 2.0)
+    )
 
 
 def test_missing_modalities():

@@ -14,10 +14,16 @@ def align_pair(samples: Path, output: Path) -> Path:
     from salibi.align import align
 
     s1, s2 = (samples / "bigearthnet" / name for name in PAIR)
-    align(sar=[s1 / f"{PAIR[0]}_VV.tif", s1 / f"{PAIR[0]}_VH.tif"],
-          lores=[s2 / f"{PAIR[1]}_{band}.tif" for band in ("B04", "B03", "B02", "B08")], output=output,
-          tile_size_m=240, gsd={"sar": 10.0, "lores": 10.0}, val_fraction=0.0,
-          band_names={"sar": ["VV", "VH"], "lores": ["B04", "B03", "B02", "B08"]}, progress=False)  # fmt: skip
+    align(
+        sar=[s1 / f"{PAIR[0]}_VV.tif", s1 / f"{PAIR[0]}_VH.tif"],
+        lores=[s2 / f"{PAIR[1]}_{band}.tif" for band in ("B04", "B03", "B02", "B08")],
+        output=output,
+        tile_size_m=240,
+        gsd={"sar": 10.0, "lores": 10.0},
+        val_fraction=0.0,
+        band_names={"sar": ["VV", "VH"], "lores": ["B04", "B03", "B02", "B08"]},
+        progress=False,
+    )
     return output
 
 

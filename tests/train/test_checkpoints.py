@@ -19,8 +19,9 @@ def test_optimizer_state_round_trips_through_tensors_and_json(tmp_path):
     tensors, meta = checkpoints.flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(tmp_path / "t.safetensors"))
     (tmp_path / "m.json").write_text(json.dumps(meta))
-    restored = checkpoints.unflatten_optimizer(load_file(str(tmp_path / "t.safetensors")),
-                                               json.loads((tmp_path / "m.json").read_text()))
+    restored = checkpoints.unflatten_optimizer(
+        load_file(str(tmp_path / "t.safetensors")), json.loads((tmp_path / "m.json").read_text())
+    )
     other = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
     other.load_state_dict(restored)
     for a, b in zip(optimizer.state_dict()["state"].values(), other.state_dict()["state"].values()):

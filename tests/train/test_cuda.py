@@ -15,8 +15,12 @@ def test_bf16_step_on_cuda_matches_float32_on_cpu():
 
     torch.manual_seed(0)
     model = build("tiny")
-    batch = {"sar": torch.randn(4, 2, 32, 32), "lores": torch.randn(4, 3, 32, 32), "hires": torch.randn(4, 3, 128, 128),
-             "gsd": {"sar": 10.0, "lores": 10.0, "hires": 2.5}}  # fmt: skip
+    batch = {
+        "sar": torch.randn(4, 2, 32, 32),
+        "lores": torch.randn(4, 3, 32, 32),
+        "hires": torch.randn(4, 3, 128, 128),
+        "gsd": {"sar": 10.0, "lores": 10.0, "hires": 2.5},
+    }
     noise = {m: torch.rand(4, (batch[m].shape[-1] // 8) ** 2) for m in ("sar", "lores", "hires")}
     cpu = model(batch, noise=noise)["loss"].item()
     gpu_model = model.to("cuda")
@@ -33,11 +37,25 @@ def test_pretrain_on_one_gpu_resumes(tmp_path, aligned_set):
 
     data = aligned_set
     run = tmp_path / "run"
-    summary = pretrain(PretrainConfig(data=[str(data)], out=str(run), batch_size=8, max_steps=4, gpus=1,
-                                      save_every=2, log_every=1, progress=False))  # fmt: skip
+    summary = pretrain(
+        PretrainConfig(
+            data=[str(data)], out=str(run), batch_size=8, max_steps=4, gpus=1, save_every=2, log_every=1, progress=False
+        )
+    )
     assert summary["step"] == 4
-    again = pretrain(PretrainConfig(data=[str(data)], out=str(run), batch_size=8, max_steps=6, gpus=1, resume=True,
-                                    save_every=2, log_every=1, progress=False))  # fmt: skip
+    again = pretrain(
+        PretrainConfig(
+            data=[str(data)],
+            out=str(run),
+            batch_size=8,
+            max_steps=6,
+            gpus=1,
+            resume=True,
+            save_every=2,
+            log_every=1,
+            progress=False,
+        )
+    )
     assert again["step"] == 6
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]

@@ -69,8 +69,19 @@ def reference_run(aligned_set, tmp_path_factory) -> Path:
 
 def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, reference_run, tmp_path):
     run = tmp_path / "two"
-    result = run_salibi("pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--cpu-procs", "2",
-                        "--save-every", "100", *COMMON)  # fmt: skip
+    result = run_salibi(
+        "pretrain",
+        str(aligned_set),
+        "--out",
+        str(run),
+        "--max-steps",
+        "12",
+        "--cpu-procs",
+        "2",
+        "--save-every",
+        "100",
+        *COMMON,
+    )
     assert "trained 12/12 steps" in result.stdout
     assert_same_curve(metrics(run), metrics(reference_run))
 
@@ -106,7 +117,10 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, refe
     args = ["pretrain", str(aligned_set), "--out", str(run), "--save-every", "3", "--max-steps", "12", *COMMON]
     run_salibi(*args)
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
-        "step_0000006", "step_0000009", "step_0000012"]  # --keep 3
+        "step_0000006",
+        "step_0000009",
+        "step_0000012",
+    ]  # --keep 3
     weights = run / "checkpoints" / "step_0000012" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     resumed = run_salibi(*args, "--resume")
@@ -202,4 +216,6 @@ def test_warmup_then_cosine_schedule():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
     half = PretrainConfig(data=[], out="", lr=1e-3, batch_size=128)
-    assert learning_rate(50, half, 100, 10) == pytest.approx(learning_rate(50, config, 100, 10) / 2 * (1 + 0.01) / (1 + 0.1), rel=0.2)
+    assert learning_rate(50, half, 100, 10) == pytest.approx(
+        learning_rate(50, config, 100, 10) / 2 * (1 + 0.01) / (1 + 0.1), rel=0.2
+    )

@@ -16,10 +16,13 @@ def _band_list(value: str) -> list[int]:
 
 def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
     return click.option(
-        f"--{name}", multiple=True, metavar="FILE", type=click.Path(dir_okay=True, path_type=str),
+        f"--{name}",
+        multiple=True,
+        metavar="FILE",
+        type=click.Path(dir_okay=True, path_type=str),
         help=f"{what} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: they are "
-             "the bands of this modality in the order given and may differ in resolution.",
-    )  # fmt: skip
+        "the bands of this modality in the order given and may differ in resolution.",
+    )
 
 
 @click.command("align")
@@ -27,25 +30,59 @@ def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
 @_files_option("lores", "Low-resolution optical (e.g. Sentinel-2 band files)")
 @_files_option("sar", "SAR (e.g. Sentinel-1 VV/VH; complex SLC becomes intensity |z|^2)")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="HDF5 training set to write.")
-@click.option("--tile-size-m", type=float, default=960.0, show_default=True,
-              help="Chip side on the ground, metres; a whole number of pixels at every modality's GSD.")
-@click.option("--gsd", "gsd_values", multiple=True, metavar="MODALITY=M",
-              help="Metres per pixel of a modality's chips, e.g. --gsd hires=2.5 --gsd lores=10 "
-                   "(default: the native GSD of the modality's finest file, rounded to 3 significant digits).")
-@click.option("--bands", "band_values", multiple=True, metavar="MODALITY=I,J,...",
-              help="Bands to keep, numbered from 1 over the concatenated bands of that modality's files "
-                   "in the order given, e.g. --bands lores=4,3,2 (default: all).")
-@click.option("--band-names", "band_name_values", multiple=True, metavar="MODALITY=A,B,...",
-              help="Names of a modality's kept bands, in order, e.g. --band-names lores=red,green,blue "
-                   "(default: the files' band descriptions, else FILE:BAND).")
-@click.option("--crs", default=None, metavar="CRS",
-              help="Projected target CRS, e.g. EPSG:32631 (default: the high-res input's, or the UTM zone "
-                   "of the footprint when that is geographic).")
-@click.option("--max-nodata", type=float, default=0.05, show_default=True,
-              help="Drop chips with a larger fraction of invalid (nodata/NaN/zero-fill) pixels in any modality.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Share of kept chips for validation, in spatial blocks; training chips touching a "
-                   "validation chip are dropped.")
+@click.option(
+    "--tile-size-m",
+    type=float,
+    default=960.0,
+    show_default=True,
+    help="Chip side on the ground, metres; a whole number of pixels at every modality's GSD.",
+)
+@click.option(
+    "--gsd",
+    "gsd_values",
+    multiple=True,
+    metavar="MODALITY=M",
+    help="Metres per pixel of a modality's chips, e.g. --gsd hires=2.5 --gsd lores=10 "
+    "(default: the native GSD of the modality's finest file, rounded to 3 significant digits).",
+)
+@click.option(
+    "--bands",
+    "band_values",
+    multiple=True,
+    metavar="MODALITY=I,J,...",
+    help="Bands to keep, numbered from 1 over the concatenated bands of that modality's files "
+    "in the order given, e.g. --bands lores=4,3,2 (default: all).",
+)
+@click.option(
+    "--band-names",
+    "band_name_values",
+    multiple=True,
+    metavar="MODALITY=A,B,...",
+    help="Names of a modality's kept bands, in order, e.g. --band-names lores=red,green,blue "
+    "(default: the files' band descriptions, else FILE:BAND).",
+)
+@click.option(
+    "--crs",
+    default=None,
+    metavar="CRS",
+    help="Projected target CRS, e.g. EPSG:32631 (default: the high-res input's, or the UTM zone "
+    "of the footprint when that is geographic).",
+)
+@click.option(
+    "--max-nodata",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Drop chips with a larger fraction of invalid (nodata/NaN/zero-fill) pixels in any modality.",
+)
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Share of kept chips for validation, in spatial blocks; training chips touching a "
+    "validation chip are dropped.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
 @overwrite_option
 def command(
@@ -78,8 +115,19 @@ def command(
     bands = parse_modality_values("--bands", band_values, _band_list)
     band_names = parse_modality_values("--band-names", band_name_values, lambda v: v.split(","))
     summary = align(
-        hires=list(hires), lores=list(lores), sar=list(sar), output=output, tile_size_m=tile_size_m,
-        gsd=gsd, bands=bands, band_names=band_names, crs=crs, max_nodata=max_nodata, val_fraction=val_fraction,  # type: ignore[arg-type]
-        overwrite=overwrite, seed=seed, progress=True,
-    )  # fmt: skip
+        hires=list(hires),
+        lores=list(lores),
+        sar=list(sar),
+        output=output,
+        tile_size_m=tile_size_m,
+        gsd=gsd,
+        bands=bands,
+        band_names=band_names,
+        crs=crs,
+        max_nodata=max_nodata,
+        val_fraction=val_fraction,  # type: ignore[arg-type]
+        overwrite=overwrite,
+        seed=seed,
+        progress=True,
+    )
     click.echo(summary.format())

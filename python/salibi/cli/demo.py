@@ -6,13 +6,27 @@ import click
 
 
 @click.command("demo")
-@click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for aligned/, run/, embeddings.h5 and eval.json (its demo outputs are replaced).")
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Pretraining steps (fewer for a quicker smoke test).")
+@click.option(
+    "--out",
+    default="demo-out",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for aligned/, run/, embeddings.h5 and eval.json (its demo outputs are replaced).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Pretraining steps (fewer for a quicker smoke test).",
+)
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Chips per step.")
-@click.option("--samples", type=click.Path(file_okay=False, exists=True), default=None,
-              help="The sample-data folder [default: the samples shipped with salibi].")
+@click.option(
+    "--samples",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The sample-data folder [default: the samples shipped with salibi].",
+)
 def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
     """The main job end to end on real data: align six Sentinel-1/2 pairs, pretrain the tiny model
     on the CPU, embed tiles of three sensors and GSDs, evaluate on Landsat-7 land cover at 28.5 m.
@@ -30,12 +44,18 @@ def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
     click.echo(markdown_table(summary.results).rstrip())
     click.echo("")
     kept, train, val = summary.chips
-    click.echo(f"aligned     {summary.out / 'aligned'}: {len(summary.aligned)} files, {kept} chips "
-               f"({train} train, {val} validation)")  # fmt: skip
-    click.echo(f"pretrained  {summary.checkpoint}: {summary.steps} steps, loss {summary.first_loss:.3f} -> "
-               f"{summary.last_loss:.3f}")  # fmt: skip
-    click.echo(f"embedded    {embedded.output}: {embedded.rows} rows ({embedded.failed} failed), "
-               f"{embedded.tiles_per_second:.1f} tiles/s")  # fmt: skip
+    click.echo(
+        f"aligned     {summary.out / 'aligned'}: {len(summary.aligned)} files, {kept} chips "
+        f"({train} train, {val} validation)"
+    )
+    click.echo(
+        f"pretrained  {summary.checkpoint}: {summary.steps} steps, loss {summary.first_loss:.3f} -> "
+        f"{summary.last_loss:.3f}"
+    )
+    click.echo(
+        f"embedded    {embedded.output}: {embedded.rows} rows ({embedded.failed} failed), "
+        f"{embedded.tiles_per_second:.1f} tiles/s"
+    )
     click.echo(f"evaluated   {summary.out / 'eval.json'} (chart: {summary.out / 'eval.png'})")
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary.seconds.items())
     click.echo(f"time        {timing}")

@@ -13,15 +13,30 @@ from salibi.errors import InputError
 @click.command("embed")
 @click.argument("tiles_dir", type=click.Path(path_type=Path), metavar="TILES_DIR")
 @checkpoint_option
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Embeddings file (HDF5, salibi-embeddings v1). If it exists, tiles already in it are skipped "
-                   "and new ones appended.")  # fmt: skip
-@click.option("--modality", type=click.Choice(["auto", "hires", "lores", "sar"]), default="auto", show_default=True,
-              help="Encoder for every tile; auto: SAR for complex, 2-band or dB tiles, else high-res optical "
-                   "below 5 m/px, else low-res optical.")  # fmt: skip
-@click.option("--gsd", type=click.FloatRange(min=0, min_open=True), default=None, metavar="M",
-              help="Metres per pixel of tiles without a georeference (e.g. plain PNG/JPEG); "
-                   "without it such tiles are listed as failed.")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Embeddings file (HDF5, salibi-embeddings v1). If it exists, tiles already in it are skipped "
+    "and new ones appended.",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["auto", "hires", "lores", "sar"]),
+    default="auto",
+    show_default=True,
+    help="Encoder for every tile; auto: SAR for complex, 2-band or dB tiles, else high-res optical "
+    "below 5 m/px, else low-res optical.",
+)
+@click.option(
+    "--gsd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="M",
+    help="Metres per pixel of tiles without a georeference (e.g. plain PNG/JPEG); "
+    "without it such tiles are listed as failed.",
+)
 @batch_size_option(32)
 @device_option
 @num_workers_option

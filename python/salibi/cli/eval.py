@@ -29,22 +29,45 @@ def command() -> None:
     "[default: $GEO_BENCH_DIR, else ~/dataset/geobench].",
 )
 @click.option("--tasks", default=None, help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].")
-@click.option("--partition", default="default", show_default=True,
-              help="Partition file to use: default, 1.00x_train, 0.10x_train, ...")
-@click.option("--protocol", "protocols", default="knn,linear,seg,majority", show_default=True,
-              help="Comma-separated: knn (k=20 cosine), linear (logistic regression, C chosen on valid), "
-                   "seg (linear head on patch tokens), majority (chance reference: the most frequent "
-                   "training class). Each runs on the tasks it applies to.")  # fmt: skip
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Repeat seeded protocols this many times; metrics are mean and std.")
-@click.option("--output", "output", type=click.Path(path_type=Path), default=Path("results.json"), show_default=True,
-              help="Results JSON; a PNG bar chart is written beside it.")  # fmt: skip
+@click.option(
+    "--partition",
+    default="default",
+    show_default=True,
+    help="Partition file to use: default, 1.00x_train, 0.10x_train, ...",
+)
+@click.option(
+    "--protocol",
+    "protocols",
+    default="knn,linear,seg,majority",
+    show_default=True,
+    help="Comma-separated: knn (k=20 cosine), linear (logistic regression, C chosen on valid), "
+    "seg (linear head on patch tokens), majority (chance reference: the most frequent "
+    "training class). Each runs on the tasks it applies to.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Repeat seeded protocols this many times; metrics are mean and std.",
+)
+@click.option(
+    "--output",
+    "output",
+    type=click.Path(path_type=Path),
+    default=Path("results.json"),
+    show_default=True,
+    help="Results JSON; a PNG bar chart is written beside it.",
+)
 @overwrite_option
 @batch_size_option(64)
 @num_workers_option
 @device_option
-@click.option("--compare", is_flag=True,
-              help="Instead of evaluating, print one table comparing the results files given as arguments.")
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Instead of evaluating, print one table comparing the results files given as arguments.",
+)
 @click.argument("results_files", nargs=-1, type=click.Path(path_type=str), metavar="[RESULTS.json ...]")
 @click.pass_context
 def geobench(
@@ -89,7 +112,9 @@ def geobench(
     chosen = [p.strip() for p in protocols.split(",") if p.strip()]
     known = ("knn", "linear", "seg", "majority")
     if not chosen or any(p not in known for p in chosen):
-        raise click.BadParameter(f"{protocols!r}: a comma-separated list of {', '.join(known)}", param_hint="--protocol")
+        raise click.BadParameter(
+            f"{protocols!r}: a comma-separated list of {', '.join(known)}", param_hint="--protocol"
+        )
     chart = output.with_suffix(".png")
     if not overwrite:
         for path in (output, chart):
@@ -101,8 +126,17 @@ def geobench(
     from salibi.eval.report import markdown_table, write_bar_chart, write_results
     from salibi.eval.run import evaluate_geobench
 
-    results = evaluate_geobench(checkpoint, root=root, tasks=tasks, partition=partition, protocols=protocols,
-                                seeds=seeds, batch_size=batch_size, device=device, num_workers=num_workers)  # fmt: skip
+    results = evaluate_geobench(
+        checkpoint,
+        root=root,
+        tasks=tasks,
+        partition=partition,
+        protocols=protocols,
+        seeds=seeds,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+    )
     write_results(results, output)
     written = write_bar_chart(results, chart)
     click.echo(markdown_table(results), nl=False)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
@@ -54,9 +55,7 @@ def overwrite_option(f: F) -> F:
     return click.option("--overwrite", is_flag=True, help="Replace an existing output instead of refusing.")(f)
 
 
-def parse_modality_values(
-    option: str, values: tuple[str, ...], convert: Callable[[str], object]
-) -> dict[str, object]:
+def parse_modality_values(option: str, values: tuple[str, ...], convert: Callable[[str], object]) -> dict[str, object]:
     """``("hires=2.5", "lores=10")`` -> ``{"hires": 2.5, "lores": 10.0}``, with a usage
     error naming the option for anything else."""
     result: dict[str, object] = {}
@@ -64,8 +63,9 @@ def parse_modality_values(
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in MODALITIES:
-            raise click.BadParameter(f"{item!r}: expected MODALITY=VALUE with MODALITY one of {', '.join(MODALITIES)}",
-                                     param_hint=option)
+            raise click.BadParameter(
+                f"{item!r}: expected MODALITY=VALUE with MODALITY one of {', '.join(MODALITIES)}", param_hint=option
+            )
         try:
             result[name] = convert(value.strip())
         except ValueError as err:

@@ -18,42 +18,114 @@ VARIANTS = ("scale-alibi", "alibi", "sincos", "none")
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
 @click.option("--model", type=click.Choice(SIZES), default="tiny", show_default=True, help="Model size.")
-@click.option("--variant", type=click.Choice(VARIANTS), default="scale-alibi", show_default=True,
-              help="Position information: Scale-ALiBi, plain 2-D ALiBi, sin-cos embeddings or none (ablations).")
-@click.option("--gpus", type=click.IntRange(min=0), default=None,
-              help="DDP ranks over NCCL on this node's GPUs [default: 1 if CUDA is available, else 0 (CPU)].")
-@click.option("--cpu-procs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Ranks over gloo on the CPU (machines without GPUs, tests).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Global batch per optimizer step, split over ranks and --accumulate.")
+@click.option(
+    "--variant",
+    type=click.Choice(VARIANTS),
+    default="scale-alibi",
+    show_default=True,
+    help="Position information: Scale-ALiBi, plain 2-D ALiBi, sin-cos embeddings or none (ablations).",
+)
+@click.option(
+    "--gpus",
+    type=click.IntRange(min=0),
+    default=None,
+    help="DDP ranks over NCCL on this node's GPUs [default: 1 if CUDA is available, else 0 (CPU)].",
+)
+@click.option(
+    "--cpu-procs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ranks over gloo on the CPU (machines without GPUs, tests).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Global batch per optimizer step, split over ranks and --accumulate.",
+)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Optimizer steps to train.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Epochs to train (when --max-steps is not given) [default: 100].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Peak learning rate for a global batch of 256, scaled linearly to --batch-size.")
-@click.option("--warmup-steps", type=click.IntRange(min=1), default=None,
-              help="Linear warm-up before cosine decay [default: 5% of the steps, at most 2000].")
-@click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
-              help="Fraction of each modality's patches hidden from the encoders.")
-@click.option("--accumulate", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Micro-batches per optimizer step (gradient accumulation).")
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Epochs to train (when --max-steps is not given) [default: 100].",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Peak learning rate for a global batch of 256, scaled linearly to --batch-size.",
+)
+@click.option(
+    "--warmup-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Linear warm-up before cosine decay [default: 5% of the steps, at most 2000].",
+)
+@click.option(
+    "--mask-ratio",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Fraction of each modality's patches hidden from the encoders.",
+)
+@click.option(
+    "--accumulate",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Micro-batches per optimizer step (gradient accumulation).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, data order and masks.")
 @num_workers_option
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast [default: on with CUDA, off on CPU].")
-@click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Checkpoint every this many steps (and at the end, and when stopped).")
+@click.option(
+    "--save-every",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Checkpoint every this many steps (and at the end, and when stopped).",
+)
 @click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True, help="Checkpoints to keep.")
-@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Write metrics every this many steps.")
+@click.option(
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Write metrics every this many steps.",
+)
 @click.option("--log", "log", type=click.Choice(["tensorboard"]), multiple=True, help="Also log to TensorBoard.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest complete checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
-def command(ctx: click.Context, data: tuple[str, ...], out: str, model: str, variant: str, gpus: int | None,
-            cpu_procs: int, batch_size: int, max_steps: int | None, epochs: float | None, lr: float,
-            warmup_steps: int | None, mask_ratio: float, accumulate: int, seed: int, num_workers: int,
-            amp: bool | None, save_every: int, keep: int, log_every: int, log: tuple[str, ...], resume: bool,
-            quiet: bool) -> None:  # fmt: skip
+def command(
+    ctx: click.Context,
+    data: tuple[str, ...],
+    out: str,
+    model: str,
+    variant: str,
+    gpus: int | None,
+    cpu_procs: int,
+    batch_size: int,
+    max_steps: int | None,
+    epochs: float | None,
+    lr: float,
+    warmup_steps: int | None,
+    mask_ratio: float,
+    accumulate: int,
+    seed: int,
+    num_workers: int,
+    amp: bool | None,
+    save_every: int,
+    keep: int,
+    log_every: int,
+    log: tuple[str, ...],
+    resume: bool,
+    quiet: bool,
+) -> None:
     """Pretrain Scale-ALiBi encoders on aligned sets (DDP on N GPUs, gloo on CPU, or under torchrun).
 
     \b
@@ -71,23 +143,46 @@ def command(ctx: click.Context, data: tuple[str, ...], out: str, model: str, var
     from salibi.train import PretrainConfig, pretrain
 
     config = PretrainConfig(
-        data=list(data), out=out, model=model, variant=variant, batch_size=batch_size, max_steps=max_steps,
-        epochs=epochs, lr=lr, warmup_steps=warmup_steps, mask_ratio=mask_ratio, seed=seed, accumulate=accumulate,
-        num_workers=num_workers, amp=amp, save_every=save_every, keep=keep, log_every=log_every, log=list(log),
-        resume=resume, gpus=gpus, cpu_procs=cpu_procs, progress=not quiet,
-    )  # fmt: skip
+        data=list(data),
+        out=out,
+        model=model,
+        variant=variant,
+        batch_size=batch_size,
+        max_steps=max_steps,
+        epochs=epochs,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        mask_ratio=mask_ratio,
+        seed=seed,
+        accumulate=accumulate,
+        num_workers=num_workers,
+        amp=amp,
+        save_every=save_every,
+        keep=keep,
+        log_every=log_every,
+        log=list(log),
+        resume=resume,
+        gpus=gpus,
+        cpu_procs=cpu_procs,
+        progress=not quiet,
+    )
     explicit = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     summary = pretrain(config, explicit=explicit)
     if summary.get("already_complete"):
-        click.echo(f"{out}: already trained {summary['step']} of {summary['total_steps']} steps; "
-                   "raise --max-steps/--epochs to train further")  # fmt: skip
+        click.echo(
+            f"{out}: already trained {summary['step']} of {summary['total_steps']} steps; "
+            "raise --max-steps/--epochs to train further"
+        )
         return
     last = summary.get("last") or {}
     loss = f", loss {last['loss']:.4f}" if "loss" in last else ""
     where = f"; checkpoint {summary['checkpoint']}" if summary.get("checkpoint") else ""
     if summary.get("stopped_by"):
-        again = shlex.join(["salibi", *sys.argv[1:]] if "--resume" in sys.argv else ["salibi", *sys.argv[1:], "--resume"])
-        click.echo(f"stopped by {summary['stopped_by']} after step {summary['step']}{loss}{where}\n"
-                   f"continue with: {again}")  # fmt: skip
+        again = shlex.join(
+            ["salibi", *sys.argv[1:]] if "--resume" in sys.argv else ["salibi", *sys.argv[1:], "--resume"]
+        )
+        click.echo(
+            f"stopped by {summary['stopped_by']} after step {summary['step']}{loss}{where}\ncontinue with: {again}"
+        )
         return
     click.echo(f"trained {summary['step']}/{summary['total_steps']} steps{loss}{where}")

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,8 +94,14 @@ def _check_layout(path: Path, f: Any) -> None:
             raise DataFormatError(f"{path}: {name} has shape {shape}, inconsistent with {n} samples; {_RECREATE}")
     for m in modalities:
         channels = f[m]["data"].shape[1]
-        if f[m]["mean"].shape != (channels,) or f[m]["std"].shape != (channels,) or len(f[m].attrs["bands"]) != channels:
-            raise DataFormatError(f"{path}: {m} statistics or band names do not match its {channels} channels; {_RECREATE}")
+        if (
+            f[m]["mean"].shape != (channels,)
+            or f[m]["std"].shape != (channels,)
+            or len(f[m].attrs["bands"]) != channels
+        ):
+            raise DataFormatError(
+                f"{path}: {m} statistics or band names do not match its {channels} channels; {_RECREATE}"
+            )
 
 
 class _FileInfo:
@@ -155,7 +162,9 @@ class AlignedDataset(Dataset):
                 if m not in MODALITIES:
                     raise InputError(f"modalities: {m!r} is not one of {', '.join(MODALITIES)}")
                 if lacking:
-                    raise InputError(f"modality {m!r} is not in {', '.join(lacking)}; leave it out or re-align those files")
+                    raise InputError(
+                        f"modality {m!r} is not in {', '.join(lacking)}; leave it out or re-align those files"
+                    )
             chosen = [m for m in MODALITIES if m in chosen]
         self.modalities: tuple[str, ...] = tuple(chosen)
         first = self._files[0]
@@ -172,8 +181,9 @@ class AlignedDataset(Dataset):
             {
                 m: (
                     np.asarray(fi.info[m]["mean"], np.float32)[:, None, None],
-                    np.where(np.asarray(fi.info[m]["std"], np.float32) > 0, np.asarray(fi.info[m]["std"], np.float32), 1.0)
-                    .astype(np.float32)[:, None, None],
+                    np.where(
+                        np.asarray(fi.info[m]["std"], np.float32) > 0, np.asarray(fi.info[m]["std"], np.float32), 1.0
+                    ).astype(np.float32)[:, None, None],
                 )
                 for m in self.modalities
             }
@@ -249,7 +259,7 @@ class AlignedDataset(Dataset):
             for handle in self._handles.values():
                 try:
                     handle["file"].close()
-                except Exception:  # noqa: BLE001 - closing at shutdown must not raise
+                except Exception:
                     pass
         self._handles = {}
 
@@ -261,7 +271,7 @@ class AlignedDataset(Dataset):
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     def __repr__(self) -> str:

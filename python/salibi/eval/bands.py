@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from salibi.eval.geobench import BandInfo, TaskSpecs
 
@@ -42,26 +42,55 @@ __all__ = [
 
 # Sentinel-2 centre wavelengths, micrometres (ESA).
 S2_WAVELENGTH = {
-    "B01": 0.443, "B02": 0.490, "B03": 0.560, "B04": 0.665, "B05": 0.705, "B06": 0.740,
-    "B07": 0.783, "B08": 0.842, "B8A": 0.865, "B09": 0.945, "B10": 1.375, "B11": 1.610, "B12": 2.190,
-}  # fmt: skip
+    "B01": 0.443,
+    "B02": 0.490,
+    "B03": 0.560,
+    "B04": 0.665,
+    "B05": 0.705,
+    "B06": 0.740,
+    "B07": 0.783,
+    "B08": 0.842,
+    "B8A": 0.865,
+    "B09": 0.945,
+    "B10": 1.375,
+    "B11": 1.610,
+    "B12": 2.190,
+}
 S2_ORDER = tuple(S2_WAVELENGTH)
 S2_COLOUR = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
 COLOUR_WAVELENGTH = {"blue": 0.490, "green": 0.560, "red": 0.665, "nir": 0.842}
 _COLOUR_WORDS = {
-    "red": "red", "r": "red", "green": "green", "g": "green", "blue": "blue", "b": "blue",
-    "nir": "nir", "nearinfrared": "nir", "near infrared": "nir", "near-infrared": "nir",
-}  # fmt: skip
+    "red": "red",
+    "r": "red",
+    "green": "green",
+    "g": "green",
+    "blue": "blue",
+    "b": "blue",
+    "nir": "nir",
+    "nearinfrared": "nir",
+    "near infrared": "nir",
+    "near-infrared": "nir",
+}
 WAVELENGTH_TOLERANCE = 0.04  # relative
 MIN_MATCHED_FRACTION = 0.75
 
 # Corrected identities of the mislabelled v1.0 tasks: stored band name -> what it holds.
 _EUROSAT_FIX = {"08A": "s2:B09", "09": "s2:B10", "10": "s2:B11", "11": "s2:B12", "12": "s2:B8A"}
 _BRICK_KILN_FIX = {
-    "01": "s2:B01", "02": "s2:B02", "03": "s2:B03", "04": "s2:B04", "05": "s2:B05", "06": "s2:B07",
-    "07": "s2:B8A", "08": "s2:B08", "08A": "s2:B11", "09": "s2:B12",
-    "10": "colour:red", "11": "colour:green", "12": "colour:blue",
-}  # fmt: skip
+    "01": "s2:B01",
+    "02": "s2:B02",
+    "03": "s2:B03",
+    "04": "s2:B04",
+    "05": "s2:B05",
+    "06": "s2:B07",
+    "07": "s2:B8A",
+    "08": "s2:B08",
+    "08A": "s2:B11",
+    "09": "s2:B12",
+    "10": "colour:red",
+    "11": "colour:green",
+    "12": "colour:blue",
+}
 
 
 def _s2_id(text: str) -> str | None:
@@ -118,8 +147,11 @@ def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> _Identity:
         pol = _polarisation(band.name)
         complex_part = bool(re.search(r"real|imag", band.name, re.IGNORECASE))
         return _Identity(f"pol:{pol}" if pol else None, (), None, rank=1 if complex_part else 0)
-    if band.kind in ("MultiBand", "HyperSpectralBands", "Mask", "CloudProbability", "ElevationBand",
-                     "SegmentationClasses") or band.n_bands:
+    if (
+        band.kind
+        in ("MultiBand", "HyperSpectralBands", "Mask", "CloudProbability", "ElevationBand", "SegmentationClasses")
+        or band.n_bands
+    ):
         return _Identity(None, (), None)
     colours = [c for c in (_colour(n) for n in band.names) if c]
     if band.kind == "Sentinel2":
@@ -201,8 +233,9 @@ def default_band_names(modality: str, channels: int) -> list[str]:
     return [f"{modality}{i}" for i in range(channels)]
 
 
-def _match_modality(modality: str, names: Sequence[str], task_bands: Sequence[BandInfo],
-                    identities: Sequence[_Identity]) -> list[BandMatch]:
+def _match_modality(
+    modality: str, names: Sequence[str], task_bands: Sequence[BandInfo], identities: Sequence[_Identity]
+) -> list[BandMatch]:
     wanted = [_checkpoint_identity(modality, n) for n in names]
     candidates: list[tuple[int, float, int, int, int]] = []  # score, distance, rank, ckpt i, task j
     for i, want in enumerate(wanted):
@@ -265,8 +298,9 @@ def map_task_bands(
         task_desc = ", ".join(b.name for b in specs.bands[:16]) + (" ..." if len(specs.bands) > 16 else "")
         ckpt_desc = "; ".join(f"{m}: {' '.join(n)}" for m, n in checkpoint_bands.items())
         near = f" Partial matches: {', '.join(partial)}." if partial else ""
-        return TaskInputs([], f"no checkpoint modality matches the task's bands ({task_desc}); checkpoint has "
-                              f"{ckpt_desc}.{near}")
+        return TaskInputs(
+            [], f"no checkpoint modality matches the task's bands ({task_desc}); checkpoint has {ckpt_desc}.{near}"
+        )
     order = {"lores": 0, "hires": 0, "sar": 1}
     chosen.sort(key=lambda m: order.get(m.modality, 2))
     return TaskInputs(chosen)

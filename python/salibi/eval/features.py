@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -196,8 +197,15 @@ def _segmentation_label(label: np.ndarray, n_classes: int, height: int, width: i
 class SampleLoader:
     """Sample ``i`` of ``names`` read and prepared for every modality (picklable for workers)."""
 
-    def __init__(self, task: Task, inputs: TaskInputs, names: list[str], stats: dict[str, tuple[float, float]],
-                 patch: int, segmentation: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        task: Task,
+        inputs: TaskInputs,
+        names: list[str],
+        stats: dict[str, tuple[float, float]],
+        patch: int,
+        segmentation: bool,
+    ) -> None:
         self.task, self.inputs, self.names, self.stats = task, inputs, names, stats
         self.patch, self.segmentation = patch, segmentation
 
@@ -225,8 +233,14 @@ def _iterate(loader: SampleLoader, num_workers: int) -> Any:
         return (loader[i] for i in range(len(loader)))
     from torch.utils.data import DataLoader
 
-    return DataLoader(loader, batch_size=None, shuffle=False, num_workers=num_workers,  # type: ignore[arg-type]
-                      collate_fn=_keep_numpy, prefetch_factor=4)  # fmt: skip
+    return DataLoader(
+        loader,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,  # type: ignore[arg-type]
+        collate_fn=_keep_numpy,
+        prefetch_factor=4,
+    )
 
 
 def extract_features(
@@ -236,7 +250,7 @@ def extract_features(
     names: Sequence[str],
     stats: dict[str, tuple[float, float]],
     batch_size: int = 64,
-    device: "torch.device | str" = "cpu",
+    device: torch.device | str = "cpu",
     keep_tokens: bool = False,
     progress: Callable[[int], None] | None = None,
     num_workers: int = 0,
@@ -338,4 +352,3 @@ def extract_features(
     if pooled is None:
         pooled = np.zeros((0, 0), dtype=np.float32)
     return SplitFeatures(list(names), pooled, labels, tokens, grid, label_px_per_token or 1.0, storage)
-

@@ -24,9 +24,10 @@ import datetime
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class BandInfo:
     n_bands: int | None = None
 
     @classmethod
-    def from_record(cls, record: Any) -> "BandInfo":
+    def from_record(cls, record: Any) -> BandInfo:
         if not isinstance(record, Record):
             raise DataFormatError(f"band description {record!r} is not a geobench band record")
         name = record.get("name")
@@ -115,7 +116,7 @@ class LabelType:
     class_names: tuple[str, ...] | None = None
 
     @classmethod
-    def from_record(cls, record: Any) -> "LabelType":
+    def from_record(cls, record: Any) -> LabelType:
         if not isinstance(record, Record):
             raise DataFormatError(f"label type {record!r} is not a geobench label record")
         kinds = {
@@ -149,12 +150,14 @@ class TaskSpecs:
     benchmark_name: str | None = None
 
     @classmethod
-    def from_record(cls, record: Any, source: str) -> "TaskSpecs":
+    def from_record(cls, record: Any, source: str) -> TaskSpecs:
         if not isinstance(record, Record) or record.class_name != "TaskSpecifications":
             raise DataFormatError(f"{source} holds {type(record).__name__}, expected geobench TaskSpecifications")
         try:
             patch = record.get("patch_size")
-            patch_size = (int(patch[0]), int(patch[1])) if isinstance(patch, (list, tuple)) else (int(patch), int(patch))
+            patch_size = (
+                (int(patch[0]), int(patch[1])) if isinstance(patch, (list, tuple)) else (int(patch), int(patch))
+            )
             bands = tuple(BandInfo.from_record(b) for b in record.get("bands_info") or ())
             resolution = _float_or_none(record.get("spatial_resolution"))
             if resolution is None:  # finest native band resolution, as geobench defines it
@@ -216,8 +219,9 @@ def discover_tasks(root: str | os.PathLike[str]) -> dict[str, Path]:
         )
     if not root.is_dir():
         raise InputError(f"GEO-Bench root {root} is a file: pass the folder holding classification_v1.0/")
-    benchmarks = sorted((p for p in root.iterdir() if p.is_dir() and BENCHMARK_FOLDER.match(p.name)),
-                        key=lambda p: _version_key(p.name))
+    benchmarks = sorted(
+        (p for p in root.iterdir() if p.is_dir() and BENCHMARK_FOLDER.match(p.name)), key=lambda p: _version_key(p.name)
+    )
     if not benchmarks:  # the root is one benchmark folder itself (whatever its name)
         benchmarks = [root]
     tasks: dict[str, Path] = {}
@@ -238,7 +242,7 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def open_task(root: str | os.PathLike[str], name: str) -> "Task":
+def open_task(root: str | os.PathLike[str], name: str) -> Task:
     """The task called ``name`` under ``root`` (see :func:`discover_tasks`)."""
     tasks = discover_tasks(root)
     if name not in tasks:

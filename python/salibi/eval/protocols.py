@@ -63,7 +63,9 @@ def mean_iou(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     truth, predicted = np.asarray(truth).reshape(-1), np.asarray(predicted).reshape(-1)
     keep = (truth >= 0) & (truth < n_classes)
     truth, predicted = truth[keep].astype(np.int64), predicted[keep].astype(np.int64)
-    confusion = np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    confusion = np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
     intersection = np.diag(confusion)
     union = confusion.sum(0) + confusion.sum(1) - intersection
     present = union > 0
@@ -97,7 +99,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def knn_predict(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, kind: str, n_classes: int, k: int = KNN_K,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    kind: str,
+    n_classes: int,
+    k: int = KNN_K,
     chunk: int = 1024,
 ) -> np.ndarray:
     """Similarity-weighted kNN votes: class indices (N,), or multi-hot (N, C) for ``multilabel``."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.fileio import write_atomic
@@ -46,7 +47,7 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as err:
         raise DataFormatError(f"{path} is not JSON ({err}); pass files written by salibi eval geobench") from None
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        raise DataFormatError(f"{path}: no \"tasks\" object; pass files written by salibi eval geobench --output")
+        raise DataFormatError(f'{path}: no "tasks" object; pass files written by salibi eval geobench --output')
     return data
 
 
@@ -66,7 +67,10 @@ def _metrics_of(result: dict[str, float]) -> list[str]:
 
 def markdown_table(results: dict[str, Any]) -> str:
     """One row per task and protocol, one column per metric; then skipped and failed tasks."""
-    lines = [f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`", ""]
+    lines = [
+        f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`",
+        "",
+    ]
     rows = []
     for task in sorted(results.get("tasks", {})):
         for protocol, metrics in sorted(results["tasks"][task].items()):
@@ -113,8 +117,11 @@ def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
             else:
                 cells.append("–")
         lines.append(f"| {task} | {protocol} | {metric} | " + " | ".join(cells) + " |")
-    lines += ["", "Checkpoints: " + "; ".join(f"{label} = `{doc.get('checkpoint', '?')}`"
-                                               for label, doc in zip(labels, documents))]  # fmt: skip
+    lines += [
+        "",
+        "Checkpoints: "
+        + "; ".join(f"{label} = `{doc.get('checkpoint', '?')}`" for label, doc in zip(labels, documents)),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -144,15 +151,23 @@ def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Pa
         width = 0.8 / max(1, len(bars))
         for i, (protocol, value, std) in enumerate(bars):
             x = j + (i - (len(bars) - 1) / 2) * width
-            drawn = ax.bar([x], [value], width, yerr=[std], capsize=2, color=colours[protocol],
-                           label=None if protocol in labelled else protocol)  # fmt: skip
+            drawn = ax.bar(
+                [x],
+                [value],
+                width,
+                yerr=[std],
+                capsize=2,
+                color=colours[protocol],
+                label=None if protocol in labelled else protocol,
+            )
             labelled.add(protocol)
             ax.bar_label(drawn, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy / F1 / mIoU")
-    ax.set_title(f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}", fontsize=9
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()

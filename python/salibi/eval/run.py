@@ -25,15 +25,16 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
+from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError
 from salibi.eval import protocols as P
 from salibi.eval.bands import TaskInputs, default_band_names, map_task_bands
-from salibi.devices import resolve_device
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench import Task, default_root, discover_tasks
 
@@ -105,11 +106,14 @@ def evaluate_task(
             if split == "valid" and want_tokens and "knn" not in protocols and "linear" not in protocols:
                 continue  # the segmentation head is trained a fixed number of steps: no validation
             started = time.perf_counter()
-            features[split] = extract_features(model, task, inputs, names, stats, batch_size, device, want_tokens,
-                                               num_workers=num_workers)  # fmt: skip
+            features[split] = extract_features(
+                model, task, inputs, names, stats, batch_size, device, want_tokens, num_workers=num_workers
+            )
             elapsed = time.perf_counter() - started
-            log(f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
-                f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)")
+            log(
+                f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
+                f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)"
+            )
         return _run_protocols(task, kind, features, protocols, seeds, device, log, seg_steps)
     finally:
         for split_features in features.values():
@@ -117,8 +121,14 @@ def evaluate_task(
 
 
 def _run_protocols(
-    task: Task, kind: str, features: dict[str, SplitFeatures], protocols: Sequence[str], seeds: int, device: Any,
-    log: Log, seg_steps: int,
+    task: Task,
+    kind: str,
+    features: dict[str, SplitFeatures],
+    protocols: Sequence[str],
+    seeds: int,
+    device: Any,
+    log: Log,
+    seg_steps: int,
 ) -> dict[str, dict[str, float]]:
     n_classes = task.specs.label.n_classes
     train, test = features["train"], features["test"]
@@ -132,17 +142,28 @@ def _run_protocols(
         elif protocol == "linear":
             valid = features["valid"]
             for seed in range(seeds):
-                predicted, c = P.linear_probe((train.pooled, train.labels), (valid.pooled, valid.labels),
-                                              (test.pooled, test.labels), kind, seed)  # fmt: skip
-                value = P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
+                predicted, c = P.linear_probe(
+                    (train.pooled, train.labels), (valid.pooled, valid.labels), (test.pooled, test.labels), kind, seed
+                )
+                value = (
+                    P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
+                )
                 scores.setdefault(METRIC[kind], []).append(value)
                 log(f"  {task.name}: linear seed {seed}: C = {c:g}, {METRIC[kind]} {value:.4f}")
         elif protocol == "seg":
             assert train.tokens is not None and test.tokens is not None and train.grid is not None
             for seed in range(seeds):
-                predicted = P.segmentation_probe(train.tokens, train.labels, test.tokens, train.grid,
-                                                 train.label_px_per_token, n_classes, seed=seed, steps=seg_steps,
-                                                 device=device)  # fmt: skip
+                predicted = P.segmentation_probe(
+                    train.tokens,
+                    train.labels,
+                    test.tokens,
+                    train.grid,
+                    train.label_px_per_token,
+                    n_classes,
+                    seed=seed,
+                    steps=seg_steps,
+                    device=device,
+                )
                 scores.setdefault("miou", []).append(P.mean_iou(test.labels, predicted, n_classes))
                 valid_px = test.labels >= 0
                 scores.setdefault("pixel_accuracy", []).append(P.accuracy(test.labels[valid_px], predicted[valid_px]))
@@ -153,7 +174,9 @@ def _run_protocols(
                 scores["miou"] = [P.mean_iou(test.labels, predicted, n_classes)]
                 scores["pixel_accuracy"] = [P.accuracy(test.labels[valid_px], predicted[valid_px])]
             else:
-                value = P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
+                value = (
+                    P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
+                )
                 scores[METRIC[kind]] = [value]
         metrics: dict[str, float] = {}
         for name, values in scores.items():
@@ -217,8 +240,13 @@ def evaluate_geobench(
     bands, gsd = checkpoint_bands(model)
     log(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
 
-    results: dict[str, Any] = {"checkpoint": str(checkpoint_path), "partition": partition,
-                               "tasks": {}, "skipped": {}, "failed": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "checkpoint": str(checkpoint_path),
+        "partition": partition,
+        "tasks": {},
+        "skipped": {},
+        "failed": {},
+    }
     for name in wanted:
         task = Task(available[name])
         try:
@@ -226,8 +254,10 @@ def evaluate_geobench(
             applicable = [p for p in protocol_list if kind in APPLIES_TO[p]]
             if not applicable:
                 useful = [p for p in PROTOCOLS if kind in APPLIES_TO[p]]
-                results["skipped"][name] = (f"no requested protocol applies to a {kind} task "
-                                            f"(requested {','.join(protocol_list)}; use --protocol {','.join(useful)})")
+                results["skipped"][name] = (
+                    f"no requested protocol applies to a {kind} task "
+                    f"(requested {','.join(protocol_list)}; use --protocol {','.join(useful)})"
+                )
                 log(f"{name}: skipped: {results['skipped'][name]}")
                 continue
             inputs = map_task_bands(task.specs, bands, gsd, task_name=name)
@@ -235,9 +265,13 @@ def evaluate_geobench(
                 results["skipped"][name] = inputs.reason
                 log(f"{name}: skipped: {inputs.reason}")
                 continue
-            log(f"{name} ({kind}, {task.specs.spatial_resolution:g} m): " + " | ".join(m.describe() for m in inputs.modalities))
-            results["tasks"][name] = evaluate_task(model, task, inputs, applicable, partition, seeds, batch_size,
-                                                   torch_device, log, seg_steps, num_workers)  # fmt: skip
+            log(
+                f"{name} ({kind}, {task.specs.spatial_resolution:g} m): "
+                + " | ".join(m.describe() for m in inputs.modalities)
+            )
+            results["tasks"][name] = evaluate_task(
+                model, task, inputs, applicable, partition, seeds, batch_size, torch_device, log, seg_steps, num_workers
+            )
         except KeyboardInterrupt:
             raise
         except SalibiError as err:

@@ -68,7 +68,7 @@ class Record:
     kwargs: dict[str, Any]
     fields: dict[str, Any]
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Record":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Record:
         self = object.__new__(cls)
         self.args = args
         self.kwargs = kwargs
@@ -141,7 +141,7 @@ def make_record(class_path: str, **fields: Any) -> Record:
 class AffineRecord(tuple):
     """An ``affine.Affine`` transform as the plain tuple ``(a, b, c, d, e, f)``."""
 
-    def __new__(cls, *values: Any) -> "AffineRecord":
+    def __new__(cls, *values: Any) -> AffineRecord:
         if len(values) not in (6, 9) or not all(isinstance(v, (int, float)) for v in values):
             raise DataFormatError(f"affine.Affine with {len(values)} values {values!r}: expected 6 or 9 numbers")
         return super().__new__(cls, (float(v) for v in values[:6]))
@@ -236,8 +236,10 @@ def _array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, fortran: bool) -> n
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     data = bytes(raw)
     if count * dtype.itemsize != len(data):
-        raise DataFormatError(f"numpy array of shape {shape} and dtype {dtype} needs "
-                              f"{count * dtype.itemsize} bytes, the pickle holds {len(data)}")
+        raise DataFormatError(
+            f"numpy array of shape {shape} and dtype {dtype} needs "
+            f"{count * dtype.itemsize} bytes, the pickle holds {len(data)}"
+        )
     array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
     return array.astype(dtype.newbyteorder("="))  # a native-order copy, as numpy's own loader gives
 
@@ -378,9 +380,7 @@ def loads(data: bytes, source: str = "<pickle>") -> Any:
     except RecursionError:
         raise DataFormatError(f"{source}: the pickle nests too deeply to be GEO-Bench metadata") from None
     except Exception as err:  # any malformed stream: truncated, bad opcode, wrong arity
-        raise DataFormatError(
-            f"{source}: damaged pickle ({type(err).__name__}: {err}); re-download the file"
-        ) from None
+        raise DataFormatError(f"{source}: damaged pickle ({type(err).__name__}: {err}); re-download the file") from None
 
 
 def loads_attribute(text: Any, source: str = "<attribute>") -> Any:
@@ -511,7 +511,9 @@ class _Writer:
         self.op(pickle.REDUCE)
         endian = "|" if dtype.itemsize == 1 or dtype.kind in "S" else ("<" if dtype.byteorder in "<=" else ">")
         elsize = dtype.itemsize if dtype.kind in "US" else -1
-        self.tuple_((3, endian, None, None, None, elsize, 4 if dtype.kind == "U" else -1, 8 if dtype.kind == "U" else 0))
+        self.tuple_(
+            (3, endian, None, None, None, elsize, 4 if dtype.kind == "U" else -1, 8 if dtype.kind == "U" else 0)
+        )
         self.op(pickle.BUILD)
 
     def array(self, a: np.ndarray) -> None:
@@ -552,4 +554,3 @@ def dumps(value: Any) -> bytes:
 def dumps_attribute(value: Any) -> str:
     """``dumps(value)`` as the text geobench stores in a sample's ``pickle`` attribute."""
     return str(dumps(value))
-

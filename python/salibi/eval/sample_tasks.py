@@ -102,11 +102,18 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     values = values[np.isfinite(values)].astype(np.float64)
     q = np.percentile(values, [0.1, 1, 5, 50, 95, 99, 99.9])
     return {
-        "min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
-        "std": float(values.std()), "median": float(q[3]), "percentile_0_1": float(q[0]),
-        "percentile_1": float(q[1]), "percentile_5": float(q[2]), "percentile_95": float(q[4]),
-        "percentile_99": float(q[5]), "percentile_99_9": float(q[6]),
-    }  # fmt: skip
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "median": float(q[3]),
+        "percentile_0_1": float(q[0]),
+        "percentile_1": float(q[1]),
+        "percentile_5": float(q[2]),
+        "percentile_95": float(q[4]),
+        "percentile_99": float(q[5]),
+        "percentile_99_9": float(q[6]),
+    }
 
 
 def _majority(chip_label: np.ndarray) -> int | None:
@@ -137,17 +144,28 @@ def _write_task(
         raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
     n_classes = len(scene.class_names)
     if kind == "segmentation":
-        label_type = make_record(f"{_MODULE}.SegmentationClasses", name="label", alt_names=(),
-                                 spatial_resolution=scene.gsd, n_classes=n_classes,
-                                 _class_names=list(scene.class_names))  # fmt: skip
+        label_type = make_record(
+            f"{_MODULE}.SegmentationClasses",
+            name="label",
+            alt_names=(),
+            spatial_resolution=scene.gsd,
+            n_classes=n_classes,
+            _class_names=list(scene.class_names),
+        )
     else:
-        label_type = make_record("geobench.label.Classification", n_classes=n_classes,
-                                 _class_names=list(scene.class_names))  # fmt: skip
+        label_type = make_record(
+            "geobench.label.Classification", n_classes=n_classes, _class_names=list(scene.class_names)
+        )
     specs = make_record(
         "geobench.task.TaskSpecifications",
-        dataset_name=name, benchmark_name=benchmark, patch_size=(chip, chip), n_time_steps=1,
-        bands_info=scene.bands, label_type=label_type, spatial_resolution=scene.gsd,
-    )  # fmt: skip
+        dataset_name=name,
+        benchmark_name=benchmark,
+        patch_size=(chip, chip),
+        n_time_steps=1,
+        bands_info=scene.bands,
+        label_type=label_type,
+        spatial_resolution=scene.gsd,
+    )
     band_names = [b.fields["name"] for b in scene.bands]
     t = scene.transform
     root_path = Path(root) / benchmark
@@ -169,8 +187,12 @@ def _write_task(
                     continue
                 sample = f"chip_{r:02d}_{c:02d}"
                 chip_transform = AffineRecord(t.a, t.b, t.c + c * chip * t.a, t.d, t.e, t.f + r * chip * t.e)
-                geo = {"spatial_resolution": scene.gsd, "meta_info": None, "transform": chip_transform,
-                       "crs": CRSRecord(scene.crs_wkt)}  # fmt: skip
+                geo = {
+                    "spatial_resolution": scene.gsd,
+                    "meta_info": None,
+                    "transform": chip_transform,
+                    "crs": CRSRecord(scene.crs_wkt),
+                }
                 attrs: dict[str, Any] = {}
                 with h5py.File(staging / f"{sample}.hdf5", "w") as f:
                     for record, band, data in zip(scene.bands, band_names, scene.pixels):
@@ -190,7 +212,9 @@ def _write_task(
                 split = "train" if c < train_cols else "valid" if c < valid_cols else "test"
                 partition[split].append(sample)
         if not all(partition.values()):
-            raise InputError(f"{name}: chip {chip} leaves a split empty ({ {k: len(v) for k, v in partition.items()} })")
+            raise InputError(
+                f"{name}: chip {chip} leaves a split empty ({ {k: len(v) for k, v in partition.items()} })"
+            )
         (staging / "task_specs.pkl").write_bytes(safe_pickle.dumps(specs))
         stats = {band: _stats(data.astype(np.float64)) for band, data in zip(band_names, scene.pixels)}
         stats["label"] = _stats(np.concatenate(labels_written))
@@ -230,8 +254,10 @@ def write_landcover_task(
     image, landcover = folder / "landsat7_2000.tif", folder / "landcover_1996.tif"
     for path in (image, landcover):
         if not path.exists():
-            raise MissingInputError(f"{path} does not exist: pass source= the folder holding landsat7_2000.tif and "
-                                    "landcover_1996.tif (data/samples/landsat7_raleigh, see data/README.md)")  # fmt: skip
+            raise MissingInputError(
+                f"{path} does not exist: pass source= the folder holding landsat7_2000.tif and "
+                "landcover_1996.tif (data/samples/landsat7_raleigh, see data/README.md)"
+            )
     with rasterio.open(image) as src:
         pixels = src.read()
         transform, crs_wkt, gsd = src.transform, src.crs.to_wkt(), float(src.res[0])
@@ -285,8 +311,10 @@ def write_sen1floods11_task(
     paths = {part: source_dir / f"{_SEN1FLOODS11_SCENE}_{part}.tif" for part in ("S2Hand", "S1Hand", "LabelHand")}
     for path in paths.values():
         if not path.exists():
-            raise MissingInputError(f"{path} does not exist: pass source= the folder holding the Sen1Floods11 "
-                                    f"chip ({_SEN1FLOODS11_SCENE}_S2Hand.tif, _S1Hand.tif, _LabelHand.tif)")  # fmt: skip
+            raise MissingInputError(
+                f"{path} does not exist: pass source= the folder holding the Sen1Floods11 "
+                f"chip ({_SEN1FLOODS11_SCENE}_S2Hand.tif, _S1Hand.tif, _LabelHand.tif)"
+            )
     with rasterio.open(paths["S2Hand"]) as src:
         s2 = src.read()
         transform = src.transform
@@ -296,8 +324,10 @@ def write_sen1floods11_task(
     with rasterio.open(paths["LabelHand"]) as src:
         label = src.read(1).astype(np.int16)
     if s2.shape[0] != 13 or s1.shape[0] != 2 or s2.shape[1:] != label.shape or s1.shape[1:] != label.shape:
-        raise InputError(f"{source_dir}: expected 13 S2 bands, 2 S1 bands and a label on one grid, got "
-                         f"{s2.shape}, {s1.shape}, {label.shape}")  # fmt: skip
+        raise InputError(
+            f"{source_dir}: expected 13 S2 bands, 2 S1 bands and a label on one grid, got "
+            f"{s2.shape}, {s1.shape}, {label.shape}"
+        )
     gsd = 10.0
     bands = [
         make_record(f"{_MODULE}.Sentinel2", name=band, alt_names=alt, spatial_resolution=res, wavelength=wl)
@@ -313,7 +343,15 @@ def write_sen1floods11_task(
         return int(float((chip_label == 1).sum()) / max(1, int(labelled.sum())) >= water_threshold)
 
     # DANA floods, September 2019: Sen1Floods11's Spain event.
-    scene = _Scene(bands, list(s2) + list(s1), label, transform, crs_wkt, gsd, datetime.date(2019, 9, 18),
-                   ("dry", "water") if kind == "segmentation" else ("no water", "water"))  # fmt: skip
+    scene = _Scene(
+        bands,
+        list(s2) + list(s1),
+        label,
+        transform,
+        crs_wkt,
+        gsd,
+        datetime.date(2019, 9, 18),
+        ("dry", "water") if kind == "segmentation" else ("no water", "water"),
+    )
     name = name or ("sen1floods11-water-seg" if kind == "segmentation" else "sen1floods11-water")
     return _write_task(root, name, kind, scene, chip, water, 1.0, overwrite)

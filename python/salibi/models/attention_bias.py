@@ -69,8 +69,13 @@ class _DeviceCache:
 
     def info(self) -> dict[str, int]:
         with self._lock:
-            return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries),
-                    "bytes": self._bytes, "max_bytes": self.max_bytes}  # fmt: skip
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "entries": len(self._entries),
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+            }
 
     def clear(self) -> None:
         with self._lock:

@@ -48,7 +48,9 @@ def _unwrap(model: torch.nn.Module) -> ScaleAlibiModel:
         elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
             model = model._orig_mod  # type: ignore[assignment]
         else:
-            raise InputError(f"save_checkpoint: {type(model).__name__} is not a salibi model (build it with salibi.models.build)")
+            raise InputError(
+                f"save_checkpoint: {type(model).__name__} is not a salibi model (build it with salibi.models.build)"
+            )
     return model
 
 
@@ -60,8 +62,10 @@ def _modality_entries(model: ScaleAlibiModel, which: str, given: Mapping[str, An
         raise InputError(f"{which}: expected a dict of modality -> value, got {type(given).__name__}")
     stray = sorted(set(given) - set(model.modalities))
     if stray:
-        raise InputError(f"{which} given for {', '.join(stray)}, which the model does not have "
-                         f"(modalities: {', '.join(model.modalities)})")  # fmt: skip
+        raise InputError(
+            f"{which} given for {', '.join(stray)}, which the model does not have "
+            f"(modalities: {', '.join(model.modalities)})"
+        )
     out: dict[str, Any] = {}
     for m in model.modalities:
         value = given.get(m, model.modality_info[m].get(which))
@@ -80,7 +84,9 @@ def _modality_entries(model: ScaleAlibiModel, which: str, given: Mapping[str, An
             except (TypeError, ValueError):
                 raise InputError(f"{which}[{m!r}] = {value!r}: expected one value per channel") from None
             if len(items) != channels:
-                raise InputError(f"{which}[{m!r}] has {len(items)} values, but the {m} encoder takes {channels} channels")
+                raise InputError(
+                    f"{which}[{m!r}] has {len(items)} values, but the {m} encoder takes {channels} channels"
+                )
             out[m] = items
     return out
 
@@ -115,15 +121,22 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     model = _unwrap(model)
-    entries = {which: _modality_entries(model, which, given)
-               for which, given in (("bands", bands), ("gsd", gsd), ("mean", mean), ("std", std))}  # fmt: skip
+    entries = {
+        which: _modality_entries(model, which, given)
+        for which, given in (("bands", bands), ("gsd", gsd), ("mean", mean), ("std", std))
+    }
     modalities = {
         m: {"channels": model.config.channels[m], **{which: entries[which][m] for which in entries}}
         for m in model.modalities
     }
     model_fields = {k: v for k, v in model.config.to_dict().items() if k not in ("modalities", "channels")}
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_fields,
-                "modalities": modalities, "metadata": metadata}  # fmt: skip
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model_fields,
+        "modalities": modalities,
+        "metadata": metadata,
+    }
     try:
         text = json.dumps(document, indent=2, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -163,10 +176,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataFormatError(f"{path}: not valid JSON ({err}); the file is damaged or truncated: "
-                              "use another checkpoint or save it again") from None  # fmt: skip
+        raise DataFormatError(
+            f"{path}: not valid JSON ({err}); the file is damaged or truncated: use another checkpoint or save it again"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise DataFormatError(f"{path}: not a salibi checkpoint config (its \"format\" should be {FORMAT!r})")
+        raise DataFormatError(f'{path}: not a salibi checkpoint config (its "format" should be {FORMAT!r})')
     version = document.get("format_version")
     if version != FORMAT_VERSION:
         raise DataFormatError(
@@ -280,11 +294,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     config_path = folder / CONFIG
     modalities = document["modalities"]
     try:
-        config = ModelConfig.from_dict({
-            **document["model"],
-            "modalities": tuple(modalities),
-            "channels": {m: entry["channels"] for m, entry in modalities.items()},
-        })  # fmt: skip
+        config = ModelConfig.from_dict(
+            {
+                **document["model"],
+                "modalities": tuple(modalities),
+                "channels": {m: entry["channels"] for m, entry in modalities.items()},
+            }
+        )
     except (InputError, TypeError, KeyError) as err:
         raise DataFormatError(f"{config_path}: invalid model description ({err}); use another checkpoint") from None
     _check_weights(folder)

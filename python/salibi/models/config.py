@@ -34,15 +34,51 @@ DEFAULT_CHANNELS: dict[str, int] = {"sar": 2, "lores": 3, "hires": 3}
 VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
 
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(dim=64, depth=2, heads=4, patch_size=8, fusion_depth=1,
-                 decoder_dim=64, decoder_depth=1, decoder_heads=4, proj_dim=64),
-    "small": dict(dim=384, depth=12, heads=6, patch_size=16, fusion_depth=2,
-                  decoder_dim=256, decoder_depth=2, decoder_heads=8, proj_dim=256),
-    "base": dict(dim=768, depth=12, heads=12, patch_size=16, fusion_depth=2,
-                 decoder_dim=512, decoder_depth=2, decoder_heads=16, proj_dim=512),
-    "large": dict(dim=1024, depth=24, heads=16, patch_size=16, fusion_depth=4,
-                  decoder_dim=512, decoder_depth=4, decoder_heads=16, proj_dim=768),
-}  # fmt: skip
+    "tiny": dict(
+        dim=64,
+        depth=2,
+        heads=4,
+        patch_size=8,
+        fusion_depth=1,
+        decoder_dim=64,
+        decoder_depth=1,
+        decoder_heads=4,
+        proj_dim=64,
+    ),
+    "small": dict(
+        dim=384,
+        depth=12,
+        heads=6,
+        patch_size=16,
+        fusion_depth=2,
+        decoder_dim=256,
+        decoder_depth=2,
+        decoder_heads=8,
+        proj_dim=256,
+    ),
+    "base": dict(
+        dim=768,
+        depth=12,
+        heads=12,
+        patch_size=16,
+        fusion_depth=2,
+        decoder_dim=512,
+        decoder_depth=2,
+        decoder_heads=16,
+        proj_dim=512,
+    ),
+    "large": dict(
+        dim=1024,
+        depth=24,
+        heads=16,
+        patch_size=16,
+        fusion_depth=4,
+        decoder_dim=512,
+        decoder_depth=4,
+        decoder_heads=16,
+        proj_dim=768,
+    ),
+}
 
 
 @dataclass
@@ -92,14 +128,25 @@ class ModelConfig:
         self.modalities = tuple(m for m in MODALITIES if m in self.modalities)
         stray = sorted(set(self.channels) - set(self.modalities))
         if stray:
-            raise InputError(f"channels given for {', '.join(stray)}, which the model is not built with "
-                             f"(modalities: {', '.join(self.modalities)})")
+            raise InputError(
+                f"channels given for {', '.join(stray)}, which the model is not built with "
+                f"(modalities: {', '.join(self.modalities)})"
+            )
         self.channels = {m: int(self.channels.get(m, DEFAULT_CHANNELS[m])) for m in self.modalities}
         for m, c in self.channels.items():
             if c < 1:
                 raise InputError(f"channels[{m!r}] = {c}: must be at least 1")
-        for name in ("dim", "depth", "heads", "patch_size", "fusion_depth", "decoder_dim",
-                     "decoder_depth", "decoder_heads", "proj_dim"):  # fmt: skip
+        for name in (
+            "dim",
+            "depth",
+            "heads",
+            "patch_size",
+            "fusion_depth",
+            "decoder_dim",
+            "decoder_depth",
+            "decoder_heads",
+            "proj_dim",
+        ):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}: must be at least 1")
         if self.dim % self.heads:
@@ -107,7 +154,9 @@ class ModelConfig:
         if self.decoder_dim % self.decoder_heads:
             raise InputError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
         if self.variant == "sincos" and (self.dim % 4 or self.decoder_dim % 4):
-            raise InputError(f"variant sincos needs dim and decoder_dim divisible by 4 (got {self.dim}, {self.decoder_dim})")
+            raise InputError(
+                f"variant sincos needs dim and decoder_dim divisible by 4 (got {self.dim}, {self.decoder_dim})"
+            )
         if not 0.0 <= self.mask_ratio < 1.0:
             raise InputError(f"mask_ratio {self.mask_ratio}: must be in [0, 1)")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

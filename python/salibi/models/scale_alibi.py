@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -272,9 +272,7 @@ class ScaleAlibiModel(nn.Module):
             Block(c.decoder_dim, c.decoder_heads, c.mlp_ratio) for _ in range(c.decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(c.decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.ModuleDict(
-            {m: nn.Linear(c.decoder_dim, p * p * c.channels[m]) for m in self.modalities}
-        )
+        self.decoder_pred = nn.ModuleDict({m: nn.Linear(c.decoder_dim, p * p * c.channels[m]) for m in self.modalities})
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -319,7 +317,9 @@ class ScaleAlibiModel(nn.Module):
         b, c, h, w = images.shape
         p = self.config.patch_size
         if c != self.config.channels[modality]:
-            raise InputError(f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}")
+            raise InputError(
+                f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}"
+            )
         if h % p or w % p or h == 0 or w == 0:
             raise InputError(f"{where}: {h}x{w} px is not a multiple of the patch size {p}; pad or crop the images")
         if batch_size is not None and b != batch_size:
@@ -446,8 +446,12 @@ class ScaleAlibiModel(nn.Module):
 
         def bias(q: tuple[str, ...], k: tuple[str, ...]) -> torch.Tensor | None:  # (B, H, k_q, k_k)
             if (q, k) not in built:
-                built[q, k] = None if geometry is None else geometry.bias(
-                    torch.cat([ids[m] for m in q], dim=1), torch.cat([ids[m] for m in k], dim=1), self.config.heads
+                built[q, k] = (
+                    None
+                    if geometry is None
+                    else geometry.bias(
+                        torch.cat([ids[m] for m in q], dim=1), torch.cat([ids[m] for m in k], dim=1), self.config.heads
+                    )
                 )
             return built[q, k]
 

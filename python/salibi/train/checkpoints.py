@@ -148,8 +148,10 @@ def check_trainer_state(folder: Path) -> dict[str, Any]:
 
     meta_path, tensor_path = folder / TRAINER_JSON, folder / TRAINER_TENSORS
     if not meta_path.is_file() or not tensor_path.is_file():
-        raise MissingInputError(f"{folder}: no training state ({TRAINER_JSON}, {TRAINER_TENSORS}); "
-                                "it is a model-only checkpoint and cannot be resumed")  # fmt: skip
+        raise MissingInputError(
+            f"{folder}: no training state ({TRAINER_JSON}, {TRAINER_TENSORS}); "
+            "it is a model-only checkpoint and cannot be resumed"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -157,8 +159,10 @@ def check_trainer_state(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != TRAINER_FORMAT:
         raise DataFormatError(f"{meta_path}: not a salibi trainer state")
     if meta.get("format_version") != TRAINER_FORMAT_VERSION:
-        raise DataFormatError(f"{meta_path}: trainer state version {meta.get('format_version')!r}; "
-                              f"this salibi resumes version {TRAINER_FORMAT_VERSION}")  # fmt: skip
+        raise DataFormatError(
+            f"{meta_path}: trainer state version {meta.get('format_version')!r}; "
+            f"this salibi resumes version {TRAINER_FORMAT_VERSION}"
+        )
     check_safetensors(tensor_path)
     return meta
 

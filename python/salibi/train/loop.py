@@ -27,8 +27,20 @@ from salibi.errors import DataFormatError, InputError, OutputExistsError, Salibi
 from salibi.fileio import write_atomic
 
 #: Settings that define a run; ``--resume`` keeps the stored ones and refuses different values.
-RUN_DEFINING = ("data", "model", "variant", "batch_size", "lr", "min_lr_ratio", "warmup_steps",
-                "weight_decay", "clip_grad", "mask_ratio", "seed", "accumulate")  # fmt: skip
+RUN_DEFINING = (
+    "data",
+    "model",
+    "variant",
+    "batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "clip_grad",
+    "mask_ratio",
+    "seed",
+    "accumulate",
+)
 RUN_FORMAT = "salibi-run"
 
 
@@ -151,11 +163,16 @@ def prepare(config: PretrainConfig, explicit: set[str] | None = None) -> Plan:
         conflicts = [
             f"--{name.replace('_', '-')} {getattr(config, name)!r} (the run has {stored[name]!r})"
             for name in RUN_DEFINING
-            if explicit is not None and name in explicit and name != "data" and stored.get(name) != getattr(config, name)
+            if explicit is not None
+            and name in explicit
+            and name != "data"
+            and stored.get(name) != getattr(config, name)
         ]
         if conflicts:
-            raise InputError(f"{run} was started with other settings: {'; '.join(conflicts)}. "
-                             "Drop those options to resume it, or start a new run with another --out")  # fmt: skip
+            raise InputError(
+                f"{run} was started with other settings: {'; '.join(conflicts)}. "
+                "Drop those options to resume it, or start a new run with another --out"
+            )
         for name in RUN_DEFINING:
             if name in stored:
                 setattr(config, name, stored[name])
@@ -270,17 +287,23 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
     from salibi.models import ModelConfig
 
     patch = ModelConfig.for_size(config.model).patch_size
-    model = build(config.model, variant=config.variant, modalities=modalities,
-                  channels={m: int(info[m]["channels"]) for m in modalities},
-                  mask_ratio=config.mask_ratio, ref_length=patch * coarsest)  # fmt: skip
+    model = build(
+        config.model,
+        variant=config.variant,
+        modalities=modalities,
+        channels={m: int(info[m]["channels"]) for m in modalities},
+        mask_ratio=config.mask_ratio,
+        ref_length=patch * coarsest,
+    )
     model.to(rank.device)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "temperature" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "temperature" not in n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate(0, config, plan.total_steps, plan.warmup_steps), betas=(0.9, 0.95),
-    )  # fmt: skip
+        lr=learning_rate(0, config, plan.total_steps, plan.warmup_steps),
+        betas=(0.9, 0.95),
+    )
 
     if rank.distributed:
         # Each rank found its checkpoint itself: they must agree (a run folder that not every
@@ -301,15 +324,26 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
         tensors, meta = checkpoints.load_trainer_state(folder)
         optimizer.load_state_dict(checkpoints.unflatten_optimizer(tensors, meta["optimizer"]))
         if not distributed.restore_rng_state(tensors, rank):
-            warnings.warn(f"{folder}: no RNG state for rank {rank.rank} (the run had {meta['world_size']} ranks)",
-                          UserWarning, stacklevel=1)  # fmt: skip
+            warnings.warn(
+                f"{folder}: no RNG state for rank {rank.rank} (the run had {meta['world_size']} ranks)",
+                UserWarning,
+                stacklevel=1,
+            )
         step = int(meta["step"])
 
-    ddp = DistributedDataParallel(model, device_ids=[rank.device.index] if rank.device.type == "cuda" else None) \
-        if rank.distributed else model  # fmt: skip
+    ddp = (
+        DistributedDataParallel(model, device_ids=[rank.device.index] if rank.device.type == "cuda" else None)
+        if rank.distributed
+        else model
+    )
     amp = config.amp if config.amp is not None else rank.device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp and rank.device.type == "cuda" \
-        else (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp else nullcontext  # fmt: skip
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if amp and rank.device.type == "cuda"
+        else (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if amp
+        else nullcontext
+    )
 
     logger = _Logger(run, config, plan, rank.is_main, start_step=step)
     world = rank.world_size
@@ -321,8 +355,9 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
             epoch, in_epoch = divmod(step, plan.steps_per_epoch)
             epoch_end = min(plan.steps_per_epoch, in_epoch + plan.total_steps - step)
             sampler = MicroBatchSampler(batches, epoch, in_epoch, rank.rank, world, config.accumulate, epoch_end)
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                                pin_memory=rank.device.type == "cuda")  # fmt: skip
+            loader = DataLoader(
+                dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=rank.device.type == "cuda"
+            )
             loader_iter = iter(loader)
             global_rows = np.arange(config.batch_size)
             micro_rows = local_micro_batches(global_rows, rank.rank, world, config.accumulate)
@@ -346,8 +381,9 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 optimizer.step()
                 step += 1
-                logger.step(step, {**sums, "lr": lr, "grad_norm": float(grad_norm), "epoch": epoch},
-                            samples=config.batch_size)  # fmt: skip
+                logger.step(
+                    step, {**sums, "lr": lr, "grad_norm": float(grad_norm), "epoch": epoch}, samples=config.batch_size
+                )
                 stopping = distributed.any_rank(stop.signal_name is not None, rank)
                 if stopping and stop.signal_name is None:
                     stop.signal_name = "SIGTERM (another rank)"
@@ -358,13 +394,23 @@ def _train(plan: Plan, rank: Any) -> dict[str, Any]:
             del loader_iter, loader
     finally:
         logger.close()
-    result.update(step=step, stopped_by=stop.signal_name, checkpoint=str(last_saved) if last_saved else None,
-                  last=logger.last)  # fmt: skip
+    result.update(
+        step=step, stopped_by=stop.signal_name, checkpoint=str(last_saved) if last_saved else None, last=logger.last
+    )
     return result
 
 
-def _save(run: Path, step: int, epoch: int, model: Any, optimizer: Any, dataset: Any, config: PretrainConfig,
-          plan: Plan, rank: Any) -> Path | None:  # fmt: skip
+def _save(
+    run: Path,
+    step: int,
+    epoch: int,
+    model: Any,
+    optimizer: Any,
+    dataset: Any,
+    config: PretrainConfig,
+    plan: Plan,
+    rank: Any,
+) -> Path | None:
     """Every rank contributes its RNG state; rank 0 writes the checkpoint."""
     from salibi.models import save_checkpoint
     from salibi.train import checkpoints, distributed
@@ -374,16 +420,27 @@ def _save(run: Path, step: int, epoch: int, model: Any, optimizer: Any, dataset:
         return None
     info = dataset.modality_info
     tensors, optimizer_meta = checkpoints.flatten_optimizer(optimizer.state_dict())
-    meta = {"step": step, "epoch": epoch, "world_size": rank.world_size, "optimizer": optimizer_meta,
-            "total_steps": plan.total_steps, "config": asdict(config)}  # fmt: skip
+    meta = {
+        "step": step,
+        "epoch": epoch,
+        "world_size": rank.world_size,
+        "optimizer": optimizer_meta,
+        "total_steps": plan.total_steps,
+        "config": asdict(config),
+    }
 
     def write_model(folder: Path) -> None:
         save_checkpoint(
-            model, folder,
-            bands={m: info[m]["bands"] for m in model.modalities}, gsd={m: info[m]["gsd"] for m in model.modalities},
-            mean={m: info[m]["mean"] for m in model.modalities}, std={m: info[m]["std"] for m in model.modalities},
-            step=step, data=[str(p) for p in config.data], variant=config.variant,
-        )  # fmt: skip
+            model,
+            folder,
+            bands={m: info[m]["bands"] for m in model.modalities},
+            gsd={m: info[m]["gsd"] for m in model.modalities},
+            mean={m: info[m]["mean"] for m in model.modalities},
+            std={m: info[m]["std"] for m in model.modalities},
+            step=step,
+            data=[str(p) for p in config.data],
+            variant=config.variant,
+        )
 
     folder = checkpoints.save_training_checkpoint(run, step, write_model, {**tensors, **rng}, meta)
     checkpoints.prune(run, config.keep)
@@ -411,8 +468,13 @@ class _Logger:
         if config.progress and sys.stderr.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-                                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=False)  # fmt: skip
+            self.progress = Progress(
+                TextColumn("step {task.completed}/{task.total}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.task = self.progress.add_task("pretrain", total=plan.total_steps, completed=start_step, status="")
             self.progress.start()
 
@@ -425,8 +487,11 @@ class _Logger:
                 self.progress.update(self.task, completed=step)
             return
         elapsed = time.perf_counter() - self.window_start
-        record = {"step": step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()},
-                  "samples_per_s": round(self.window_samples / max(elapsed, 1e-9), 2)}  # fmt: skip
+        record = {
+            "step": step,
+            **{k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()},
+            "samples_per_s": round(self.window_samples / max(elapsed, 1e-9), 2),
+        }
         self.window_start, self.window_samples = time.perf_counter(), 0
         self.last = record
         with self.path.open("a", encoding="utf-8") as f:
@@ -434,8 +499,10 @@ class _Logger:
         if self.writer is not None:
             for key in ("loss", "contrastive", "reconstruction", "lr", "grad_norm", "samples_per_s"):
                 self.writer.add_scalar(f"train/{key}", record[key], step)
-        status = (f"loss {record['loss']:.4f}  contrastive {record['contrastive']:.4f}  "
-                  f"reconstruction {record['reconstruction']:.4f}  {record['samples_per_s']:.1f} samples/s")  # fmt: skip
+        status = (
+            f"loss {record['loss']:.4f}  contrastive {record['contrastive']:.4f}  "
+            f"reconstruction {record['reconstruction']:.4f}  {record['samples_per_s']:.1f} samples/s"
+        )
         if self.progress is not None:
             self.progress.update(self.task, completed=step, status=status)
         elif self.config.progress:
@@ -453,8 +520,11 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
     them, the resumed run logs them again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= start_step]  # fmt: skip
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= start_step
+    ]
     write_atomic(path, "".join(line + "\n" for line in kept))
 
 
@@ -469,13 +539,23 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
     plan = prepare(config, explicit)
     run = Path(config.out)
     if plan.start_step >= plan.total_steps:
-        return {"step": plan.start_step, "stopped_by": None, "already_complete": True,
-                "checkpoint": plan.resume_from, "total_steps": plan.total_steps}  # fmt: skip
+        return {
+            "step": plan.start_step,
+            "stopped_by": None,
+            "already_complete": True,
+            "checkpoint": plan.resume_from,
+            "total_steps": plan.total_steps,
+        }
     launched = distributed.launched_by_torchrun()
     if not launched or os.environ.get("RANK") == "0":
         run.mkdir(parents=True, exist_ok=True)
-        document = {"format": RUN_FORMAT, "format_version": 1, "config": asdict(config),
-                    "total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch}  # fmt: skip
+        document = {
+            "format": RUN_FORMAT,
+            "format_version": 1,
+            "config": asdict(config),
+            "total_steps": plan.total_steps,
+            "steps_per_epoch": plan.steps_per_epoch,
+        }
         write_atomic(run / "run.json", json.dumps(document, indent=2) + "\n")
     world = config.world_size()
     if launched or world == 1:
@@ -488,8 +568,9 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
             results = distributed.launch_local(rank_main, (plan,), world)
         except ChildFailedError as err:
             rank, failure = err.get_first_failure()
-            raise SalibiError(f"rank {rank} failed (exit code {failure.exitcode}); its traceback is printed above") \
-                from None  # fmt: skip
+            raise SalibiError(
+                f"rank {rank} failed (exit code {failure.exitcode}); its traceback is printed above"
+            ) from None
         except SignalException as err:
             # The launcher forwarded the signal; the ranks saved a checkpoint before exiting.
             step, folder = newest_checkpoint(run)
