@@ -8,6 +8,7 @@ module, so ``salibi --help`` stays instant.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -18,7 +19,7 @@ from salibi.errors import SalibiError
 class SalibiGroup(click.Group):
     """A click group that reports user errors as one line and exit status 1."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except SalibiError as err:
@@ -32,7 +33,7 @@ class SalibiGroup(click.Group):
             ctx.exit(130)
 
 
-def _fail(ctx: click.Context, message: str) -> None:
+def _fail(ctx: click.Context, message: str) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     ctx.exit(1)
 
@@ -62,7 +63,14 @@ def _register() -> None:
 _register()
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     # Warnings from salibi are meant for users: one line, no source location.
     click.echo(f"Warning: {message}", err=True)
 
@@ -76,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
+    sys.exit(0)

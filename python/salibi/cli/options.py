@@ -7,9 +7,10 @@ from typing import TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., object])
+from salibi.vocabulary import MODALITIES
 
-MODALITIES = ("hires", "lores", "sar")
+F = TypeVar("F", bound=Callable[..., object])
+T = TypeVar("T")
 
 
 def device_option(f: F) -> F:
@@ -55,10 +56,10 @@ def overwrite_option(f: F) -> F:
     return click.option("--overwrite", is_flag=True, help="Replace an existing output instead of refusing.")(f)
 
 
-def parse_modality_values(option: str, values: tuple[str, ...], convert: Callable[[str], object]) -> dict[str, object]:
+def parse_modality_values(option: str, values: tuple[str, ...], convert: Callable[[str], T]) -> dict[str, T]:
     """``("hires=2.5", "lores=10")`` -> ``{"hires": 2.5, "lores": 10.0}``, with a usage
     error naming the option for anything else."""
-    result: dict[str, object] = {}
+    result: dict[str, T] = {}
     for item in values:
         name, sep, value = item.partition("=")
         name = name.strip()
