@@ -35,6 +35,7 @@ __all__ = [
     "identify",
     "landsat_identity",
     "match_strength",
+    "name_key",
     "polarisation",
     "sentinel2_band",
 ]
@@ -91,6 +92,14 @@ def polarisation(text: str) -> str | None:
     """The one SAR polarisation a name states (``"VV"``, ``"sigma0_vh"``), else None."""
     found = re.findall(r"(?<![A-Za-z])(VV|VH|HH|HV)(?![A-Za-z])", text.upper())
     return found[0] if len(set(found)) == 1 else None
+
+
+def name_key(text: str) -> str | None:
+    """A band name spelled plainly, for exact matches of names that state no identity:
+    ``"band_01"`` and ``"Band 1"`` -> ``"name:band1"``, ``"B04"`` -> ``"name:b4"`` (case, spaces,
+    ``_``, ``-`` and zero padding ignored); None for a blank name."""
+    text = re.sub(r"[\s_\-]+", "", text.lower())
+    return "name:" + re.sub(r"(?<!\d)0+(?=\d)", "", text) if text else None
 
 
 @dataclass(frozen=True)
