@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SAMPLES = HERE / "samples"
+#: data/samples is a link to the package's copy, so that wheels carry the samples.
+SAMPLES = (HERE / "samples").resolve()
 README = HERE / "README.md"
 BEGIN, END = "<!-- samples -->", "<!-- /samples -->"
 

@@ -1,7 +1,7 @@
-"""Where the sample data shipped with salibi lies (``data/samples``; see ``data/README.md``).
+"""Where the sample data shipped with salibi lies (see ``data/README.md``).
 
-Looked up, in order: ``$SALIBI_SAMPLES``; the copy inside the installed package
-(``salibi/sample_data``, present in wheels); ``data/samples`` of a source checkout.
+The samples are package data (``salibi/sample_data``, which ``data/samples`` of a source
+checkout links to), so an installed wheel has them too. ``$SALIBI_SAMPLES`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from salibi.errors import MissingInputError
 __all__ = ["samples_dir", "sample_path"]
 
 _PACKAGE_COPY = Path(__file__).resolve().parent / "sample_data"
-_CHECKOUT_COPY = Path(__file__).resolve().parents[2] / "data" / "samples"
 _WHERE = (
-    "the samples ship in salibi's wheel and in a source checkout (data/samples); rebuild them with "
+    "the samples ship in salibi's wheel and source checkout (python/salibi/sample_data); rebuild them with "
     "`python data/make_samples.py` from the repository, or point SALIBI_SAMPLES at a copy"
 )
 
@@ -29,10 +28,9 @@ def samples_dir() -> Path:
         if not path.is_dir():
             raise MissingInputError(f"SALIBI_SAMPLES={override}: not a folder; {_WHERE}")
         return path
-    for candidate in (_PACKAGE_COPY, _CHECKOUT_COPY):
-        if (candidate / "SHA256SUMS").is_file():
-            return candidate
-    raise MissingInputError(f"sample data not found (looked in {_PACKAGE_COPY} and {_CHECKOUT_COPY}); {_WHERE}")
+    if (_PACKAGE_COPY / "SHA256SUMS").is_file():
+        return _PACKAGE_COPY
+    raise MissingInputError(f"sample data not found in {_PACKAGE_COPY}; {_WHERE}")
 
 
 def sample_path(*parts: str) -> Path:
