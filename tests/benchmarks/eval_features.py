@@ -28,9 +28,10 @@ import h5py
 import numpy as np
 import torch
 
+from salibi.bands import S2_ORDER
 from salibi.devices import resolve_device
 from salibi.eval import safe_pickle
-from salibi.eval.bands import S2_ORDER, map_task_bands
+from salibi.eval.bands import map_task_bands
 from salibi.eval.features import band_normalisation, extract_features, prepare_sample
 from salibi.eval.geobench import Task
 from salibi.eval.run import checkpoint_bands

@@ -1,8 +1,9 @@
 """Which bands of a GEO-Bench task feed which modality of a checkpoint.
 
 A checkpoint names the bands of each modality it was trained on (e.g. ``lores: B04 B03 B02``,
-``sar: VV VH``, ``hires: red green blue``). Each is matched to a task band by, in order of
-preference:
+``sar: VV VH``, ``hires: red green blue``). Each name and each task band is reduced to a
+:class:`salibi.bands.BandIdentity`, and each checkpoint band is fed the task band that
+denotes it most strongly (:func:`salibi.bands.match_strength`):
 
 0. the same identity: Sentinel-2 band number (``B04`` = ``04 - Red``), SAR polarisation
    (``VV``), or colour name for bands named Red/Green/Blue/NIR;
@@ -11,11 +12,14 @@ preference:
 2. the nearest centre wavelength within 4 % (other optical bands, e.g. Landsat-8 SWIR for
    Sentinel-2 ``B11``).
 
-A modality is usable when at least 75 % of its bands match (all of them for three bands or
-fewer); its missing bands are fed zeros, i.e. the band mean after normalisation. Of the two
-optical modalities only one is used: the one whose checkpoint GSD is closest to the task's, then the
-one with the better matches; SAR is used beside it when it matches too, and the features of the
-modalities used are concatenated. A task matching none is skipped with the reason.
+What is GEO-Bench's own is here: reading a task band's geobench class (``kind``), names and
+wavelength into an identity, the known defects of GEO-Bench v1.0, and the choice of
+modalities. A modality is usable when at least 75 % of its bands match (all of them for
+three bands or fewer); its missing bands are fed zeros, i.e. the band mean after
+normalisation. Of the two optical modalities only one is used: the one whose checkpoint GSD
+is closest to the task's, then the one with the better matches; SAR is used beside it when it
+matches too, and the features of the modalities used are concatenated. A task matching none
+is skipped with the reason.
 
 Known GEO-Bench v1.0 defects are corrected here (geobench issues #28 and #29): m-eurosat's
 last five band names are shifted (the band called ``08A`` holds B09, ... ``12`` holds B8A),
@@ -25,11 +29,23 @@ the thirteen standard Sentinel-2 names.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from salibi.bands import (
+    COLOUR_WAVELENGTH,
+    POLARISATIONS,
+    S2_ORDER,
+    BandIdentity,
+    colour,
+    identify,
+    match_strength,
+    sentinel2_band,
+    sentinel2_identity,
+)
 from salibi.eval.geobench import BandInfo, TaskSpecs
 
 __all__ = [
@@ -40,136 +56,68 @@ __all__ = [
     "map_task_bands",
 ]
 
-# Sentinel-2 centre wavelengths, micrometres (ESA).
-S2_WAVELENGTH = {
-    "B01": 0.443,
-    "B02": 0.490,
-    "B03": 0.560,
-    "B04": 0.665,
-    "B05": 0.705,
-    "B06": 0.740,
-    "B07": 0.783,
-    "B08": 0.842,
-    "B8A": 0.865,
-    "B09": 0.945,
-    "B10": 1.375,
-    "B11": 1.610,
-    "B12": 2.190,
-}
-S2_ORDER = tuple(S2_WAVELENGTH)
-S2_COLOUR = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
-COLOUR_WAVELENGTH = {"blue": 0.490, "green": 0.560, "red": 0.665, "nir": 0.842}
-_COLOUR_WORDS = {
-    "red": "red",
-    "r": "red",
-    "green": "green",
-    "g": "green",
-    "blue": "blue",
-    "b": "blue",
-    "nir": "nir",
-    "nearinfrared": "nir",
-    "near infrared": "nir",
-    "near-infrared": "nir",
-}
-WAVELENGTH_TOLERANCE = 0.04  # relative
 MIN_MATCHED_FRACTION = 0.75
 
-# Corrected identities of the mislabelled v1.0 tasks: stored band name -> what it holds.
-_EUROSAT_FIX = {"08A": "s2:B09", "09": "s2:B10", "10": "s2:B11", "11": "s2:B12", "12": "s2:B8A"}
+#: What the bands of the mislabelled v1.0 tasks hold: stored band number -> band name
+#: (read with :func:`salibi.bands.identify`).
+_EUROSAT_FIX = {"08A": "B09", "09": "B10", "10": "B11", "11": "B12", "12": "B8A"}
 _BRICK_KILN_FIX = {
-    "01": "s2:B01",
-    "02": "s2:B02",
-    "03": "s2:B03",
-    "04": "s2:B04",
-    "05": "s2:B05",
-    "06": "s2:B07",
-    "07": "s2:B8A",
-    "08": "s2:B08",
-    "08A": "s2:B11",
-    "09": "s2:B12",
-    "10": "colour:red",
-    "11": "colour:green",
-    "12": "colour:blue",
+    "01": "B01",
+    "02": "B02",
+    "03": "B03",
+    "04": "B04",
+    "05": "B05",
+    "06": "B07",
+    "07": "B8A",
+    "08": "B08",
+    "08A": "B11",
+    "09": "B12",
+    "10": "red",
+    "11": "green",
+    "12": "blue",
 }
+#: geobench band classes that are no single optical or SAR band.
+_NOT_A_BAND = ("MultiBand", "HyperSpectralBands", "Mask", "CloudProbability", "ElevationBand", "SegmentationClasses")
+_BAND_NUMBER = re.compile(r"^\s*(\d{1,2}A?)\b")
 
 
-def _s2_id(text: str) -> str | None:
-    """``"B4"``, ``"B04"``, ``"4"``, ``"04 - Red"``, ``"8A"`` -> ``"B04"`` / ``"B8A"``."""
-    match = re.match(r"^\s*(?:S2[_ ]?)?B?0?(\d{1,2}|8A)(?:\b|\s*-|_|$)", text.strip(), re.IGNORECASE)
-    if not match:
-        return None
-    number = match.group(1).upper()
-    band = "B8A" if number == "8A" else f"B{int(number):02d}"
-    return band if band in S2_WAVELENGTH else None
+def _task_colour(name: str) -> str | None:
+    """The colour word a task band's name is, SWIR words excepted: other sensors' SWIR bands
+    (Landsat ``06 - SWIR1``) are matched to Sentinel-2's by centre wavelength (strength 2), as
+    ``salibi eval`` has always matched them; ``swir1``/``swir2`` serve checkpoint band names."""
+    word = colour(name)
+    return word if word and not word.startswith("swir") else None
 
 
-def _colour(text: str) -> str | None:
-    return _COLOUR_WORDS.get(text.strip().lower())
-
-
-def _polarisation(text: str) -> str | None:
-    found = re.findall(r"(?<![A-Za-z])(VV|VH|HH|HV)(?![A-Za-z])", text.upper())
-    return found[0] if len(set(found)) == 1 else None
-
-
-@dataclass(frozen=True)
-class _Identity:
-    primary: str | None  # "s2:B04", "pol:VV", "colour:red"
-    aliases: tuple[str, ...]
-    wavelength: float | None
-    rank: int = 0  # among equal matches, lower is preferred (SAR intensity before complex parts)
-
-
-def _checkpoint_identity(modality: str, name: str) -> _Identity:
-    if modality == "sar":
-        pol = _polarisation(name)
-        return _Identity(f"pol:{pol}" if pol else None, (), None)
-    colour = _colour(name)
-    if colour:
-        return _Identity(f"colour:{colour}", (), COLOUR_WAVELENGTH[colour])
-    s2 = _s2_id(name)
-    if s2:
-        aliases = (f"colour:{S2_COLOUR[s2]}",) if s2 in S2_COLOUR else ()
-        return _Identity(f"s2:{s2}", aliases, S2_WAVELENGTH[s2])
-    return _Identity(None, (), None)
-
-
-def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> _Identity:
-    number = re.match(r"^\s*(\d{1,2}A?)\b", band.name)
+def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> BandIdentity:
+    """What a task band is, from its geobench class, names and wavelength (``fixes``: the
+    corrected identities of a mislabelled task, by band number)."""
+    number = _BAND_NUMBER.match(band.name)
     if number and number.group(1).upper() in fixes:
-        fixed = fixes[number.group(1).upper()]
-        if fixed.startswith("s2:"):
-            s2 = fixed[3:]
-            aliases = (f"colour:{S2_COLOUR[s2]}",) if s2 in S2_COLOUR else ()
-            return _Identity(fixed, aliases, S2_WAVELENGTH[s2])
-        return _Identity(fixed, (), COLOUR_WAVELENGTH[fixed.split(":")[1]])
+        return identify(fixes[number.group(1).upper()])
     if band.kind == "Sentinel1":
-        pol = _polarisation(band.name)
+        # Intensities before the real and imaginary parts of the same polarisation.
         complex_part = bool(re.search(r"real|imag", band.name, re.IGNORECASE))
-        return _Identity(f"pol:{pol}" if pol else None, (), None, rank=1 if complex_part else 0)
-    if (
-        band.kind
-        in ("MultiBand", "HyperSpectralBands", "Mask", "CloudProbability", "ElevationBand", "SegmentationClasses")
-        or band.n_bands
-    ):
-        return _Identity(None, (), None)
-    colours = [c for c in (_colour(n) for n in band.names) if c]
+        return dataclasses.replace(identify(band.name, sar=True), rank=1 if complex_part else 0)
+    if band.kind in _NOT_A_BAND or band.n_bands:
+        return BandIdentity(None)
+    colours = [word for word in (_task_colour(name) for name in band.names) if word]
     if band.kind == "Sentinel2":
-        found = next((s for s in (_s2_id(n) for n in band.names) if s), None)
-        if found:
-            aliases = (f"colour:{S2_COLOUR[found]}",) if found in S2_COLOUR else ()
-            return _Identity(f"s2:{found}", aliases, band.wavelength or S2_WAVELENGTH[found])
+        s2_band = next((found for found in (sentinel2_band(name) for name in band.names) if found), None)
+        if s2_band:
+            identity = sentinel2_identity(s2_band)
+            return dataclasses.replace(identity, wavelength=band.wavelength or identity.wavelength)
     if colours and band.kind in ("SpectralBand", "BandInfo"):
-        return _Identity(f"colour:{colours[0]}", (), band.wavelength or COLOUR_WAVELENGTH[colours[0]])
+        return BandIdentity(f"colour:{colours[0]}", (), band.wavelength or COLOUR_WAVELENGTH[colours[0]])
     # Another sensor's optical band (Landsat-8, ...): its colour is only an alias.
-    return _Identity(None, tuple(f"colour:{c}" for c in colours), band.wavelength)
+    return BandIdentity(None, tuple(f"colour:{word}" for word in colours), band.wavelength)
 
 
 def _known_fixes(task_name: str, dataset_name: str) -> dict[str, str]:
     names = {task_name.lower(), dataset_name.lower()}
     if names & {"m-eurosat", "eurosat"}:
         return _EUROSAT_FIX
-    if any(n.startswith(("m-brick-kiln", "brick_kiln", "brick-kiln")) for n in names):
+    if any(name.startswith(("m-brick-kiln", "brick_kiln", "brick-kiln")) for name in names):
         return _BRICK_KILN_FIX
     return {}
 
@@ -221,7 +169,9 @@ class TaskInputs:
 def default_band_names(modality: str, channels: int) -> list[str]:
     """Band names assumed for a checkpoint modality that does not name its bands."""
     if modality == "sar":
-        return ["VV", "VH", "HH", "HV"][:channels] if channels <= 4 else [f"sar{i}" for i in range(channels)]
+        if channels <= len(POLARISATIONS):
+            return list(POLARISATIONS[:channels])
+        return [f"sar{i}" for i in range(channels)]
     if modality == "lores" and channels == len(S2_ORDER):
         return list(S2_ORDER)
     if modality == "lores" and channels == 12:
@@ -234,33 +184,27 @@ def default_band_names(modality: str, channels: int) -> list[str]:
 
 
 def _match_modality(
-    modality: str, names: Sequence[str], task_bands: Sequence[BandInfo], identities: Sequence[_Identity]
+    modality: str, names: Sequence[str], task_bands: Sequence[BandInfo], task_identities: Sequence[BandIdentity]
 ) -> list[BandMatch]:
-    wanted = [_checkpoint_identity(modality, n) for n in names]
-    candidates: list[tuple[int, float, int, int, int]] = []  # score, distance, rank, ckpt i, task j
+    """Each checkpoint band ``names[i]`` fed at most one task band, the strongest matches first."""
+    wanted = [identify(name, sar=modality == "sar") for name in names]
+    # (strength, wavelength distance, rank, checkpoint band i, task band j), sorted best first.
+    candidates: list[tuple[int, float, int, int, int]] = []
     for i, want in enumerate(wanted):
-        for j, (band, have) in enumerate(zip(task_bands, identities)):
-            is_sar_band = have.primary is not None and have.primary.startswith("pol:")
-            if (modality == "sar") != is_sar_band:
+        for j, have in enumerate(task_identities):
+            if (modality == "sar") != have.is_sar:
                 continue
-            if want.primary is not None and want.primary == have.primary:
-                candidates.append((0, 0.0, have.rank, i, j))
-            elif ({want.primary, *want.aliases} & {have.primary, *have.aliases}) - {None}:
-                candidates.append((1, 0.0, have.rank, i, j))
-            elif want.wavelength and have.wavelength:
-                distance = abs(have.wavelength - want.wavelength) / want.wavelength
-                if distance <= WAVELENGTH_TOLERANCE:
-                    candidates.append((2, distance, have.rank, i, j))
-    chosen: dict[int, tuple[int, int]] = {}
-    used: set[int] = set()
-    for score, _, _, i, j in sorted(candidates):
-        if i not in chosen and j not in used:
-            chosen[i] = (j, score)
-            used.add(j)
-    return [
-        BandMatch(name, task_bands[chosen[i][0]].name, chosen[i][1]) if i in chosen else BandMatch(name, None, None)
-        for i, name in enumerate(names)
-    ]
+            match = match_strength(want, have)
+            if match is not None:
+                strength, distance = match
+                candidates.append((strength, distance, have.rank, i, j))
+    fed: dict[int, BandMatch] = {}  # checkpoint band i -> its match
+    taken: set[int] = set()  # task bands j already feeding one
+    for strength, _, _, i, j in sorted(candidates):
+        if i not in fed and j not in taken:
+            fed[i] = BandMatch(names[i], task_bands[j].name, strength)
+            taken.add(j)
+    return [fed.get(i, BandMatch(name, None, None)) for i, name in enumerate(names)]
 
 
 def map_task_bands(
