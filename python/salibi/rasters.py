@@ -18,7 +18,8 @@ def gdal_reason(err: BaseException, limit: int = 300) -> str:
         if text and "see previous exception" not in text.lower():
             messages.append(text)
         seen = seen.__cause__ or seen.__context__
-    return (messages[-1] if messages else type(err).__name__)[:limit]
+    # The first specific one: GDAL's names the file, band and block; the libtiff message beneath it does not.
+    return (messages[0] if messages else type(err).__name__)[:limit]
 
 
 def round_significant(value: float, digits: int) -> float:
