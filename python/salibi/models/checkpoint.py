@@ -9,8 +9,9 @@
      "metadata": {...}}                                  # save_checkpoint's extra keywords
 
 A run folder holds ``checkpoints/step_0000100/`` (7-digit step) and ``checkpoints/last`` (a
-text file or a symlink naming the newest); :func:`resolve_checkpoint` finds the newest
-complete one there.
+text file or a symlink naming the newest), as :mod:`salibi.runs` describes;
+:func:`resolve_checkpoint` finds the newest complete one there. Folders are written whole or
+not at all (:func:`salibi.fileio.staging_dir`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import shutil
 import struct
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,15 +27,15 @@ from typing import Any
 
 import torch
 
+from salibi import runs
 from salibi.errors import DataFormatError, InputError, MissingInputError
+from salibi.fileio import staging_dir
 from salibi.models.config import ModelConfig
 from salibi.models.scale_alibi import ScaleAlibiModel
+from salibi.vocabulary import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
 
-FORMAT = "salibi-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def _unwrap(model: torch.nn.Module) -> ScaleAlibiModel:
@@ -115,12 +113,46 @@ def save_checkpoint(
     ``bands``, ``gsd``, ``mean``, ``std``: per-modality dicts of the training set's band names,
     metres per pixel and normalisation statistics (default: what the model carries from the
     checkpoint it was loaded from). ``metadata``: anything JSON-serialisable (step, data files,
-    ...). The folder is written under a temporary name and renamed when complete. DDP and
-    ``torch.compile`` wrappers are unwrapped.
+    ...). The folder is written under a temporary name, flushed to disk and renamed when
+    complete. DDP and ``torch.compile`` wrappers are unwrapped.
     """
-    from safetensors.torch import save_file
-
     model = _unwrap(model)
+    modalities, text = _describe(model, bands, gsd, mean, std, metadata)
+    path = Path(path)
+    with staging_dir(path) as staging:
+        staging.chmod(0o755)  # a temporary folder is private
+        _write_files(model, staging, text)
+    model.modality_info = modalities
+    return path
+
+
+def write_checkpoint(
+    model: torch.nn.Module,
+    folder: Path,
+    bands: Mapping[str, Sequence[str]] | None = None,
+    gsd: Mapping[str, float] | None = None,
+    mean: Mapping[str, Sequence[float]] | None = None,
+    std: Mapping[str, Sequence[float]] | None = None,
+    **metadata: Any,
+) -> None:
+    """The files of :func:`save_checkpoint`, written into the existing folder ``folder`` by a
+    caller that makes that folder appear whole itself (the trainer's checkpoint folders)."""
+    model = _unwrap(model)
+    modalities, text = _describe(model, bands, gsd, mean, std, metadata)
+    _write_files(model, folder, text)
+    model.modality_info = modalities
+
+
+def _describe(
+    model: ScaleAlibiModel,
+    bands: Mapping[str, Sequence[str]] | None,
+    gsd: Mapping[str, float] | None,
+    mean: Mapping[str, Sequence[float]] | None,
+    std: Mapping[str, Sequence[float]] | None,
+    metadata: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """The checkpoint's per-modality entries and the text of its ``config.json``; InputError
+    before anything is written when a value cannot be stored."""
     entries = {
         which: _modality_entries(model, which, given)
         for which, given in (("bands", bands), ("gsd", gsd), ("mean", mean), ("std", std))
@@ -131,8 +163,8 @@ def save_checkpoint(
     }
     model_fields = {k: v for k, v in model.config.to_dict().items() if k not in ("modalities", "channels")}
     document = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": model_fields,
         "modalities": modalities,
         "metadata": metadata,
@@ -141,27 +173,15 @@ def save_checkpoint(
         text = json.dumps(document, indent=2, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise InputError(f"save_checkpoint metadata: {err}; pass plain numbers, strings, lists and dicts") from None
+    return {m: dict(v) for m, v in modalities.items()}, text
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def _write_files(model: ScaleAlibiModel, folder: Path, config_text: str) -> None:
+    from safetensors.torch import save_file
+
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private
-        save_file(tensors, str(staging / WEIGHTS), metadata={"format": FORMAT})
-        (staging / CONFIG).write_text(text + "\n", encoding="utf-8")
-        if path.exists():  # replace: move the old one aside first, so a complete one always exists
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    model.modality_info = {m: dict(v) for m, v in modalities.items()}
-    return path
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
+    (folder / CONFIG).write_text(config_text + "\n", encoding="utf-8")
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -179,12 +199,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise DataFormatError(
             f"{path}: not valid JSON ({err}); the file is damaged or truncated: use another checkpoint or save it again"
         ) from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise DataFormatError(f'{path}: not a salibi checkpoint config (its "format" should be {FORMAT!r})')
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+        raise DataFormatError(f'{path}: not a salibi checkpoint config (its "format" should be {CHECKPOINT_FORMAT!r})')
     version = document.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != CHECKPOINT_FORMAT_VERSION:
         raise DataFormatError(
-            f"{path}: checkpoint format version {version!r}; this salibi reads version {FORMAT_VERSION} "
+            f"{path}: checkpoint format version {version!r}; this salibi reads version {CHECKPOINT_FORMAT_VERSION} "
             "(a newer salibi wrote it? upgrade salibi)"
         )
     for key in ("model", "modalities"):
@@ -234,11 +254,6 @@ def check_checkpoint(folder: Path) -> None:
     _check_weights(folder)
 
 
-def _step_of(folder: Path) -> int | None:
-    match = _STEP_DIR.match(folder.name)
-    return int(match[1]) if match else None
-
-
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder ``path`` names: itself when it holds ``config.json``; for a run folder
     (``runs/NAME``) or its ``checkpoints/`` folder, the newest complete checkpoint there.
@@ -254,32 +269,24 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         raise InputError(f"{path}: a checkpoint is a folder (with {CONFIG} and {WEIGHTS}), or give a run folder")
     if (path / CONFIG).exists():
         return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    candidates = [d for d in folder.iterdir() if d.is_dir() and _step_of(d) is not None]
-    candidates.sort(key=lambda d: _step_of(d) or 0, reverse=True)
-    last = folder / "last"
-    if last.is_symlink() or last.is_file():
-        name = os.readlink(last) if last.is_symlink() else last.read_text(encoding="utf-8").strip()
-        named = (folder / name) if name else None
-        if named is not None and named.is_dir() and all(named.resolve() != d.resolve() for d in candidates):
-            candidates.insert(0, named)  # a custom name: trust the pointer
-    if not candidates:
+    folder = runs.checkpoints_dir(path) if runs.checkpoints_dir(path).is_dir() else path
+    if not runs.checkpoint_candidates(folder):
         raise MissingInputError(
             f"{path}: no checkpoint here (expected {CONFIG} and {WEIGHTS}, or checkpoints/step_XXXXXXX/ folders); "
             "pass a checkpoint folder or the --out folder of a pretraining run"
         )
-    skipped = []
-    for candidate in candidates:
-        try:
-            check_checkpoint(candidate)
-        except (DataFormatError, MissingInputError) as err:
-            skipped.append(candidate.name)
-            warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=2)
-            continue
-        return candidate
-    raise MissingInputError(
-        f"{path}: no complete checkpoint (incomplete: {', '.join(skipped)}); train further or pass another checkpoint"
-    )
+    skipped: list[tuple[Path, Exception]] = []
+    found = runs.newest_complete(folder, check_checkpoint, skipped)
+    for candidate, err in skipped:
+        if not isinstance(err, (DataFormatError, MissingInputError)):
+            raise err
+        warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=2)
+    if found is None:
+        raise MissingInputError(
+            f"{path}: no complete checkpoint (incomplete: {', '.join(c.name for c, _ in skipped)}); "
+            "train further or pass another checkpoint"
+        )
+    return found
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ScaleAlibiModel:

@@ -24,60 +24,34 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from salibi import vocabulary
 from salibi.errors import InputError
+from salibi.vocabulary import MODALITIES, VARIANTS
 
-#: Modality names, in the order the model fuses them (SAR, low-res optical, high-res optical).
-MODALITIES: tuple[str, ...] = ("sar", "lores", "hires")
 #: Input channels when ``build(channels=...)`` does not say otherwise: VV/VH, RGB, RGB.
 DEFAULT_CHANNELS: dict[str, int] = {"sar": 2, "lores": 3, "hires": 3}
-#: Position-information variants (DESIGN.md "Scale-ALiBi, exactly"); identical otherwise.
-VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
 
+_WIDTH_FIELDS = (
+    "dim",
+    "depth",
+    "heads",
+    "patch_size",
+    "fusion_depth",
+    "decoder_dim",
+    "decoder_depth",
+    "decoder_heads",
+    "proj_dim",
+)
+_WIDTHS = (  # one row per size of salibi.vocabulary.SIZES, in that order (the table above)
+    # dim, depth, heads, patch, fusion, decoder dim, decoder depth, decoder heads, projection
+    (64, 2, 4, 8, 1, 64, 1, 4, 64),  # tiny
+    (384, 12, 6, 16, 2, 256, 2, 8, 256),  # small
+    (768, 12, 12, 16, 2, 512, 2, 16, 512),  # base
+    (1024, 24, 16, 16, 4, 512, 4, 16, 768),  # large
+)
+#: The widths of each named size (:data:`salibi.vocabulary.SIZES`): size -> ModelConfig fields.
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        dim=64,
-        depth=2,
-        heads=4,
-        patch_size=8,
-        fusion_depth=1,
-        decoder_dim=64,
-        decoder_depth=1,
-        decoder_heads=4,
-        proj_dim=64,
-    ),
-    "small": dict(
-        dim=384,
-        depth=12,
-        heads=6,
-        patch_size=16,
-        fusion_depth=2,
-        decoder_dim=256,
-        decoder_depth=2,
-        decoder_heads=8,
-        proj_dim=256,
-    ),
-    "base": dict(
-        dim=768,
-        depth=12,
-        heads=12,
-        patch_size=16,
-        fusion_depth=2,
-        decoder_dim=512,
-        decoder_depth=2,
-        decoder_heads=16,
-        proj_dim=512,
-    ),
-    "large": dict(
-        dim=1024,
-        depth=24,
-        heads=16,
-        patch_size=16,
-        fusion_depth=4,
-        decoder_dim=512,
-        decoder_depth=4,
-        decoder_heads=16,
-        proj_dim=768,
-    ),
+    size: dict(zip(_WIDTH_FIELDS, row, strict=True)) for size, row in zip(vocabulary.SIZES, _WIDTHS, strict=True)
 }
 
 
@@ -136,17 +110,7 @@ class ModelConfig:
         for m, c in self.channels.items():
             if c < 1:
                 raise InputError(f"channels[{m!r}] = {c}: must be at least 1")
-        for name in (
-            "dim",
-            "depth",
-            "heads",
-            "patch_size",
-            "fusion_depth",
-            "decoder_dim",
-            "decoder_depth",
-            "decoder_heads",
-            "proj_dim",
-        ):
+        for name in _WIDTH_FIELDS:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} = {getattr(self, name)}: must be at least 1")
         if self.dim % self.heads:

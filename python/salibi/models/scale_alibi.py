@@ -1,8 +1,10 @@
 """The Scale-ALiBi model: unimodal ViT encoders, cross-modal fusion, MAE decoder, InfoNCE.
 
-Read top to bottom: building blocks first, then :class:`ScaleAlibiModel` with its methods in
-data-flow order (geometry -> patch tokens -> masking -> encoders -> contrastive loss -> fusion
--> decoder -> reconstruction loss), then ``forward``, which returns the losses.
+Read top to bottom: :class:`ScaleAlibiModel`'s parts, then its methods in data-flow order
+(geometry -> patch tokens -> masking -> encoders -> contrastive loss -> fusion -> decoder ->
+reconstruction loss), then ``forward``, which returns the losses, and last the input checks.
+The layers are in :mod:`salibi.models.blocks`; the contrastive loss and the DDP collectives
+in :mod:`salibi.models.losses`.
 
 Notation in shape comments: ``B`` batch, ``C`` channels, ``p`` patch size, ``N_m`` patches of
 modality ``m`` (``(H/p) * (W/p)``, row-major), ``k_m`` kept patches, ``D`` width, ``H`` heads,
@@ -29,200 +31,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from salibi.bias import PatchGrid
 from salibi.errors import InputError
-from salibi.models.attention_bias import TokenGeometry, device_cached
-from salibi.models.config import MODALITIES, ModelConfig
-
-#: The modality pairs contrasted (all three; the pairs present in a batch are used).
-CONTRASTIVE_PAIRS: tuple[tuple[str, str], ...] = (("sar", "lores"), ("lores", "hires"), ("sar", "hires"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Building blocks
-# ---------------------------------------------------------------------------------------------
-
-
-def _heads_first(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, D) -> (B, H, N, D/H)."""
-    b, n, d = x.shape
-    return x.view(b, n, heads, d // heads).transpose(1, 2)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention through SDPA, with an optional additive bias."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        b, n, d = x.shape  # x: (B, N, D); bias: (B|1, H, N, N) or None
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, N, D/H)
-        return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention of ``x`` (queries) over ``context`` (keys, values), with a bias."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        b, n, d = x.shape  # x: (B, N, D); context: (B, M, D); bias: (B|1, H, N, M) or None
-        m = context.shape[1]
-        q = _heads_first(self.q(x), self.heads)  # (B, H, N, D/H)
-        k, v = self.kv(context).view(b, m, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H)
-        return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + bias) v, fused (flash / memory-efficient kernels)."""
-    if bias is not None and bias.dtype != q.dtype:
-        bias = bias.to(q.dtype)  # CUDA kernels need the mask in the query dtype
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-
-
-class Mlp(nn.Sequential):
-    def __init__(self, dim: int, hidden: int, out: int | None = None) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, out or dim))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: biased self-attention, then MLP."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), bias)
-        return x + self.mlp(self.norm2(x))
-
-
-class FusionBlock(nn.Module):
-    """Biased self-attention, biased cross-attention to another modality's tokens, MLP."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.self_attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.norm_context = nn.LayerNorm(dim, eps=1e-6)
-        self.cross_attn = CrossAttention(dim, heads)
-        self.norm3 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor, self_bias: torch.Tensor | None, cross_bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), self_bias)
-        x = x + self.cross_attn(self.norm2(x), self.norm_context(context), cross_bias)
-        return x + self.mlp(self.norm3(x))
-
-
-class FusionStage(nn.Module):
-    """Bidirectional fusion of two token streams ``a`` and ``b``: each layer updates both from
-    the same inputs, each attending to itself and across to the other."""
-
-    def __init__(self, dim: int, heads: int, depth: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.a_layers = nn.ModuleList(FusionBlock(dim, heads, mlp_ratio) for _ in range(depth))
-        self.b_layers = nn.ModuleList(FusionBlock(dim, heads, mlp_ratio) for _ in range(depth))
-
-    def forward(
-        self, a: torch.Tensor, b: torch.Tensor, biases: dict[str, torch.Tensor | None]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # a: (B, k_a, D), b: (B, k_b, D); biases "aa", "ab", "bb", "ba": (B|1, H, k_q, k_k)
-        for a_layer, b_layer in zip(self.a_layers, self.b_layers):
-            a, b = a_layer(a, b, biases["aa"], biases["ab"]), b_layer(b, a, biases["bb"], biases["ba"])
-        return a, b
-
-
-class Encoder(nn.Module):
-    """A ViT without position embeddings: patch embedding, blocks, final norm."""
-
-    def __init__(self, channels: int, dim: int, depth: int, heads: int, patch_size: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.patch_embed = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-
-    def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
-        return self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, D)
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, bias)
-        return self.norm(x)
-
-
-def sincos_embedding(rows: int, cols: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``(1, rows*cols, dim)`` fixed 2-D sin-cos position embedding on a patch grid (row-major):
-    the first half of the channels encodes the row, the second half the column (as MAE)."""
-
-    def build() -> torch.Tensor:
-        omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-        r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
-        parts = [f(coord.reshape(-1, 1) * omega) for coord in (r, c) for f in (np.sin, np.cos)]
-        return torch.from_numpy(np.concatenate(parts, axis=1)).to(device=device, dtype=dtype).unsqueeze(0)
-
-    return device_cached(("sincos", rows, cols, dim, str(device), dtype), build)
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather along dim 0 whose backward sums the gradient over ranks and returns the local
-    shard's part (works with gloo and NCCL alike)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
-        ctx.rank, ctx.world = dist.get_rank(), dist.get_world_size()
-        parts = [torch.empty_like(x) for _ in range(ctx.world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad.chunk(ctx.world)[ctx.rank]
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) unless torch.distributed is initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _global_means(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Scalars whose values are the means of ``local``'s over ranks (one all_reduce) and whose
-    gradients are ``local``'s: with DDP's gradient averaging, both equal one process over the
-    global batch (per-sample means over equal local batches)."""
-    _, world = _world()
-    if world == 1:
-        return local
-    values = torch.stack([v.detach() for v in local.values()])
-    dist.all_reduce(values)
-    return {k: v + (total / world - v.detach()) for (k, v), total in zip(local.items(), values)}
-
-
-# ---------------------------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------------------------
+from salibi.models.attention_bias import TokenGeometry
+from salibi.models.blocks import Block, Encoder, FusionStage, Mlp, sincos_embedding
+from salibi.models.config import ModelConfig
+from salibi.models.losses import global_means, info_nce
+from salibi.vocabulary import MODALITIES
 
 
 class ScaleAlibiModel(nn.Module):
@@ -290,7 +108,7 @@ class ScaleAlibiModel(nn.Module):
         for token in self.modality_tokens.values():
             nn.init.normal_(token, std=0.02)
 
-    # -- inputs and geometry --------------------------------------------------------------------
+    # -- geometry, patch tokens, masking ---------------------------------------------------------
 
     @property
     def device(self) -> torch.device:
@@ -302,49 +120,6 @@ class ScaleAlibiModel(nn.Module):
         if torch.is_autocast_enabled(kind):
             return torch.get_autocast_dtype(kind)
         return self.logit_scale.dtype
-
-    def _check_images(
-        self, images: object, modality: str, batch_size: int | None = None, where: str = "images"
-    ) -> torch.Tensor:
-        if modality not in self.modalities:
-            raise InputError(
-                f"{where}: this model was built without {modality!r} (modalities: {', '.join(self.modalities)}); "
-                "drop it from the batch or build the model with it"
-            )
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-            got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
-            raise InputError(f"{where}: expected a float tensor (B, C, H, W) of normalised images, got {got}")
-        b, c, h, w = images.shape
-        p = self.config.patch_size
-        if c != self.config.channels[modality]:
-            raise InputError(
-                f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}"
-            )
-        if h % p or w % p or h == 0 or w == 0:
-            raise InputError(f"{where}: {h}x{w} px is not a multiple of the patch size {p}; pad or crop the images")
-        if batch_size is not None and b != batch_size:
-            raise InputError(f"{where}: batch size {b} differs from the other modalities' {batch_size}")
-        if images.device != self.device:
-            raise InputError(f"{where} is on {images.device} but the model on {self.device}; move it with .to()")
-        return images
-
-    @staticmethod
-    def _check_gsd(value: object, modality: str) -> float:
-        """One GSD from a float, or from a (B,) tensor of equal values (default_collate)."""
-        where = f"gsd[{modality!r}]"
-        if isinstance(value, (torch.Tensor, np.ndarray)):
-            flat = value.reshape(-1)
-            if flat.shape[0] == 0:
-                raise InputError(f"{where}: empty")
-            if bool((flat != flat[0]).any()):
-                raise InputError(
-                    f"{where}: the samples of one batch have different GSDs ({sorted(set(flat.tolist()))}); "
-                    "batch chips of one GSD together"
-                )
-            value = flat[0].item()
-        if not isinstance(value, numbers.Real) or not (math.isfinite(float(value)) and float(value) > 0):
-            raise InputError(f"{where} = {value!r}: must be a positive number of metres per pixel")
-        return float(value)
 
     def geometry(
         self, sizes: Mapping[str, tuple[int, int]], gsd: Mapping[str, float], ref_length: float | None = None
@@ -406,26 +181,16 @@ class ScaleAlibiModel(nn.Module):
         """(B, C, H, W) -> (B, D): the mean of :meth:`encode`'s tokens."""
         return self.encode(images, modality, gsd, ref_length).mean(dim=1)
 
-    # -- pretraining: losses --------------------------------------------------------------------
+    # -- pretraining: contrastive loss, fusion, decoder, reconstruction loss ------------------
 
     def contrastive_loss(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Symmetric InfoNCE, averaged over the modality pairs present; features of all ranks.
+        """Symmetric InfoNCE (:func:`~salibi.models.losses.info_nce`) of the projected features,
+        averaged over the modality pairs present; features of all ranks.
 
         pooled: modality -> (B, D) mean of the encoder tokens.
         """
-        rank, world = _world()
         z = {m: F.normalize(self.projectors[m](x).float(), dim=-1) for m, x in pooled.items()}  # (B, P)
-        everyone = {m: _GatherWithGrad.apply(zm) if world > 1 else zm for m, zm in z.items()}  # (world*B, P)
-        scale = self.logit_scale.float().exp().clamp(max=100.0)
-        some = next(iter(z.values()))
-        labels = torch.arange(some.shape[0], device=some.device) + rank * some.shape[0]
-        losses = []
-        for a, b in CONTRASTIVE_PAIRS:
-            if a in z and b in z:
-                a_to_b = F.cross_entropy(scale * z[a] @ everyone[b].T, labels)  # rows: local a; columns: all b
-                b_to_a = F.cross_entropy(scale * z[b] @ everyone[a].T, labels)
-                losses.append((a_to_b + b_to_a) / 2)
-        return torch.stack(losses).mean()
+        return info_nce(z, self.logit_scale)
 
     def fuse(
         self,
@@ -572,12 +337,14 @@ class ScaleAlibiModel(nn.Module):
                 for m in masked:
                     losses[f"reconstruction_{m}"] = self.reconstruction_loss(images[m], pred[m], keep[m])
 
-        out = _global_means(losses)
+        out = global_means(losses)
         parts = [out[f"reconstruction_{m}"] for m in masked]
         out["reconstruction"] = torch.stack(parts).mean() if parts else out["contrastive"].new_zeros(())
         out["loss"] = c.contrastive_weight * out["contrastive"] + c.reconstruction_weight * out["reconstruction"]
         out["temperature"] = 1.0 / self.logit_scale.detach().float().exp().clamp(max=100.0)
         return out
+
+    # -- checking inputs ------------------------------------------------------------------------
 
     def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Validated images (canonical modality order) and one GSD per modality."""
@@ -601,3 +368,46 @@ class ScaleAlibiModel(nn.Module):
         if missing:
             raise InputError(f"batch['gsd'] has no entry for {', '.join(missing)}")
         return images, {m: self._check_gsd(gsd_in[m], m) for m in present}
+
+    def _check_images(
+        self, images: object, modality: str, batch_size: int | None = None, where: str = "images"
+    ) -> torch.Tensor:
+        if modality not in self.modalities:
+            raise InputError(
+                f"{where}: this model was built without {modality!r} (modalities: {', '.join(self.modalities)}); "
+                "drop it from the batch or build the model with it"
+            )
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+            got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise InputError(f"{where}: expected a float tensor (B, C, H, W) of normalised images, got {got}")
+        b, c, h, w = images.shape
+        p = self.config.patch_size
+        if c != self.config.channels[modality]:
+            raise InputError(
+                f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}"
+            )
+        if h % p or w % p or h == 0 or w == 0:
+            raise InputError(f"{where}: {h}x{w} px is not a multiple of the patch size {p}; pad or crop the images")
+        if batch_size is not None and b != batch_size:
+            raise InputError(f"{where}: batch size {b} differs from the other modalities' {batch_size}")
+        if images.device != self.device:
+            raise InputError(f"{where} is on {images.device} but the model on {self.device}; move it with .to()")
+        return images
+
+    @staticmethod
+    def _check_gsd(value: object, modality: str) -> float:
+        """One GSD from a float, or from a (B,) tensor of equal values (default_collate)."""
+        where = f"gsd[{modality!r}]"
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            flat = value.reshape(-1)
+            if flat.shape[0] == 0:
+                raise InputError(f"{where}: empty")
+            if bool((flat != flat[0]).any()):
+                raise InputError(
+                    f"{where}: the samples of one batch have different GSDs ({sorted(set(flat.tolist()))}); "
+                    "batch chips of one GSD together"
+                )
+            value = flat[0].item()
+        if not isinstance(value, numbers.Real) or not (math.isfinite(float(value)) and float(value) > 0):
+            raise InputError(f"{where} = {value!r}: must be a positive number of metres per pixel")
+        return float(value)
