@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from salibi.errors import MissingInputError, OutputExistsError
+from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
 from salibi.eval.bands import map_task_bands
 from salibi.eval.geobench import Task, discover_tasks
 from salibi.eval.sample_tasks import LANDCOVER_CLASSES, SHIPPED_TASKS, write_landcover_task, write_shipped_tasks
@@ -73,3 +73,11 @@ def test_errors_name_the_fix(tmp_path, shipped_root):
         write_landcover_task(tmp_path, source=tmp_path)
     with pytest.raises(OutputExistsError, match="overwrite=True"):
         write_landcover_task(shipped_root)
+
+
+def test_unreadable_scene_says_why(tmp_path):
+    for name in ("landsat7_2000.tif", "landcover_1996.tif"):
+        (tmp_path / name).write_bytes(b"not a GeoTIFF")
+    with pytest.raises(DataFormatError, match=r"landsat7_2000\.tif cannot be read \(.+\); restore the file"):
+        write_landcover_task(tmp_path / "out", source=tmp_path)
+    assert not (tmp_path / "out" / "classification_v1.0" / "raleigh-landcover").exists()

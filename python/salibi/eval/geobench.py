@@ -33,7 +33,8 @@ import numpy as np
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.eval import safe_pickle
-from salibi.eval.safe_pickle import Record
+from salibi.eval.pickle_records import Record
+from salibi.rasters import gdal_reason
 
 __all__ = [
     "BandInfo",
@@ -388,7 +389,9 @@ class Task:
         except OSError as err:
             if isinstance(err, MissingInputError):
                 raise
-            raise DataFormatError(f"{path} is not a readable HDF5 file ({err}); re-download this sample") from None
+            raise DataFormatError(
+                f"{path} is not a readable HDF5 file ({gdal_reason(err)}); re-download this sample"
+            ) from None
 
     def _read_open_sample(self, f: Any, path: Path, sample_name: str) -> dict[str, Any]:
         import h5py

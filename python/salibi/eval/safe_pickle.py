@@ -1,4 +1,4 @@
-"""Read (and write) GEO-Bench's pickled metadata without running anything.
+"""Read GEO-Bench's pickled metadata without running anything.
 
 GEO-Bench stores task specifications (``task_specs.pkl``) and per-sample band metadata (the
 ``pickle`` attribute of each sample HDF5 file) as pickles of geobench objects. These files
@@ -9,10 +9,10 @@ standard loader must never see them.
 
 - geobench classes, under every module path they were written from (``geobench.dataset``,
   ``geobench.label``, ``geobench.task``, the historic ``geobench.io.*`` and ``ccb.io.*``),
-  become inert :class:`Record` objects holding the pickled fields;
-- ``affine.Affine`` becomes an :class:`AffineRecord` (a plain 6-tuple ``a, b, c, d, e, f``;
-  affine 3.x cannot restore affine-2 pickles) and ``rasterio.crs.CRS`` a :class:`CRSRecord`
-  holding the WKT text;
+  become inert :class:`~salibi.eval.pickle_records.Record` objects holding the pickled fields;
+- ``affine.Affine`` becomes an :class:`~salibi.eval.pickle_records.AffineRecord` (a plain
+  6-tuple ``a, b, c, d, e, f``; affine 3.x cannot restore affine-2 pickles) and
+  ``rasterio.crs.CRS`` a :class:`~salibi.eval.pickle_records.CRSRecord` holding the WKT text;
 - numpy arrays, numpy scalars and dtypes are rebuilt by this module from the pickled bytes
   with ``numpy.frombuffer`` (plain numeric and string dtypes only: object dtypes would make
   numpy call the standard unpickler itself);
@@ -21,9 +21,9 @@ standard loader must never see them.
 Everything else raises :class:`salibi.errors.UnsafePickleError`, e.g. "refusing to unpickle
 os.system from task_specs.pkl", before it is called.
 
-:func:`dumps` is the inverse for this module's own records: it writes the opcodes itself
-(protocol 4, the geobench class paths given to each record), so a task written by
-:mod:`salibi.eval.sample_tasks` reads back like one written by geobench.
+The writer is :mod:`salibi.eval.pickle_writer`, the records :mod:`salibi.eval.pickle_records`;
+both are importable from here too (``from salibi.eval.safe_pickle import loads, dumps,
+make_record, Record, ...``).
 """
 
 from __future__ import annotations
@@ -33,145 +33,29 @@ import datetime
 import io
 import pickle
 import re
-import struct
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from salibi.errors import DataFormatError, UnsafePickleError
+from salibi.eval.pickle_records import AffineRecord, CRSRecord, Record, make_record, record_class
+from salibi.eval.pickle_writer import dumps, dumps_attribute
 
 __all__ = [
     "AffineRecord",
     "CRSRecord",
     "Record",
     "dumps",
+    "dumps_attribute",
     "loads",
     "loads_attribute",
+    "make_record",
     "record_class",
 ]
 
 # Module paths geobench pickles were written under (current, historic, pre-release name).
 _GEOBENCH_MODULE = re.compile(r"^(geobench|ccb)(\.io)?(\.(dataset|label|task|label_map|bandstats))?$")
-
-
-class Record:
-    """An inert stand-in for one pickled geobench object.
-
-    ``class_path`` is the class the pickle names (e.g. ``"geobench.dataset.Sentinel2"``),
-    ``fields`` the object's pickled ``__dict__``, ``args`` any constructor arguments the
-    pickle carried. Nothing of the original class runs.
-    """
-
-    class_path: str = "geobench.Record"
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    fields: dict[str, Any]
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Record:
-        self = object.__new__(cls)
-        self.args = args
-        self.kwargs = kwargs
-        self.fields = {}
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # REDUCE calls cls(*args): the arguments were stored by __new__.
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, __slots__ values)
-            merged: dict[str, Any] = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            state = merged
-        if isinstance(state, dict):
-            self.fields.update({str(k): v for k, v in state.items()})
-        else:
-            self.fields["__state__"] = state
-
-    @property
-    def class_name(self) -> str:
-        return self.class_path.rsplit(".", 1)[-1]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.fields.get(name, default)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Record)
-            and other.class_path == self.class_path
-            and other.fields == self.fields
-            and other.args == self.args
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.class_path, self.fields.get("name")))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
-        return f"Record<{self.class_path}>({inner})"
-
-
-_RECORD_CLASSES: dict[str, type[Record]] = {}
-
-
-def record_class(class_path: str) -> type[Record]:
-    """The :class:`Record` subclass standing for the geobench class ``class_path``.
-
-    One class per path, so that records of one kind share a type (and pickles that refer to
-    a class object itself, as old task specs do for ``eval_loss``, get a stable value).
-    """
-    cls = _RECORD_CLASSES.get(class_path)
-    if cls is None:
-        name = class_path.rsplit(".", 1)[-1]
-        cls = type(name, (Record,), {"class_path": class_path, "__module__": __name__})
-        _RECORD_CLASSES[class_path] = cls
-    return cls
-
-
-def make_record(class_path: str, **fields: Any) -> Record:
-    """A record as geobench would have pickled it: class ``class_path`` with ``fields``."""
-    record = record_class(class_path)()
-    record.fields.update(fields)
-    return record
-
-
-class AffineRecord(tuple):
-    """An ``affine.Affine`` transform as the plain tuple ``(a, b, c, d, e, f)``."""
-
-    def __new__(cls, *values: Any) -> AffineRecord:
-        if len(values) not in (6, 9) or not all(isinstance(v, (int, float)) for v in values):
-            raise DataFormatError(f"affine.Affine with {len(values)} values {values!r}: expected 6 or 9 numbers")
-        return super().__new__(cls, (float(v) for v in values[:6]))
-
-    def __setstate__(self, state: Any) -> None:
-        # affine 3.x pickles carry their fields again as state; the tuple already has them.
-        pass
-
-
-class CRSRecord:
-    """A ``rasterio.crs.CRS`` as its WKT (or PROJ/EPSG text); never parsed while loading."""
-
-    def __init__(self, wkt: str = "") -> None:
-        self.wkt = wkt
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            state = state.get("wkt") or state.get("_wkt") or state.get("init") or ""
-        if isinstance(state, bytes):
-            state = state.decode("utf-8", "replace")
-        self.wkt = str(state) if state is not None else ""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CRSRecord) and other.wkt == self.wkt
-
-    def __hash__(self) -> int:
-        return hash(self.wkt)
-
-    def __repr__(self) -> str:
-        return f"CRSRecord({self.wkt[:40]!r}{'...' if len(self.wkt) > 40 else ''})"
 
 
 # -- numpy, rebuilt from bytes ------------------------------------------------------------
@@ -402,155 +286,3 @@ def loads_attribute(text: Any, source: str = "<attribute>") -> Any:
     if not isinstance(data, bytes):
         raise DataFormatError(f"{source}: the 'pickle' attribute holds {type(data).__name__}, expected bytes")
     return loads(data, source)
-
-
-# -- writer -------------------------------------------------------------------------------
-
-
-class _Writer:
-    """Protocol-4 opcodes for the value types that occur in GEO-Bench metadata."""
-
-    def __init__(self) -> None:
-        self.out = io.BytesIO()
-
-    def op(self, code: bytes, payload: bytes = b"") -> None:
-        self.out.write(code + payload)
-
-    def global_(self, module: str, name: str) -> None:
-        self.str_(module)
-        self.str_(name)
-        self.op(pickle.STACK_GLOBAL)
-
-    def str_(self, text: str) -> None:
-        raw = text.encode("utf-8")
-        if len(raw) < 256:
-            self.op(pickle.SHORT_BINUNICODE, bytes([len(raw)]) + raw)
-        else:
-            self.op(pickle.BINUNICODE, struct.pack("<I", len(raw)) + raw)
-
-    def bytes_(self, raw: bytes) -> None:
-        if len(raw) < 256:
-            self.op(pickle.SHORT_BINBYTES, bytes([len(raw)]) + raw)
-        else:
-            self.op(pickle.BINBYTES, struct.pack("<I", len(raw)) + raw)
-
-    def tuple_(self, items: tuple[Any, ...] | list[Any]) -> None:
-        self.op(pickle.MARK)
-        for item in items:
-            self.value(item)
-        self.op(pickle.TUPLE)
-
-    def value(self, v: Any) -> None:
-        if v is None:
-            self.op(pickle.NONE)
-        elif v is True:
-            self.op(pickle.NEWTRUE)
-        elif v is False:
-            self.op(pickle.NEWFALSE)
-        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            v = int(v)
-            if -(2**31) <= v < 2**31:
-                self.op(pickle.BININT, struct.pack("<i", v))
-            else:
-                raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
-                self.op(pickle.LONG1, bytes([len(raw)]) + raw)
-        elif isinstance(v, (float, np.floating)):
-            self.op(pickle.BINFLOAT, struct.pack(">d", float(v)))
-        elif isinstance(v, str):
-            self.str_(v)
-        elif isinstance(v, bytes):
-            self.bytes_(v)
-        elif isinstance(v, AffineRecord):
-            self.global_("affine", "Affine")
-            self.tuple_(tuple(v))
-            self.op(pickle.NEWOBJ)
-        elif isinstance(v, CRSRecord):
-            self.global_("rasterio.crs", "CRS")
-            self.op(pickle.EMPTY_TUPLE)
-            self.op(pickle.NEWOBJ)
-            self.str_(v.wkt)
-            self.op(pickle.BUILD)
-        elif isinstance(v, Record):
-            module, _, name = v.class_path.rpartition(".")
-            self.global_(module, name)
-            self.tuple_(v.args)
-            self.op(pickle.NEWOBJ)
-            self.value(dict(v.fields))
-            self.op(pickle.BUILD)
-        elif isinstance(v, tuple):
-            self.tuple_(v)
-        elif isinstance(v, list):
-            self.op(pickle.EMPTY_LIST)
-            if v:
-                self.op(pickle.MARK)
-                for item in v:
-                    self.value(item)
-                self.op(pickle.APPENDS)
-        elif isinstance(v, dict):
-            self.op(pickle.EMPTY_DICT)
-            if v:
-                self.op(pickle.MARK)
-                for key, item in v.items():
-                    self.value(key)
-                    self.value(item)
-                self.op(pickle.SETITEMS)
-        elif isinstance(v, (datetime.datetime, datetime.date)):
-            # The same (class, (packed bytes,)) reduction the standard library uses.
-            packed: Any = v.__reduce__()[1]  # (bytes,) or (bytes, tzinfo)
-            self.global_("datetime", type(v).__name__)
-            self.tuple_(packed)
-            self.op(pickle.REDUCE)
-        elif isinstance(v, np.ndarray):
-            self.array(v)
-        else:
-            raise TypeError(f"cannot write {type(v).__name__} into GEO-Bench metadata")
-
-    def dtype(self, dtype: np.dtype) -> None:
-        self.global_("numpy", "dtype")
-        self.tuple_((f"{dtype.kind}{dtype.itemsize // (4 if dtype.kind == 'U' else 1)}", False, True))
-        self.op(pickle.REDUCE)
-        endian = "|" if dtype.itemsize == 1 or dtype.kind in "S" else ("<" if dtype.byteorder in "<=" else ">")
-        elsize = dtype.itemsize if dtype.kind in "US" else -1
-        self.tuple_(
-            (3, endian, None, None, None, elsize, 4 if dtype.kind == "U" else -1, 8 if dtype.kind == "U" else 0)
-        )
-        self.op(pickle.BUILD)
-
-    def array(self, a: np.ndarray) -> None:
-        if a.dtype.kind not in "biufcUS":
-            raise TypeError(f"cannot write a numpy array of dtype {a.dtype} into GEO-Bench metadata")
-        a = np.ascontiguousarray(a)
-        # numpy 1.x's own layout, which is what geobench 1.0 files contain.
-        self.global_("numpy.core.multiarray", "_reconstruct")
-        self.op(pickle.MARK)
-        self.global_("numpy", "ndarray")
-        self.value((0,))
-        self.value(b"b")
-        self.op(pickle.TUPLE)
-        self.op(pickle.REDUCE)
-        self.op(pickle.MARK)
-        self.value(1)
-        self.value(tuple(a.shape))
-        self.dtype(a.dtype)
-        self.value(False)
-        self.bytes_(a.tobytes())
-        self.op(pickle.TUPLE)
-        self.op(pickle.BUILD)
-
-
-def dumps(value: Any) -> bytes:
-    """Pickle ``value`` (dicts, lists, tuples, numbers, text, dates, numpy arrays, records).
-
-    Records are written under their ``class_path``, so the output is what geobench itself
-    would have written and reads back with :func:`loads` (or geobench's own loader).
-    """
-    writer = _Writer()
-    writer.op(pickle.PROTO, b"\x04")
-    writer.value(value)
-    writer.op(pickle.STOP)
-    return writer.out.getvalue()
-
-
-def dumps_attribute(value: Any) -> str:
-    """``dumps(value)`` as the text geobench stores in a sample's ``pickle`` attribute."""
-    return str(dumps(value))

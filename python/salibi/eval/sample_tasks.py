@@ -12,7 +12,7 @@ one dataset per band and geobench's ``pickle`` attribute (per-band date, GSD, af
 and CRS). ``kind="segmentation"`` stores the label raster as ``label`` (no data as -1, which
 evaluation ignores); ``kind="classification"`` stores one class per chip. Splits are spatial
 blocks of chip columns: the first 5/8 train, the next 1/8 validation, the last 1/4 test.
-Written beside the samples: ``task_specs.pkl`` (by :func:`salibi.eval.safe_pickle.dumps`,
+Written beside the samples: ``task_specs.pkl`` (by :func:`salibi.eval.pickle_writer.dumps`,
 geobench 1.0's class paths, plain data only), ``band_stats.json`` and
 ``default_partition.json`` / ``1.00x_train_partition.json``. The folder is assembled under a
 temporary name and renamed when complete, so geobench's own loader reads it too.
@@ -20,21 +20,22 @@ temporary name and renamed when complete, so geobench's own loader reads it too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from salibi.errors import InputError, MissingInputError, OutputExistsError
-from salibi.eval import safe_pickle
-from salibi.eval.safe_pickle import AffineRecord, CRSRecord, Record, make_record
+from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
+from salibi.eval.pickle_records import AffineRecord, CRSRecord, Record, make_record
+from salibi.eval.pickle_writer import dumps, dumps_attribute
+from salibi.fileio import staging_dir
+from salibi.rasters import gdal_reason
 
 __all__ = [
     "LANDCOVER_CLASSES",
@@ -96,6 +97,19 @@ class _Scene:
     gsd: float
     acquired: datetime.date
     class_names: Sequence[str]
+
+
+@contextlib.contextmanager
+def _open_raster(path: Path) -> Iterator[Any]:
+    """``rasterio.open(path)``; a file GDAL cannot read raises :class:`DataFormatError` with GDAL's reason."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            yield src
+    except RasterioError as err:
+        raise DataFormatError(f"{path} cannot be read ({gdal_reason(err)}); restore the file from its source") from None
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -168,10 +182,7 @@ def _write_task(
     )
     band_names = [b.fields["name"] for b in scene.bands]
     t = scene.transform
-    root_path = Path(root) / benchmark
-    root_path.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root_path))
-    try:
+    with staging_dir(target) as staging:
         rows, cols = height // chip, width // chip
         train_cols, valid_cols = round(cols * 5 / 8), round(cols * 6 / 8)
         partition: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
@@ -208,25 +219,19 @@ def _write_task(
                         attrs["label"] = value
                         labels_written.append(np.array([value], np.float64))
                     attrs["bands_order"] = order
-                    f.attrs["pickle"] = safe_pickle.dumps_attribute(attrs)
+                    f.attrs["pickle"] = dumps_attribute(attrs)
                 split = "train" if c < train_cols else "valid" if c < valid_cols else "test"
                 partition[split].append(sample)
         if not all(partition.values()):
             raise InputError(
                 f"{name}: chip {chip} leaves a split empty ({ {k: len(v) for k, v in partition.items()} })"
             )
-        (staging / "task_specs.pkl").write_bytes(safe_pickle.dumps(specs))
+        (staging / "task_specs.pkl").write_bytes(dumps(specs))
         stats = {band: _stats(data.astype(np.float64)) for band, data in zip(band_names, scene.pixels)}
         stats["label"] = _stats(np.concatenate(labels_written))
         (staging / "band_stats.json").write_text(json.dumps(stats, indent=4))
         for partition_name in ("default", "1.00x_train"):
             (staging / f"{partition_name}_partition.json").write_text(json.dumps(partition, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -248,8 +253,6 @@ def write_landcover_task(
     where it has none. Default ``name``: ``raleigh-landcover`` or ``raleigh-landcover-seg``.
     ``source``: the folder holding ``landsat7_2000.tif`` and ``landcover_1996.tif``.
     """
-    import rasterio
-
     folder = Path(source) if source is not None else _samples_dir()
     image, landcover = folder / "landsat7_2000.tif", folder / "landcover_1996.tif"
     for path in (image, landcover):
@@ -258,10 +261,10 @@ def write_landcover_task(
                 f"{path} does not exist: pass source= the folder holding landsat7_2000.tif and "
                 "landcover_1996.tif (data/samples/landsat7_raleigh, see data/README.md)"
             )
-    with rasterio.open(image) as src:
+    with _open_raster(image) as src:
         pixels = src.read()
         transform, crs_wkt, gsd = src.transform, src.crs.to_wkt(), float(src.res[0])
-    with rasterio.open(landcover) as src:
+    with _open_raster(landcover) as src:
         label = src.read(1).astype(np.int16) - 1  # classes 1..7 -> 0..6; no data 0 -> -1
         if src.transform != transform:
             raise InputError(f"{landcover}: not on the grid of {image}")
@@ -303,8 +306,6 @@ def write_sen1floods11_task(
     ``water_threshold`` of the chip's labelled pixels are water. Default ``name``:
     ``sen1floods11-water-seg`` or ``sen1floods11-water``.
     """
-    import rasterio
-
     if chip < 8 or 512 % chip:
         raise InputError(f"chip {chip}: must divide 512 and be at least 8 (e.g. 32, 64, 128)")
     source_dir = Path(source)
@@ -315,13 +316,13 @@ def write_sen1floods11_task(
                 f"{path} does not exist: pass source= the folder holding the Sen1Floods11 "
                 f"chip ({_SEN1FLOODS11_SCENE}_S2Hand.tif, _S1Hand.tif, _LabelHand.tif)"
             )
-    with rasterio.open(paths["S2Hand"]) as src:
+    with _open_raster(paths["S2Hand"]) as src:
         s2 = src.read()
         transform = src.transform
         crs_wkt = src.crs.to_wkt() if src.crs else ""
-    with rasterio.open(paths["S1Hand"]) as src:
+    with _open_raster(paths["S1Hand"]) as src:
         s1 = src.read().astype(np.float32)
-    with rasterio.open(paths["LabelHand"]) as src:
+    with _open_raster(paths["LabelHand"]) as src:
         label = src.read(1).astype(np.int16)
     if s2.shape[0] != 13 or s1.shape[0] != 2 or s2.shape[1:] != label.shape or s1.shape[1:] != label.shape:
         raise InputError(
