@@ -71,7 +71,8 @@ def make_checkpoint(folder: Path, size: str) -> Path:
 
 def naive(tiles: Path, checkpoint: Path, device: torch.device) -> dict[str, np.ndarray]:
     """One tile at a time, every band read, batch of one."""
-    from salibi.embed import _pixel_size_m, _round_significant
+    from salibi.embed.tiles import pixel_size_m
+    from salibi.rasters import round_significant
 
     model = load_checkpoint(checkpoint, map_location=device)
     p = model.config.patch_size
@@ -82,7 +83,7 @@ def naive(tiles: Path, checkpoint: Path, device: torch.device) -> dict[str, np.n
         with rasterio.open(path) as ds:
             everything = ds.read()  # all 13 bands
             names = list(ds.descriptions)
-            gsd = _round_significant(_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height), 3)
+            gsd = round_significant(pixel_size_m(ds.crs, ds.transform, ds.width, ds.height), 3)
         x = torch.from_numpy(everything[[names.index(b) for b in ("B4", "B3", "B2")]].astype(np.float32))
         x = (x - mean) / std
         h, w = x.shape[-2:]
