@@ -8,6 +8,7 @@ import click
 
 from salibi.cli.options import batch_size_option, checkpoint_option, device_option, num_workers_option
 from salibi.errors import InputError
+from salibi.vocabulary import MODALITIES
 
 
 @click.command("embed")
@@ -23,7 +24,7 @@ from salibi.errors import InputError
 )
 @click.option(
     "--modality",
-    type=click.Choice(["auto", "hires", "lores", "sar"]),
+    type=click.Choice(["auto", *MODALITIES]),
     default="auto",
     show_default=True,
     help="Encoder for every tile; auto: SAR for complex, 2-band or dB tiles, else high-res optical "
