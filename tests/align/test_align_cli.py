@@ -29,7 +29,8 @@ def assert_user_error(result, *fragments: str, folder: Path | None = None) -> No
         assert fragment in lines[0], (fragment, lines[0])
     assert result.stdout == ""
     if folder is not None:
-        assert not [p.name for p in folder.iterdir() if p.suffix in (".h5", ".partial")], list(folder.iterdir())
+        leftovers = [p.name for p in folder.iterdir() if p.suffix in (".h5", ".partial", ".tmp")]
+        assert not leftovers, list(folder.iterdir())
 
 
 @pytest.fixture
@@ -192,7 +193,7 @@ def test_all_chips_invalid(pan, ms, tmp_path):
             dst.write(np.zeros((1, src.height, src.width), src.dtypes[0]))
     result = run(["--hires", empty, "--lores", ms, "-o", tmp_path / "o.h5", "--tile-size-m", "60"])
     assert_user_error(result, "all 16 chips", "invalid", "hires: 16", "--max-nodata")
-    assert not (tmp_path / "o.h5").exists() and not list(tmp_path.glob(".*partial"))
+    assert not (tmp_path / "o.h5").exists() and not list(tmp_path.glob(".o.h5.*"))  # nor its temporary file
 
 
 def test_output_folder_missing_or_not_a_folder(pan, ms, tmp_path):

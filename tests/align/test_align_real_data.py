@@ -223,6 +223,27 @@ def test_output_is_replaced_atomically_with_overwrite(sn6_optical, samples, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
 
 
+def test_output_is_flushed_to_disk_before_the_rename_and_its_folder_entry_after(samples, tmp_path, monkeypatch):
+    import salibi.fileio as fileio
+
+    out = tmp_path / "set.h5"
+    events: list[tuple[str, Path, bool]] = []  # (what was flushed, where, was the output there yet)
+    flush_file, flush_folder = fileio.fsync_tree, fileio.fsync_dir
+
+    def file_flushed(path: Path) -> None:
+        events.append(("file", Path(path).parent, out.exists()))
+        flush_file(path)
+
+    def folder_flushed(path: Path) -> None:
+        events.append(("folder", Path(path), out.exists()))
+        flush_folder(path)
+
+    monkeypatch.setattr(fileio, "fsync_tree", file_flushed)
+    monkeypatch.setattr(fileio, "fsync_dir", folder_flushed)
+    align(hires=samples / SN6 / "pan1.tif", lores=samples / SN6 / "ms1.tif", output=out, tile_size_m=60, progress=False)
+    assert events == [("file", tmp_path, False), ("folder", tmp_path, True)]
+
+
 def test_same_seed_same_split(floods, samples, tmp_path, sen1floods11):
     again = align(
         sar=sen1floods11 / f"{FLOODS}S1Hand.tif",
@@ -260,9 +281,9 @@ def test_reading_in_small_batches_gives_the_same_set(sn6_optical, floods, sample
     """Wide scenes are read in column batches under a memory budget: forcing one chip per
     batch must not change the result (to float rounding for windowed reads, to GDAL's warp
     approximation for reprojected inputs)."""
-    import salibi.align as align_module
+    import salibi.align.strips as strips
 
-    monkeypatch.setattr(align_module, "_BATCH_BYTES", 1)
+    monkeypatch.setattr(strips, "BATCH_BYTES", 1)
     small = align(
         hires=samples / SN6 / "pan1.tif",
         lores=samples / SN6 / "ms1.tif",

@@ -1,0 +1,166 @@
+"""Where the chips go: the target CRS, every input placed on it, the common footprint and the
+chip grid over it (planned by the Rust core, ``rust/salibi-core/src/align/tiles.rs``).
+
+The target CRS is the one asked for, else the reference input's own when it is projected in
+metres, else the UTM zone of the footprint centre. Each input then gets its bounds and native
+GSD on that CRS, and is marked for windowed reads when it already lies on it north-up (the
+others are warped by GDAL, see :mod:`salibi.align.reading`). The chip grid covers the
+intersection of all inputs and is anchored on the pixel lattice of the finest windowed input,
+so chips at its native GSD are exact copies of its pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from salibi.align.inputs import InputFile, Modality
+from salibi.errors import InputError
+from salibi.rasters import envelope, round_significant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rasterio.crs import CRS
+
+#: Which modality's input decides when several could: the target CRS (the first high-res file,
+#: else the first low-res one; at least two modalities are given, so one of these is) and, among
+#: equally fine windowed inputs, the grid anchor. Optical before SAR, finest first: changing it
+#: would move the chip grid that existing commands produce.
+PRECEDENCE: tuple[str, ...] = ("hires", "lores", "sar")
+
+
+def by_precedence(modalities: list[Modality]) -> list[InputFile]:
+    """Every input, modalities in :data:`PRECEDENCE` order, files in the order given."""
+    rank = {name: i for i, name in enumerate(PRECEDENCE)}
+    return [inp for mod in sorted(modalities, key=lambda m: rank[m.name]) for inp in mod.inputs]
+
+
+def _dataset_envelope(dataset: Any) -> tuple[float, float, float, float]:
+    return envelope(dataset.transform, dataset.width, dataset.height)
+
+
+def _is_metric_projected(crs: CRS) -> bool:
+    units = (crs.linear_units or "").lower()
+    return bool(crs.is_projected) and units in ("metre", "meter", "m", "metres", "meters")
+
+
+def crs_name(crs: CRS) -> str:
+    """``EPSG:<code>`` when there is one, else the CRS's own string."""
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_string()
+
+
+def target_crs(requested: str | None, modalities: list[Modality]) -> CRS:
+    """The CRS every chip is cut in (see the module docstring)."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if requested is not None:
+        try:
+            target = CRS.from_user_input(requested)
+        except CRSError as err:
+            raise InputError(f"--crs {requested}: not a coordinate reference system GDAL knows ({err})") from None
+        if target.is_geographic:
+            raise InputError(
+                f"--crs {requested}: is geographic (degrees); chips need a projected CRS in metres, "
+                "e.g. a UTM zone such as EPSG:32631, or leave --crs out to pick one"
+            )
+        if not _is_metric_projected(target):
+            raise InputError(f"--crs {requested}: its unit is not the metre; choose a projected CRS in metres")
+        return target
+    reference = by_precedence(modalities)[0].dataset.crs
+    if _is_metric_projected(reference):
+        return reference
+    return _utm_of_centre(modalities)
+
+
+def _utm_of_centre(modalities: list[Modality]) -> CRS:
+    """The UTM zone of the centre of the inputs' common box in longitude and latitude."""
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_bounds
+
+    boxes = [
+        transform_bounds(inp.dataset.crs, "EPSG:4326", *_dataset_envelope(inp.dataset), densify_pts=21)
+        for inp in by_precedence(modalities)
+    ]
+    west, south = max(b[0] for b in boxes), max(b[1] for b in boxes)
+    east, north = min(b[2] for b in boxes), min(b[3] for b in boxes)
+    if west >= east or south >= north:
+        west, south, east, north = boxes[0]  # no overlap: reported later with the files named
+    lon, lat = (west + east) / 2, (south + north) / 2
+    zone = int((lon + 180) // 6) % 60 + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def place_on_target(inp: InputFile, target: CRS) -> None:
+    """Bounds and native GSD on the target CRS; whether it can be read without warping."""
+    from rasterio.warp import calculate_default_transform, transform_bounds
+
+    ds = inp.dataset
+    inp.target = target
+    t = ds.transform
+    same_crs = ds.crs == target
+    north_up = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
+    inp.windowed = same_crs and north_up
+    if same_crs:
+        inp.bounds = _dataset_envelope(ds)
+        # Real files carry pixel sizes such as 0.49999345 m: the default GSD is rounded, and
+        # the tiny rescale is left to the resampler.
+        digits = 3 if north_up else 2
+        inp.native_gsd = round_significant(math.sqrt(abs(t.a * t.e - t.b * t.d)), digits)
+    else:
+        # On another CRS the native GSD is GDAL's estimate: two significant digits.
+        left, bottom, right, top = _dataset_envelope(ds)
+        inp.bounds = transform_bounds(ds.crs, target, left, bottom, right, top, densify_pts=21)
+        transform, _, _ = calculate_default_transform(ds.crs, target, ds.width, ds.height, left, bottom, right, top)
+        inp.native_gsd = round_significant(math.sqrt(abs(transform.a * transform.e)), 2)
+
+
+def common_footprint(modalities: list[Modality], target: CRS) -> tuple[float, float, float, float]:
+    """The intersection of all inputs' bounds on the target CRS; an error naming two inputs
+    that do not overlap."""
+    inputs = [inp for mod in modalities for inp in mod.inputs]
+    for i, a in enumerate(inputs):
+        for b in inputs[i + 1 :]:
+            if (
+                a.bounds[0] >= b.bounds[2]
+                or b.bounds[0] >= a.bounds[2]
+                or a.bounds[1] >= b.bounds[3]
+                or b.bounds[1] >= a.bounds[3]
+            ):
+                raise InputError(
+                    f"the inputs do not overlap: {a.flag} covers {_box(a.bounds)} and {b.flag} covers "
+                    f"{_box(b.bounds)} in {crs_name(target)}; give rasters of the same place"
+                )
+    return (
+        max(inp.bounds[0] for inp in inputs),
+        max(inp.bounds[1] for inp in inputs),
+        min(inp.bounds[2] for inp in inputs),
+        min(inp.bounds[3] for inp in inputs),
+    )
+
+
+def _box(b: Iterable[float]) -> str:
+    x0, y0, x1, y1 = b
+    return f"x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f}"
+
+
+def plan_grid(modalities: list[Modality], footprint: tuple[float, float, float, float], tile_size_m: float) -> Any:
+    """The core's ``TileGrid`` over ``footprint``; its errors reworded as the options to change."""
+    from salibi import _core
+
+    # Anchor on the finest raster that is read as is: its chips at native GSD are copies.
+    windowed = [inp for inp in by_precedence(modalities) if inp.windowed]
+    if windowed:
+        finest = min(windowed, key=lambda inp: inp.native_gsd)  # ties: the first by precedence
+        anchor = (finest.dataset.transform.c, finest.dataset.transform.f)
+    else:
+        anchor = (0.0, 0.0)
+    try:
+        return _core.plan_tile_grid(footprint, float(tile_size_m), [(m.name, m.gsd) for m in modalities], anchor)
+    except ValueError as err:
+        message = str(err)
+        if message.startswith("tile_size_m: "):
+            rest = message[len("tile_size_m: ") :]
+            message = f"--tile-size-m {rest}" if rest[:1].isdigit() else f"--tile-size-m {tile_size_m:g}: {rest}"
+        raise InputError(message + " (or change --gsd)" if "whole number" in message else message) from None
