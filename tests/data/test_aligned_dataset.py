@@ -52,7 +52,7 @@ def lores_sar(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sample_layout(optical):
     ds = AlignedDataset(optical)
-    assert ds.modalities == ("hires", "lores") and len(ds) > 0
+    assert ds.modalities == ("lores", "hires") and len(ds) > 0  # the shared order, salibi.vocabulary.MODALITIES
     sample = ds[0]
     assert set(sample) == {"hires", "lores", "gsd", "bounds", "index", "file"}
     assert sample["hires"].dtype == torch.float32 and sample["hires"].shape == (1, 60, 60)

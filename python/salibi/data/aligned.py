@@ -6,8 +6,8 @@ and per modality ``/<modality>/data (N, C, H, W)`` float32 with attributes ``gsd
 
 Sample ``ds[i]``::
 
-    {"hires": FloatTensor(C, H, W), "lores": ..., "sar": ...,   # the modalities asked for
-     "gsd": {"hires": 0.5, ...},                                 # metres per pixel (floats)
+    {"sar": FloatTensor(C, H, W), "lores": ..., "hires": ...,   # the modalities asked for
+     "gsd": {"sar": 10.0, ...},                                  # metres per pixel (floats)
      "bounds": float64 tensor (4,),                              # min_x, min_y, max_x, max_y
      "index": row in its file, "file": which file}
 
@@ -33,10 +33,8 @@ import torch
 from torch.utils.data import Dataset
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
+from salibi.vocabulary import ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION, MODALITIES
 
-FORMAT = "salibi-aligned"
-FORMAT_VERSION = 1
-MODALITIES = ("hires", "lores", "sar")
 _SPLITS = {"train": 0, "val": 1, "validation": 1}
 _RECREATE = "re-create it with `salibi align`"
 
@@ -70,19 +68,20 @@ def _text(value: Any) -> str:
 
 def _check_layout(path: Path, f: Any) -> None:
     kind = f.attrs.get("format")
-    if kind is None or _text(kind) != FORMAT:
+    if kind is None or _text(kind) != ALIGNED_FORMAT:
         found = "no format attribute" if kind is None else f"format {_text(kind)!r}"
         raise DataFormatError(f"{path}: not a salibi aligned training set ({found}); {_RECREATE}")
     version = f.attrs.get("format_version")
-    if version is None or int(version) != FORMAT_VERSION:
+    if version is None or int(version) != ALIGNED_FORMAT_VERSION:
         raise DataFormatError(
-            f"{path}: aligned-set format version {version} is not the one this salibi reads ({FORMAT_VERSION}); "
+            f"{path}: aligned-set format version {version} is not the one this salibi reads "
+            f"({ALIGNED_FORMAT_VERSION}); "
             f"{_RECREATE}"
         )
     missing = [name for name in ("bounds", "split") if name not in f]
     modalities = [m for m in MODALITIES if m in f]
     if not modalities:
-        missing.append("any modality group (hires, lores, sar)")
+        missing.append(f"any modality group ({', '.join(MODALITIES)})")
     for m in modalities:
         missing += [f"{m}/{name}" for name in ("data", "mean", "std") if name not in f[m]]
         missing += [f"{m} attribute {a!r}" for a in ("gsd", "bands") if a not in f[m].attrs]
@@ -130,8 +129,9 @@ class AlignedDataset(Dataset):
     """One or several aligned training sets as one dataset (files concatenated in order).
 
     ``split``: ``"train"``, ``"val"`` or ``None`` (all samples). ``modalities``: the ones to
-    return (default: those present in every file). ``normalize``: per-band standardisation
-    with each file's training statistics.
+    return (default: those present in every file), always in the shared order of
+    :data:`salibi.vocabulary.MODALITIES`. ``normalize``: per-band standardisation with each
+    file's training statistics.
     """
 
     def __init__(
