@@ -1,10 +1,26 @@
-"""``salibi align``: cut co-registered multi-modal chips into one HDF5 training set."""
+"""``salibi align``: cut co-registered multi-modal chips into one HDF5 training set.
+
+Thin: parses the options, calls :func:`salibi.align.align` and prints its summary.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from salibi.cli.options import overwrite_option, parse_modality_values
+from salibi.vocabulary import MODALITIES
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# What each modality's files are, in the words of --help.
+_FILES_HELP = {
+    "sar": "SAR (e.g. Sentinel-1 VV/VH; complex SLC becomes intensity |z|^2)",
+    "lores": "Low-resolution optical (e.g. Sentinel-2 band files)",
+    "hires": "High-resolution optical (e.g. NAIP, 0.5-5 m)",
+}
 
 
 def _band_list(value: str) -> list[int]:
@@ -14,21 +30,23 @@ def _band_list(value: str) -> list[int]:
         raise ValueError("expected band numbers separated by commas, e.g. lores=4,3,2") from None
 
 
-def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
-    return click.option(
-        f"--{name}",
-        multiple=True,
-        metavar="FILE",
-        type=click.Path(dir_okay=True, path_type=str),
-        help=f"{what} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: they are "
-        "the bands of this modality in the order given and may differ in resolution.",
-    )
+def _files_options(f: F) -> F:
+    """A repeatable ``--<modality> FILE`` option per modality."""
+    # Click lists the option applied last first: --help shows --hires, --lores, --sar.
+    for modality in MODALITIES:
+        f = click.option(
+            f"--{modality}",
+            multiple=True,
+            metavar="FILE",
+            type=click.Path(dir_okay=True, path_type=str),
+            help=f"{_FILES_HELP[modality]} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: "
+            "they are the bands of this modality in the order given and may differ in resolution.",
+        )(f)
+    return f
 
 
 @click.command("align")
-@_files_option("hires", "High-resolution optical (e.g. NAIP, 0.5-5 m)")
-@_files_option("lores", "Low-resolution optical (e.g. Sentinel-2 band files)")
-@_files_option("sar", "SAR (e.g. Sentinel-1 VV/VH; complex SLC becomes intensity |z|^2)")
+@_files_options
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="HDF5 training set to write.")
 @click.option(
     "--tile-size-m",
@@ -86,9 +104,6 @@ def _files_option(name: str, what: str):  # type: ignore[no-untyped-def]
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
 @overwrite_option
 def command(
-    hires: tuple[str, ...],
-    lores: tuple[str, ...],
-    sar: tuple[str, ...],
     output: str,
     tile_size_m: float,
     gsd_values: tuple[str, ...],
@@ -99,6 +114,7 @@ def command(
     val_fraction: float,
     seed: int,
     overwrite: bool,
+    **files: tuple[str, ...],
 ) -> None:
     """Cut chips of identical ground footprint out of high-res optical, low-res optical and SAR
     rasters (any CRS, any GSD) into one HDF5 training set.
@@ -111,21 +127,17 @@ def command(
     """
     from salibi.align import align
 
-    gsd = parse_modality_values("--gsd", gsd_values, float)
-    bands = parse_modality_values("--bands", band_values, _band_list)
-    band_names = parse_modality_values("--band-names", band_name_values, lambda v: v.split(","))
+    inputs: dict[str, Any] = {m: list(files[m]) for m in MODALITIES}  # FILE arguments per modality
     summary = align(
-        hires=list(hires),
-        lores=list(lores),
-        sar=list(sar),
+        **inputs,
         output=output,
         tile_size_m=tile_size_m,
-        gsd=gsd,
-        bands=bands,
-        band_names=band_names,
+        gsd=parse_modality_values("--gsd", gsd_values, float),
+        bands=parse_modality_values("--bands", band_values, _band_list),
+        band_names=parse_modality_values("--band-names", band_name_values, lambda v: v.split(",")),
         crs=crs,
         max_nodata=max_nodata,
-        val_fraction=val_fraction,  # type: ignore[arg-type]
+        val_fraction=val_fraction,
         overwrite=overwrite,
         seed=seed,
         progress=True,
