@@ -38,6 +38,7 @@ def part_rows(parts_dir) -> list[str]:
     return paths
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_exactly_one_row_per_tile(resume_tiles, resume_reference, checkpoint, tmp_path):
     tiles, names = resume_tiles
     output = tmp_path / "out.h5"
@@ -138,6 +139,7 @@ def test_an_output_that_is_not_a_salibi_embeddings_file_is_refused(resume_tiles,
     assert text.read_text() == "not HDF5"
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_rows_bit_for_bit(resume_tiles, resume_reference, checkpoint, tmp_path):
     """Reading in 2 DataLoader workers changes nothing; the model is deterministic (eval mode)."""
     tiles, names = resume_tiles
