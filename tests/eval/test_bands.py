@@ -60,6 +60,14 @@ def test_rgb_checkpoint_reads_sentinel2_by_colour(real_root):
     assert pairs == {"red": "04 - Red", "green": "03 - Green", "blue": "02 - Blue"}
 
 
+def test_swir_checkpoint_names_read_sentinel2_bands(real_root):
+    task = open_task(real_root, "m-eurosat")
+    bands = {"lores": ["red", "nir", "swir1", "swir2"]}
+    pairs = _pairs(map_task_bands(task.specs, bands, {"lores": 10.0}, task.name), "lores")
+    # B11 and B12, under m-eurosat's shifted names.
+    assert pairs == {"red": "04 - Red", "nir": "08 - NIR", "swir1": "10 - SWIR - Cirrus", "swir2": "11 - SWIR"}
+
+
 def test_optical_modality_closest_in_gsd_is_chosen(synthetic_root, real_root):
     eurosat = open_task(real_root, "m-eurosat")
     seg = open_task(synthetic_root, "m-tiny-seg")  # RGB at 0.5 m

@@ -27,6 +27,7 @@ def _subset(root: Path, target: Path, *names: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_end_to_end_on_every_task_kind(synthetic_root, random_checkpoint, tmp_path):
     out = tmp_path / "out" / "results.json"
     result = _run(

@@ -107,6 +107,7 @@ def _pretrain(task: Task, steps: int, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_pretrained_tiny_encoder_beats_a_constant_predictor(flood_root, tmp_path):
     seg = Task(flood_root / "segmentation_v1.0" / "sen1floods11-water-seg")
     checkpoint = _pretrain(seg, PRETRAIN_STEPS, tmp_path)

@@ -7,7 +7,18 @@ from pathlib import Path
 import click
 
 from salibi.cli.options import batch_size_option, device_option, num_workers_option, overwrite_option
-from salibi.errors import InputError, OutputExistsError
+from salibi.vocabulary import PROTOCOLS
+
+
+def _protocol_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
+    if not chosen or any(p not in PROTOCOLS for p in chosen):
+        raise click.BadParameter(f"{value!r}: a comma-separated list of {', '.join(PROTOCOLS)}")
+    return chosen
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @click.group("eval")
@@ -38,8 +49,9 @@ def command() -> None:
 @click.option(
     "--protocol",
     "protocols",
-    default="knn,linear,seg,majority",
+    default=",".join(PROTOCOLS),
     show_default=True,
+    callback=_protocol_list,
     help="Comma-separated: knn (k=20 cosine), linear (logistic regression, C chosen on valid), "
     "seg (linear head on patch tokens), majority (chance reference: the most frequent "
     "training class). Each runs on the tasks it applies to.",
@@ -76,7 +88,7 @@ def geobench(
     root: str | None,
     tasks: str | None,
     partition: str,
-    protocols: str,
+    protocols: tuple[str, ...],
     seeds: int,
     output: Path,
     overwrite: bool,
@@ -99,33 +111,21 @@ def geobench(
       salibi eval geobench --compare scale-alibi.json alibi.json sincos.json
     """
     if compare:
+        if not results_files:
+            raise click.UsageError("--compare needs one or more results files, e.g. --compare a.json b.json")
         from salibi.eval.report import compare_table
 
-        if len(results_files) < 1:
-            raise click.UsageError("--compare needs one or more results files, e.g. --compare a.json b.json")
         click.echo(compare_table(results_files), nl=False)
         return
     if results_files:
         raise click.UsageError(f"unexpected argument(s) {' '.join(results_files)}; did you mean --compare?")
     if not checkpoint:
         raise click.UsageError("--checkpoint is required (or use --compare A.json B.json ...)")
-    chosen = [p.strip() for p in protocols.split(",") if p.strip()]
-    known = ("knn", "linear", "seg", "majority")
-    if not chosen or any(p not in known for p in chosen):
-        raise click.BadParameter(
-            f"{protocols!r}: a comma-separated list of {', '.join(known)}", param_hint="--protocol"
-        )
-    chart = output.with_suffix(".png")
-    if not overwrite:
-        for path in (output, chart):
-            if path.exists():
-                raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
-    if output.suffix.lower() != ".json":
-        raise InputError(f"--output {output}: give a .json file name (the chart goes beside it as .png)")
 
-    from salibi.eval.report import markdown_table, write_bar_chart, write_results
+    from salibi.eval.report import markdown_table, results_paths, write_bar_chart, write_results
     from salibi.eval.run import evaluate_geobench
 
+    output, chart = results_paths(output, overwrite)
     results = evaluate_geobench(
         checkpoint,
         root=root,
@@ -136,6 +136,7 @@ def geobench(
         batch_size=batch_size,
         device=device,
         num_workers=num_workers,
+        log=_progress,
     )
     write_results(results, output)
     written = write_bar_chart(results, chart)

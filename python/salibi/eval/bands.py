@@ -228,16 +228,16 @@ def map_task_bands(
         elif found:
             partial.append(f"{modality} ({found} of {len(matches)} bands)")
     optical = [m for m in usable if m.modality != "sar"]
-    chosen = [m for m in usable if m.modality == "sar"]
-    if optical:
-        task_gsd = specs.spatial_resolution
+    sar = [m for m in usable if m.modality == "sar"]
+    task_gsd = specs.spatial_resolution
 
-        def preference(m: ModalityInput) -> tuple[float, float]:
-            gsd = m.checkpoint_gsd
-            closeness = abs(math.log(gsd / task_gsd)) if gsd and task_gsd else 0.0
-            return (round(closeness, 3), m.score / max(1, len(m.matches)))
+    def preference(m: ModalityInput) -> tuple[float, float]:
+        gsd = m.checkpoint_gsd
+        closeness = abs(math.log(gsd / task_gsd)) if gsd and task_gsd else 0.0
+        return (round(closeness, 3), m.score / max(1, len(m.matches)))
 
-        chosen.insert(0, min(optical, key=preference))
+    # One optical modality, then SAR: the order their features are concatenated in.
+    chosen = ([min(optical, key=preference)] if optical else []) + sar
     if not chosen:
         task_desc = ", ".join(b.name for b in specs.bands[:16]) + (" ..." if len(specs.bands) > 16 else "")
         ckpt_desc = "; ".join(f"{m}: {' '.join(n)}" for m, n in checkpoint_bands.items())
@@ -245,6 +245,4 @@ def map_task_bands(
         return TaskInputs(
             [], f"no checkpoint modality matches the task's bands ({task_desc}); checkpoint has {ckpt_desc}.{near}"
         )
-    order = {"lores": 0, "hires": 0, "sar": 1}
-    chosen.sort(key=lambda m: order.get(m.modality, 2))
     return TaskInputs(chosen)

@@ -234,10 +234,10 @@ def _iterate(loader: SampleLoader, num_workers: int) -> Any:
     from torch.utils.data import DataLoader
 
     return DataLoader(
-        loader,
+        loader,  # type: ignore[arg-type]  # a map-style dataset: __len__ and __getitem__
         batch_size=None,
         shuffle=False,
-        num_workers=num_workers,  # type: ignore[arg-type]
+        num_workers=num_workers,
         collate_fn=_keep_numpy,
         prefetch_factor=4,
     )

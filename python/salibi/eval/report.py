@@ -1,6 +1,7 @@
 """Results of ``salibi eval geobench``: JSON file, Markdown tables, bar chart.
 
-All files are written under a temporary name beside the target and renamed when complete.
+All files are written through :func:`salibi.fileio.write_atomic`: under a temporary name beside
+the target, flushed to disk, then renamed, so a results file is whole or absent.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from salibi.errors import DataFormatError, MissingInputError
+from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
 from salibi.fileio import write_atomic
 
-__all__ = ["compare_table", "load_results", "markdown_table", "write_bar_chart", "write_results"]
+__all__ = ["compare_table", "load_results", "markdown_table", "results_paths", "write_bar_chart", "write_results"]
 
 _METRIC_ORDER = ("accuracy", "f1_macro", "miou", "pixel_accuracy")
 _SHORT = {"accuracy": "acc", "f1_macro": "F1", "miou": "mIoU", "pixel_accuracy": "px acc"}
@@ -32,7 +33,22 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def results_paths(output: str | os.PathLike[str], overwrite: bool = False) -> tuple[Path, Path]:
+    """The results JSON ``output`` and the chart beside it (``.png``), checked before any work:
+    a ``.json`` name, and nothing there unless ``overwrite``."""
+    output = Path(output)
+    if output.suffix.lower() != ".json":
+        raise InputError(f"--output {output}: give a .json file name (the chart goes beside it as .png)")
+    chart = output.with_suffix(".png")
+    if not overwrite:
+        for path in (output, chart):
+            if path.exists():
+                raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
+    return output, chart
+
+
 def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``results`` as strict JSON (NaN as null) to ``path``."""
     path = Path(path)
     write_atomic(path, (json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n").encode())
     return path

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -37,10 +36,11 @@ from salibi.eval import protocols as P
 from salibi.eval.bands import TaskInputs, default_band_names, map_task_bands
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench import Task, default_root, discover_tasks
+from salibi.vocabulary import PROTOCOLS
 
 __all__ = ["PROTOCOLS", "APPLIES_TO", "evaluate_geobench", "evaluate_task", "checkpoint_bands"]
 
-PROTOCOLS = ("knn", "linear", "seg", "majority")
+#: The task kinds each protocol of :data:`salibi.vocabulary.PROTOCOLS` applies to.
 APPLIES_TO = {
     "knn": ("classification", "multilabel"),
     "linear": ("classification", "multilabel"),
@@ -50,11 +50,12 @@ APPLIES_TO = {
 }
 METRIC = {"classification": "accuracy", "multilabel": "f1_macro", "segmentation": "miou"}
 
+#: Where progress lines go (the command line passes one that prints them; by default, nowhere).
 Log = Callable[[str], None]
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _quiet(message: str) -> None:
+    pass
 
 
 def checkpoint_bands(model: Any) -> tuple[dict[str, list[str]], dict[str, float | None]]:
@@ -83,7 +84,7 @@ def evaluate_task(
     seeds: int = 1,
     batch_size: int = 64,
     device: Any = "cpu",
-    log: Log = _stderr,
+    log: Log = _quiet,
     seg_steps: int = P.SEG_STEPS,
     num_workers: int = 0,
 ) -> dict[str, dict[str, float]]:
@@ -202,7 +203,7 @@ def evaluate_geobench(
     seeds: int = 1,
     batch_size: int = 64,
     device: str = "auto",
-    log: Log = _stderr,
+    log: Log = _quiet,
     model: Any = None,
     seg_steps: int = P.SEG_STEPS,
     num_workers: int = 0,
@@ -212,6 +213,9 @@ def evaluate_geobench(
     ``tasks``: names (list or comma-separated); default every task found. ``model``: an
     already loaded model to use instead of loading ``checkpoint`` (its path is still reported).
     ``seg_steps``: training steps of the segmentation head. ``num_workers``: reader processes.
+    ``log``: receives one line per step and task (default: dropped). Raises
+    :class:`~salibi.errors.SalibiError` for arguments it cannot use; a task that fails is
+    reported under ``"failed"`` instead.
     """
     protocol_list = _parse_list(protocols)
     unknown = [p for p in protocol_list if p not in PROTOCOLS]
