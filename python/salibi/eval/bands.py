@@ -81,14 +81,6 @@ _NOT_A_BAND = ("MultiBand", "HyperSpectralBands", "Mask", "CloudProbability", "E
 _BAND_NUMBER = re.compile(r"^\s*(\d{1,2}A?)\b")
 
 
-def _task_colour(name: str) -> str | None:
-    """The colour word a task band's name is, SWIR words excepted: other sensors' SWIR bands
-    (Landsat ``06 - SWIR1``) are matched to Sentinel-2's by centre wavelength (strength 2), as
-    ``salibi eval`` has always matched them; ``swir1``/``swir2`` serve checkpoint band names."""
-    word = colour(name)
-    return word if word and not word.startswith("swir") else None
-
-
 def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> BandIdentity:
     """What a task band is, from its geobench class, names and wavelength (``fixes``: the
     corrected identities of a mislabelled task, by band number)."""
@@ -101,7 +93,7 @@ def _task_identity(band: BandInfo, fixes: Mapping[str, str]) -> BandIdentity:
         return dataclasses.replace(identify(band.name, sar=True), rank=1 if complex_part else 0)
     if band.kind in _NOT_A_BAND or band.n_bands:
         return BandIdentity(None)
-    colours = [word for word in (_task_colour(name) for name in band.names) if word]
+    colours = [word for word in (colour(name) for name in band.names) if word]
     if band.kind == "Sentinel2":
         s2_band = next((found for found in (sentinel2_band(name) for name in band.names) if found), None)
         if s2_band:
