@@ -1,5 +1,5 @@
-"""One progress display for long jobs (align, embed): a rich bar with a rate column on a
-terminal, an occasional plain line otherwise (logs stay readable), or nothing."""
+"""One progress display for long jobs (align, embed, pretrain): a rich bar with a rate column on
+a terminal, an occasional plain line otherwise (logs stay readable), or nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 class RateProgress:
     """Counts ``unit`` items of ``total``. ``plain_every``: seconds between plain lines when
     stderr is not a terminal (None: print nothing there). ``transient``: the bar disappears
-    when done (a summary line follows)."""
+    when done (a summary line follows). ``completed``: items already done before this display
+    started (a resumed job); the rate counts the new ones only."""
 
     def __init__(
         self,
@@ -21,17 +22,27 @@ class RateProgress:
         enabled: bool = True,
         plain_every: float | None = 10.0,
         transient: bool = False,
+        completed: int = 0,
     ) -> None:
         self.description, self.unit, self.total = description, unit, total
-        self.enabled, self.plain_every, self.done = enabled, plain_every, 0
+        self.enabled, self.plain_every, self.done, self.start = enabled, plain_every, completed, completed
         self.started = self.last_line = time.perf_counter()
         self.bar: Any = None
         if enabled and sys.stderr.isatty():
             self.bar = _rich_bar(unit, transient)
-            self.task = self.bar.add_task(description, total=total)
+            self.task = self.bar.add_task(description, total=total, completed=completed, status="")
             self.bar.start()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, status: str | None = None) -> None:
+        """Count ``n`` more items. ``status``: a short text (the latest loss, say) shown after
+        the bar; without a terminal it is printed at once as ``description done/total  status``."""
+        if status is not None:
+            self.done += n
+            if self.bar is not None:
+                self.bar.update(self.task, advance=n, status=status)
+            elif self.enabled:
+                print(f"{self.description} {self.done}/{self.total}  {status}", file=sys.stderr, flush=True)
+            return
         if not n:
             return
         self.done += n
@@ -41,7 +52,7 @@ class RateProgress:
             now = time.perf_counter()
             if now - self.last_line >= self.plain_every:
                 self.last_line = now
-                rate = self.done / max(now - self.started, 1e-9)
+                rate = (self.done - self.start) / max(now - self.started, 1e-9)
                 print(
                     f"{self.description}: {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)",
                     file=sys.stderr,
@@ -86,6 +97,7 @@ def _rich_bar(unit: str, transient: bool) -> Any:
         Rate(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
         console=Console(stderr=True),
         transient=transient,
     )
