@@ -64,6 +64,7 @@ def test_other_variant_and_channels_round_trip(tmp_path):
     assert torch.equal(loaded.embed(images, "lores", 10.0), model.embed(images, "lores", 10.0))
 
 
+@pytest.mark.slow
 def test_wrappers_are_unwrapped(tmp_path, tiny):
     for i, wrapped in enumerate((torch.nn.DataParallel(tiny), torch.compile(tiny))):
         path = save_checkpoint(wrapped, tmp_path / f"c{i}")

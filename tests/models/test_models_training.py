@@ -163,6 +163,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, result_file: str) -> None
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
     torch.manual_seed(0)
     model = build("tiny")

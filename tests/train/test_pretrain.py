@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from salibi.cli import cli
-from salibi.train.loop import PretrainConfig, learning_rate
+from salibi.train import PretrainConfig
+from salibi.train.plan import learning_rate
 
 # The installed command, run in fresh processes (ranks need their own processes anyway).
 SALIBI = str(Path(sys.executable).with_name("salibi"))
@@ -67,6 +68,7 @@ def reference_run(aligned_set, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, reference_run, tmp_path):
     run = tmp_path / "two"
     result = run_salibi(
@@ -86,6 +88,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, referenc
     assert_same_curve(metrics(run), metrics(reference_run))
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(aligned_set, reference_run, tmp_path):
     run = tmp_path / "stopped"
     args = ["pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON]
@@ -98,6 +101,7 @@ def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(aligned_set, r
     assert_same_curve(metrics(run), metrics(reference_run), tolerance=1e-6)
 
 
+@pytest.mark.slow
 def test_preempted_two_rank_job_resumes_on_one_process(aligned_set, reference_run, tmp_path):
     """SIGTERM to the launcher reaches both ranks, which save and exit promptly; the run then
     continues on a different number of ranks with the same data order and masks."""
@@ -112,6 +116,7 @@ def test_preempted_two_rank_job_resumes_on_one_process(aligned_set, reference_ru
     assert_same_curve(metrics(run), metrics(reference_run))
 
 
+@pytest.mark.slow
 def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, reference_run, tmp_path):
     run = tmp_path / "damaged"
     args = ["pretrain", str(aligned_set), "--out", str(run), "--save-every", "3", "--max-steps", "12", *COMMON]
@@ -134,6 +139,7 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, refe
     load_checkpoint(run / "checkpoints" / "step_0000012")  # re-written whole
 
 
+@pytest.mark.slow
 def test_checkpoint_is_a_loadable_salibi_checkpoint(reference_run):
     from salibi.models import load_checkpoint
 
@@ -191,6 +197,7 @@ def test_batch_larger_than_the_data_and_indivisible_batches(aligned_set, tmp_pat
     assert result.exit_code == 2
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume_and_resume_keeps_its_settings(aligned_set, reference_run):
     result = invoke(str(aligned_set), "--out", str(reference_run), "--max-steps", "12")
     assert result.exit_code == 1 and "--resume" in result.output

@@ -9,9 +9,7 @@ import click
 from click.core import ParameterSource
 
 from salibi.cli.options import num_workers_option
-
-SIZES = ("tiny", "small", "base", "large")
-VARIANTS = ("scale-alibi", "alibi", "sincos", "none")
+from salibi.vocabulary import SIZES, VARIANTS
 
 
 @click.command("pretrain")

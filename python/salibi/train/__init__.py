@@ -3,9 +3,15 @@
     from salibi.train import PretrainConfig, pretrain
     summary = pretrain(PretrainConfig(data=["set.h5"], out="runs/first", max_steps=300))
 
-See :mod:`salibi.train.loop` for the step, :mod:`salibi.train.checkpoints` for the run folder.
+One idea per module: :mod:`~salibi.train.config` (the settings), :mod:`~salibi.train.plan` (the
+run plan and schedule, worked out before any rank starts), :mod:`~salibi.train.launch` (the
+entry point that starts the ranks), :mod:`~salibi.train.distributed` (the torchrun environment
+and process groups), :mod:`~salibi.train.sampler` (which samples form each step),
+:mod:`~salibi.train.loop` (the step), :mod:`~salibi.train.metrics` (metrics.jsonl, TensorBoard,
+the console) and :mod:`~salibi.train.checkpoints` (the run folder and exact resume).
 """
 
-from salibi.train.loop import PretrainConfig, pretrain
+from salibi.train.config import PretrainConfig
+from salibi.train.launch import pretrain
 
 __all__ = ["PretrainConfig", "pretrain"]

@@ -11,52 +11,44 @@
       tensorboard/                 with --log tensorboard
 
 Nothing here is pickled: tensors go to safetensors, everything else to JSON. Checkpoint
-folders are written under a temporary name and renamed when complete, so a crash leaves at
-most an ignored ``.step_*.tmp`` folder; a damaged newest checkpoint is skipped on resume.
+folders are written under a temporary name, flushed to disk and renamed when complete
+(:func:`salibi.fileio.staging_dir`), so a crash leaves at most an ignored ``.step_*.tmp``
+folder; a damaged newest checkpoint is skipped on resume. Folder names and ``last`` are
+:mod:`salibi.runs`'s.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from salibi.errors import DataFormatError, MissingInputError
-from salibi.fileio import write_atomic
+from salibi.fileio import staging_dir
+from salibi.runs import checkpoints_dir, newest_complete, read_last, step_checkpoints, step_name, write_last
+from salibi.vocabulary import TRAINER_FORMAT, TRAINER_FORMAT_VERSION
 
-TRAINER_FORMAT = "salibi-trainer-state"
-TRAINER_FORMAT_VERSION = 1
+__all__ = [
+    "check_trainer_state",
+    "checkpoints_dir",
+    "flatten_optimizer",
+    "load_trainer_state",
+    "newest_resumable",
+    "prune",
+    "save_training_checkpoint",
+    "step_checkpoints",
+    "step_name",
+    "unflatten_optimizer",
+    "write_last",
+]
+
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
-_STEP_DIR = re.compile(r"^step_(\d{7})$")
-
-
-def step_name(step: int) -> str:
-    return f"step_{step:07d}"
-
-
-def checkpoints_dir(run: Path) -> Path:
-    return run / "checkpoints"
-
-
-def step_checkpoints(run: Path) -> list[tuple[int, Path]]:
-    """``(step, folder)`` of every checkpoint folder of the run, oldest first."""
-    folder = checkpoints_dir(run)
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in folder.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and child.is_dir():
-            found.append((int(match[1]), child))
-    return sorted(found)
 
 
 # -- optimizer state without pickle ---------------------------------------------------------------
@@ -91,47 +83,29 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 def save_training_checkpoint(
     run: Path,
     step: int,
-    write_model: Any,
+    write_model: Callable[[Path], object],
     trainer_tensors: dict[str, torch.Tensor],
     trainer_meta: dict[str, Any],
 ) -> Path:
-    """Write ``checkpoints/step_XXXXXXX`` completely under a temporary name, rename it, then
-    point ``checkpoints/last`` at it. ``write_model(folder)`` writes the model checkpoint."""
+    """Write ``checkpoints/step_XXXXXXX`` completely under a temporary name, flush and rename it
+    (replacing a folder of the same step, e.g. a stop right after a periodic save), then point
+    ``checkpoints/last`` at it. ``write_model(folder)`` writes the model checkpoint's files."""
     from safetensors.torch import save_file
 
-    folder = checkpoints_dir(run)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / step_name(step)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
-    try:
-        write_model(staging / "model")  # save_checkpoint makes its own folder atomically
-        for item in (staging / "model").iterdir():
-            os.replace(item, staging / item.name)
-        (staging / "model").rmdir()
+    final = checkpoints_dir(run) / step_name(step)
+    with staging_dir(final) as staging:
+        staging.chmod(0o755)  # a temporary folder is private
+        write_model(staging)
         save_file(trainer_tensors, str(staging / TRAINER_TENSORS), metadata={"format": TRAINER_FORMAT})
         document = {"format": TRAINER_FORMAT, "format_version": TRAINER_FORMAT_VERSION, **trainer_meta}
         (staging / TRAINER_JSON).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        if final.exists():  # a re-save of the same step (e.g. stop right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     write_last(run, final.name)
     return final
 
 
-def write_last(run: Path, name: str) -> None:
-    last = checkpoints_dir(run) / "last"
-    if last.is_symlink():  # a link made by hand or another tool: replace it by our text file
-        last.unlink()
-    write_atomic(last, name + "\n")
-
-
 def prune(run: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (never the one ``last`` names)."""
-    last_file = checkpoints_dir(run) / "last"
-    protected = last_file.read_text(encoding="utf-8").strip() if last_file.is_file() else None
+    protected = read_last(checkpoints_dir(run))
     checkpoints = step_checkpoints(run)
     for _, folder in checkpoints[: max(0, len(checkpoints) - keep)]:
         if folder.name != protected:
@@ -187,19 +161,24 @@ def newest_resumable(run: Path) -> tuple[Path, dict[str, Any]] | None:
     are read: the ranks load the tensors. None when the run has no checkpoint at all."""
     from salibi.models.checkpoint import check_checkpoint
 
-    checkpoints = step_checkpoints(run)
-    if not checkpoints:
+    if not step_checkpoints(run):
         return None
-    damaged = []
-    for _, folder in reversed(checkpoints):
-        try:
-            check_checkpoint(folder)
-            meta = check_trainer_state(folder)
-        except (DataFormatError, MissingInputError) as err:
-            damaged.append(folder.name)
-            warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", UserWarning, stacklevel=2)
-            continue
-        return folder, meta
-    raise DataFormatError(
-        f"{run}: every checkpoint is damaged ({', '.join(damaged)}); start a new run with another --out"
-    )
+
+    metas: dict[Path, dict[str, Any]] = {}
+
+    def check(folder: Path) -> None:
+        check_checkpoint(folder)
+        metas[folder] = check_trainer_state(folder)
+
+    skipped: list[tuple[Path, Exception]] = []
+    found = newest_complete(checkpoints_dir(run), check, skipped)
+    for folder, err in skipped:
+        if not isinstance(err, (DataFormatError, MissingInputError)):
+            raise err
+        warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", UserWarning, stacklevel=2)
+    if found is None:
+        raise DataFormatError(
+            f"{run}: every checkpoint is damaged ({', '.join(f.name for f, _ in skipped)}); "
+            "start a new run with another --out"
+        )
+    return found, metas[found]

@@ -7,13 +7,15 @@
   ``torch.distributed.launcher.elastic_launch`` -- the engine behind ``torchrun --standalone``;
 - one rank of a larger job when started by torchrun (or SLURM + torchrun): ``RANK``,
   ``WORLD_SIZE`` and ``LOCAL_RANK`` are set, so it joins that job's process group.
+
+The environment is read once per process, into a :class:`TorchrunEnv`, and passed on from there.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,32 @@ import torch
 import torch.distributed as dist
 
 from salibi.errors import DeviceError
+
+
+@dataclass(frozen=True)
+class TorchrunEnv:
+    """The torchrun environment of a process that torchrun (or our own launcher) started as one
+    rank of a job: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TorchrunEnv | None:
+        """This process's torchrun environment (``os.environ`` by default); None when the
+        process was not started as a rank (``RANK``, ``WORLD_SIZE`` or ``LOCAL_RANK`` unset)."""
+        env = os.environ if environ is None else environ
+        if not all(name in env for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+            return None
+        world_size = int(env["WORLD_SIZE"])
+        return cls(
+            rank=int(env["RANK"]),
+            world_size=world_size,
+            local_rank=int(env["LOCAL_RANK"]),
+            local_world_size=int(env.get("LOCAL_WORLD_SIZE", world_size)),
+        )
 
 
 @dataclass(frozen=True)
@@ -41,11 +69,6 @@ class Rank:
         return self.world_size > 1
 
 
-def launched_by_torchrun() -> bool:
-    """True when torchrun (or our own launcher) started this process as one rank of a job."""
-    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-
-
 def check_gpus(requested: int) -> None:
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if requested > available:
@@ -55,15 +78,14 @@ def check_gpus(requested: int) -> None:
         )
 
 
-def setup(use_cuda: bool) -> Rank:
+def setup(env: TorchrunEnv | None, use_cuda: bool) -> Rank:
     """Join the job's process group (if any) and pick this rank's device."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    if env is None or env.world_size == 1:
         device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
         if use_cuda:
             torch.cuda.set_device(device)
         return Rank(0, 0, 1, device)
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
+    rank, world_size, local_rank = env.rank, env.world_size, env.local_rank
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
             raise DeviceError(f"LOCAL_RANK {local_rank} has no GPU: this node has {torch.cuda.device_count()}")
@@ -73,8 +95,7 @@ def setup(use_cuda: bool) -> Rank:
     else:
         device = torch.device("cpu")
         # Share the cores between the local ranks instead of oversubscribing them.
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.local_world_size))
         dist.init_process_group("gloo")
     return Rank(rank, local_rank, world_size, device)
 
