@@ -13,6 +13,9 @@
 
     tokens = model.encode(images, modality="hires", gsd=1.0)   # (B, N, D), N = (H/p)*(W/p), row-major
     pooled = model.embed(images, modality="lores", gsd=10.0)   # (B, D): mean of those tokens
+    joint = model.encode_joint({"sar": s1, "lores": s2}, {"sar": 10.0, "lores": 10.0})  # modality ->
+                          # (B, N_m, D) tokens of the cross-modal encoder, unmasked (inference)
+    fused = model.embed_joint({"sar": s1, "lores": s2}, {"sar": 10.0, "lores": 10.0})   # (B, D)
     out = model(batch)    # batch = {"sar": (B,2,h,w), "lores": ..., "hires": ..., "gsd": {"sar": 10.0, ...}}
     out["loss"], out["contrastive"], out["reconstruction"]     # scalar tensors (+ per-modality
                           # "reconstruction_<m>", "temperature")

@@ -181,6 +181,42 @@ class ScaleAlibiModel(nn.Module):
         """(B, C, H, W) -> (B, D): the mean of :meth:`encode`'s tokens."""
         return self.encode(images, modality, gsd, ref_length).mean(dim=1)
 
+    def encode_joint(
+        self,
+        images: Mapping[str, torch.Tensor],
+        gsd: Mapping[str, float | torch.Tensor],
+        ref_length: float | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Unmasked cross-modal encoding (inference) of co-located chips of two or more modalities:
+        modality -> (B, C_m, H_m, W_m) normalised images and metres per pixel -> modality ->
+        (B, N_m, D) joint tokens of the cross-modal encoder. One ``L`` for the call, as in
+        pretraining (``config.ref_length`` or the coarsest modality's patch footprint)."""
+        checked, gsds = self._read_batch({**images, "gsd": gsd})
+        p = self.config.patch_size
+        geometry = self.geometry({m: (x.shape[-2], x.shape[-1]) for m, x in checked.items()}, gsds, ref_length)
+        ids: dict[str, torch.Tensor] = {}
+        self_bias: dict[str, torch.Tensor | None] = {}
+        encoded: dict[str, torch.Tensor] = {}
+        for m, x in checked.items():
+            if geometry is not None:  # ids (1, N), bias (1, H, N, N): broadcast over the batch
+                ids[m], self_bias[m] = geometry.ids(m), geometry.full_bias(m, m, self.config.heads)
+            else:
+                n = (x.shape[-2] // p) * (x.shape[-1] // p)
+                ids[m], self_bias[m] = torch.arange(n, device=self.device).unsqueeze(0), None
+            encoded[m] = self.encoders[m](self.patch_tokens(x, m), self_bias[m])
+        return self.fuse(encoded, ids, geometry, self_bias)
+
+    def embed_joint(
+        self,
+        images: Mapping[str, torch.Tensor],
+        gsd: Mapping[str, float | torch.Tensor],
+        ref_length: float | None = None,
+    ) -> torch.Tensor:
+        """(B, D): the mean over modalities of each modality's mean joint token
+        (:meth:`encode_joint`), so a modality with more patches does not outweigh the others."""
+        joint = self.encode_joint(images, gsd, ref_length)
+        return torch.stack([x.mean(dim=1) for x in joint.values()]).mean(dim=0)
+
     # -- pretraining: contrastive loss, fusion, decoder, reconstruction loss ------------------
 
     def contrastive_loss(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
