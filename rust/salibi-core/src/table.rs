@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::buffer::AlignedBuffer;
+use crate::buffer::{AlignedBuffer, UninitBuffer};
 use crate::error::{CoreError, Result};
 use crate::grid::{resolve_ref_length, PatchGrid};
 use crate::slopes::alibi_slopes;
@@ -27,6 +27,11 @@ impl Table {
         self.data.as_slice()
     }
 
+    /// The first element, as the buffer's own allocation pointer (see [`AlignedBuffer::as_ptr`]).
+    pub fn as_ptr(&self) -> *const f32 {
+        self.data.as_ptr()
+    }
+
     pub fn nbytes(&self) -> usize {
         self.data.len() * std::mem::size_of::<f32>()
     }
@@ -39,23 +44,6 @@ impl Table {
             acc * n + i
         });
         self.as_slice()[flat]
-    }
-}
-
-/// Raw output pointer shared by the workers of one fill; each worker writes disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut MaybeUninit<f32>);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The `len` elements from `offset`.
-    ///
-    /// # Safety
-    /// The range lies inside the buffer and no other worker touches it at the same time.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, offset: usize, len: usize) -> &mut [MaybeUninit<f32>] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(offset), len) }
     }
 }
 
@@ -85,34 +73,43 @@ fn distance_row(qx: f32, qy: f32, keys: &Centres, inv_l: f32, row: &mut [f32]) {
     }
 }
 
-/// Fill `out`, laid out `(scales.len(), n_query, n_key)`, with `scale_s * distance / L`.
-/// Work is split over query rows; each row's distances are computed once into a small
-/// buffer that stays in L1 and then written once per scale (head).
-fn fill_scaled(queries: &Centres, keys: &Centres, inv_l: f32, scales: &[f32], out: &mut AlignedBuffer) {
-    let (nq, nk) = (queries.x.len(), keys.x.len());
-    debug_assert_eq!(out.len(), scales.len() * nq * nk);
-    let out_ptr = OutPtr(out.as_mut_ptr() as *mut MaybeUninit<f32>);
-    // Enough rows per task to amortise scheduling, few enough to balance two to many cores.
-    let rows_per_task = (64 * 1024 / nk.max(1)).max(1);
-    (0..nq).into_par_iter().with_min_len(rows_per_task).for_each_init(
-        || vec![0f32; nk],
-        |row, q| {
-            distance_row(queries.x[q], queries.y[q], keys, inv_l, row);
-            for (s, &scale) in scales.iter().enumerate() {
-                // SAFETY: row (s, q) lies inside the buffer and no other worker writes it.
-                let dst = unsafe { out_ptr.row((s * nq + q) * nk, nk) };
-                for (o, &d) in dst.iter_mut().zip(row.iter()) {
-                    o.write(d * scale);
-                }
-            }
-        },
-    );
+/// `dst[j] = distance[j] * scale` for every `j`: writes all of `dst`.
+#[inline]
+fn write_scaled(dst: &mut [MaybeUninit<f32>], distance: &[f32], scale: f32) {
+    assert_eq!(dst.len(), distance.len(), "row length");
+    for (o, &d) in dst.iter_mut().zip(distance) {
+        o.write(d * scale);
+    }
 }
 
-fn table_from(shape: Vec<usize>, fill: impl FnOnce(&mut AlignedBuffer)) -> Table {
-    let mut data = AlignedBuffer::uninit(shape.iter().product());
-    fill(&mut data);
-    Table { shape, data }
+/// `(scales.len(), n_query, n_key)` table of `scale_s * distance / L`.
+/// Work is split over query rows; each row's distances are computed once into a small
+/// buffer that stays in L1 and then written once per scale (head).
+fn scaled_distances(queries: &Centres, keys: &Centres, inv_l: f32, scales: &[f32]) -> AlignedBuffer {
+    let (nq, nk, ns) = (queries.x.len(), keys.x.len(), scales.len());
+    let mut buffer = UninitBuffer::new(ns * nq * nk);
+    if !buffer.is_empty() {
+        // The rows one query writes, one per scale, side by side: rows[q * ns + s] is row (s, q).
+        let mut heads: Vec<_> = buffer.as_uninit_mut().chunks_exact_mut(nq * nk).map(|h| h.chunks_exact_mut(nk)).collect();
+        let mut rows: Vec<&mut [MaybeUninit<f32>]> = Vec::with_capacity(ns * nq);
+        for _ in 0..nq {
+            rows.extend(heads.iter_mut().map(|head| head.next().expect("every head has nq rows")));
+        }
+        // Enough rows per task to amortise scheduling, few enough to balance two to many cores.
+        let queries_per_task = (64 * 1024 / nk).max(1);
+        rows.par_chunks_mut(ns).enumerate().with_min_len(queries_per_task).for_each_init(
+            || vec![0f32; nk],
+            |distance, (q, dsts)| {
+                distance_row(queries.x[q], queries.y[q], keys, inv_l, distance);
+                for (dst, &scale) in dsts.iter_mut().zip(scales) {
+                    write_scaled(dst, distance, scale);
+                }
+            },
+        );
+    }
+    // SAFETY: `rows` held every row of the buffer (ns heads of nq rows of nk elements, all
+    // taken), and each was written in full by `write_scaled`; an empty buffer has nothing to write.
+    unsafe { buffer.assume_init() }
 }
 
 /// `(Nq, Nk)` table of `||centre_q - centre_k|| / L`.
@@ -120,7 +117,7 @@ pub fn ground_distance_table(query: &PatchGrid, key: &PatchGrid, ref_length: Opt
     let inv_l = (1.0 / resolve_ref_length(query, key, ref_length)?) as f32;
     let (queries, keys) = (Centres::of(query, query.origin), Centres::of(key, query.origin));
     let shape = vec![queries.x.len(), keys.x.len()];
-    Ok(table_from(shape, |out| fill_scaled(&queries, &keys, inv_l, &[1.0], out)))
+    Ok(Table { shape, data: scaled_distances(&queries, &keys, inv_l, &[1.0]) })
 }
 
 /// `(H, Nq, Nk)` Scale-ALiBi bias: `-m_h * ||centre_q - centre_k|| / L`.
@@ -129,7 +126,7 @@ pub fn scale_alibi_bias(query: &PatchGrid, key: &PatchGrid, heads: i64, ref_leng
     let scales: Vec<f32> = alibi_slopes(heads)?.into_iter().map(|m| -m).collect();
     let (queries, keys) = (Centres::of(query, query.origin), Centres::of(key, query.origin));
     let shape = vec![scales.len(), queries.x.len(), keys.x.len()];
-    Ok(table_from(shape, |out| fill_scaled(&queries, &keys, inv_l, &scales, out)))
+    Ok(Table { shape, data: scaled_distances(&queries, &keys, inv_l, &scales) })
 }
 
 /// Kept-token indices for a batch: `batch` rows of `per_row` indices each, row-major.
@@ -195,28 +192,24 @@ pub fn masked_table(
         Some(_) => vec![batch, s, kq, kk],
         None => vec![batch, kq, kk],
     };
-    Ok(table_from(shape, |out| {
-        if out.is_empty() {
-            return;
-        }
-        let block = s * kq * kk;
-        let out_ptr = OutPtr(out.as_mut_ptr() as *mut MaybeUninit<f32>);
-        (0..batch).into_par_iter().for_each(|b| {
+    let block = s * kq * kk;
+    let mut buffer = UninitBuffer::new(batch * block);
+    if !buffer.is_empty() {
+        buffer.as_uninit_mut().par_chunks_exact_mut(block).enumerate().for_each(|(b, out)| {
             let queries = all_q.gather(&q_kept[b * kq..(b + 1) * kq]);
             let keys = all_k.gather(&k_kept[b * kk..(b + 1) * kk]);
-            let mut row = vec![0f32; kk];
-            for q in 0..kq {
-                distance_row(queries.x[q], queries.y[q], &keys, inv_l, &mut row);
+            let mut distance = vec![0f32; kk];
+            for (q, (&qx, &qy)) in queries.x.iter().zip(&queries.y).enumerate() {
+                distance_row(qx, qy, &keys, inv_l, &mut distance);
                 for (h, &scale) in scales.iter().enumerate() {
-                    // SAFETY: (b, h, q) rows are disjoint between workers and inside the buffer.
-                    let dst = unsafe { out_ptr.row(b * block + (h * kq + q) * kk, kk) };
-                    for (o, &d) in dst.iter_mut().zip(&row) {
-                        o.write(d * scale);
-                    }
+                    write_scaled(&mut out[(h * kq + q) * kk..][..kk], &distance, scale);
                 }
             }
         });
-    }))
+    }
+    // SAFETY: the buffer is `batch` blocks of `s * kq * kk`, all visited; in each, every row
+    // (h, q) of `kk` elements was written in full by `write_scaled`.
+    Ok(Table { shape, data: unsafe { buffer.assume_init() } })
 }
 
 #[cfg(test)]
@@ -258,10 +251,10 @@ mod tests {
         let d = ground_distance_table(&q, &k, Some(5.0)).unwrap();
         let b = scale_alibi_bias(&q, &k, 6, Some(5.0)).unwrap();
         let slopes = alibi_slopes(6).unwrap();
-        for h in 0..6 {
+        for (h, &slope) in slopes.iter().enumerate() {
             for i in 0..9 {
                 for j in 0..36 {
-                    assert_eq!(b.at(&[h, i, j]), -slopes[h] * d.at(&[i, j]));
+                    assert_eq!(b.at(&[h, i, j]), -slope * d.at(&[i, j]));
                 }
             }
         }

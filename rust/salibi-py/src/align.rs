@@ -1,16 +1,14 @@
 //! `salibi._core` bindings of the alignment core: the chip grid and chip resampling.
 
-use numpy::ndarray::{Array2, Array4};
-use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3,
-    PyUntypedArray, PyUntypedArrayMethods,
-};
+use numpy::ndarray::{Array2, Array4, Ix2, Ix3};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray4, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use salibi_core::align::{self, GeoTransform, SourceRaster, TileGrid};
 use salibi_core::CoreError;
 
-use crate::{detached, CoreResult, PyCoreError};
+use crate::arrays::ArraySpec;
+use crate::error::{detached, internal, Result};
 
 /// Square chips over the common footprint; chip `i` is row-major.
 #[pyclass(name = "TileGrid", module = "salibi._core", frozen)]
@@ -58,12 +56,10 @@ impl PyTileGrid {
     }
 
     /// `(rows * cols, 4)` float64 `(min_x, min_y, max_x, max_y)` of every chip, row-major.
-    fn bounds<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+    fn bounds<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
         let n = self.inner.len();
         let flat: Vec<f64> = (0..n).flat_map(|i| self.inner.chip_bounds(i)).collect();
-        Array2::from_shape_vec((n, 4), flat)
-            .expect("shape matches")
-            .into_pyarray(py)
+        Ok(Array2::from_shape_vec((n, 4), flat).map_err(internal)?.into_pyarray(py))
     }
 
     /// `(min_x, min_y, max_x, max_y)` of the whole grid.
@@ -90,7 +86,7 @@ fn plan_tile_grid(
     tile_size_m: f64,
     gsds: Vec<(String, f64)>,
     anchor: (f64, f64),
-) -> CoreResult<PyTileGrid> {
+) -> Result<PyTileGrid> {
     let named: Vec<(&str, f64)> = gsds.iter().map(|(n, g)| (n.as_str(), *g)).collect();
     let (a, b, c, d) = footprint;
     Ok(PyTileGrid {
@@ -99,38 +95,15 @@ fn plan_tile_grid(
 }
 
 /// `sources[i]` as a read-only float32 `(bands, height, width)` array, or an error naming it.
-fn float32_volume<'py>(i: usize, object: &Bound<'py, PyAny>) -> CoreResult<PyReadonlyArray3<'py, f32>> {
+fn float32_volume<'py>(i: usize, object: &Bound<'py, PyAny>) -> Result<PyReadonlyArray3<'py, f32>> {
     let name = format!("sources[{i}]");
-    let untyped = object.cast::<PyUntypedArray>().map_err(|_| {
-        let type_name = object
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into());
-        CoreError::wrong_type(
-            &name,
-            format!("expected a numpy float32 array (bands, height, width), got {type_name}"),
-        )
-    })?;
-    if untyped.ndim() != 3 {
-        return Err(CoreError::invalid(
-            &name,
-            format!("expected 3 dimensions (bands, height, width), got {}", untyped.ndim()),
-        )
-        .into());
-    }
-    let typed = object.cast::<PyArray3<f32>>().map_err(|_| {
-        let dtype = untyped
-            .dtype()
-            .str()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|_| "?".into());
-        CoreError::wrong_type(
-            &name,
-            format!("expected dtype float32, got {dtype} (use .astype(numpy.float32))"),
-        )
-    })?;
-    Ok(typed.readonly())
+    let spec = ArraySpec {
+        name: &name,
+        dtype: "float32",
+        axes: &["bands", "height", "width"],
+        hint: " (use .astype(numpy.float32))",
+    };
+    Ok(spec.typed::<f32, Ix3>(object)?.try_readonly()?)
 }
 
 /// Resample the `(bands, height, width)` float32 `sources` of one modality (north-up, on the
@@ -144,14 +117,14 @@ fn resample_chips<'py>(
     py: Python<'py>,
     sources: Vec<Bound<'py, PyAny>>,
     transforms: Vec<(f64, f64, f64, f64)>,
-    origins: PyReadonlyArray2<'py, f64>,
+    origins: Bound<'py, PyAny>,
     gsd: f64,
     size_px: i64,
     nodata: Option<Vec<Option<f64>>>,
     zero_fill: Option<Vec<bool>>,
-) -> PyResult<(Bound<'py, PyArray4<f32>>, Bound<'py, PyArray1<f64>>)> {
+) -> Result<(Bound<'py, PyArray4<f32>>, Bound<'py, PyArray1<f64>>)> {
     let n = sources.len();
-    let same_length = |name: &str, len: usize| -> CoreResult<()> {
+    let same_length = |name: &str, len: usize| -> Result<()> {
         if len == n {
             Ok(())
         } else {
@@ -163,12 +136,11 @@ fn resample_chips<'py>(
     same_length("nodata", nodata.len())?;
     let zero_fill = zero_fill.unwrap_or_else(|| vec![false; n]);
     same_length("zero_fill", zero_fill.len())?;
-    if origins.ndim() != 2 || origins.shape()[1] != 2 {
-        return Err(PyCoreError(CoreError::invalid(
-            "origins",
-            format!("expected shape (n, 2), got {:?}", origins.shape()),
-        ))
-        .into());
+    let origins = ArraySpec { name: "origins", dtype: "float64", axes: &["n", "2"], hint: "" }
+        .typed::<f64, Ix2>(&origins)?
+        .try_readonly()?;
+    if origins.shape()[1] != 2 {
+        return Err(CoreError::invalid("origins", format!("expected shape (n, 2), got {:?}", origins.shape())).into());
     }
     let origin_values: Vec<(f64, f64)> = origins.as_array().rows().into_iter().map(|r| (r[0], r[1])).collect();
 
@@ -176,20 +148,17 @@ fn resample_chips<'py>(
         .iter()
         .enumerate()
         .map(|(i, s)| float32_volume(i, s))
-        .collect::<CoreResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let mut rasters = Vec::with_capacity(n);
     for (i, array) in arrays.iter().enumerate() {
         let name = format!("sources[{i}]");
-        let data = array.as_slice().map_err(|_| {
-            PyCoreError(CoreError::invalid(
-                &name,
-                "must be a C-contiguous array (use numpy.ascontiguousarray)",
-            ))
-        })?;
+        let data = array
+            .as_slice()
+            .map_err(|_| CoreError::invalid(&name, "must be a C-contiguous array (use numpy.ascontiguousarray)"))?;
         let shape = array.shape();
         let (left, top, pw, ph) = transforms[i];
         let transform = GeoTransform::new(left, top, pw, ph)
-            .map_err(|e| PyCoreError(CoreError::invalid(format!("transforms[{i}]"), e.to_string())))?;
+            .map_err(|e| CoreError::invalid(format!("transforms[{i}]"), e.to_string()))?;
         let raster = SourceRaster::new(
             &name,
             data,
@@ -197,17 +166,14 @@ fn resample_chips<'py>(
             transform,
             nodata[i].map(|v| v as f32),
             zero_fill[i],
-        )
-        .map_err(PyCoreError)?;
+        )?;
         rasters.push(raster);
     }
     let stack = detached(py, move || {
         align::resample_chips(&rasters, &origin_values, gsd, size_px)
     })?;
     let shape = (stack.chips, stack.channels, stack.size, stack.size);
-    let chips = Array4::from_shape_vec(shape, stack.data)
-        .expect("shape matches")
-        .into_pyarray(py);
+    let chips = Array4::from_shape_vec(shape, stack.data).map_err(internal)?.into_pyarray(py);
     Ok((chips, PyArray1::from_vec(py, stack.invalid_fraction)))
 }
 
