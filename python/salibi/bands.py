@@ -14,7 +14,9 @@ Two identities denote the same band with a strength (:func:`match_strength`): 0 
 primaries agree, 1 when one's primary or alias is among the other's, 2 when only their
 centre wavelengths agree within :data:`WAVELENGTH_TOLERANCE`. Landsat band numbers mean
 other things than Sentinel-2's (Landsat-8 ``B5`` is NIR, Sentinel-2 ``B05`` red edge), so they
-are only read with the sensor known (:func:`landsat_identity`).
+are only read with the sensor known (:func:`landsat_identity`): a name that carries its sensor,
+``LC08_B5`` (what :func:`landsat_band_name` and :func:`band_from_file_name` write for Landsat
+8/9 band 5), is identified as that sensor's band.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ __all__ = [
     "S2_WAVELENGTH",
     "WAVELENGTH_TOLERANCE",
     "BandIdentity",
+    "band_from_file_name",
     "colour",
     "identify",
+    "landsat_band_name",
     "landsat_identity",
+    "landsat_sensor",
     "match_strength",
     "name_key",
     "polarisation",
@@ -133,6 +138,9 @@ def identify(name: str, sar: bool = False) -> BandIdentity:
     word = colour(name)
     if word:
         return BandIdentity(f"colour:{word}", (), COLOUR_WAVELENGTH[word])
+    landsat = _LANDSAT_BAND.match(name.strip())
+    if landsat:
+        return landsat_identity(landsat.group(3), _LANDSAT_TABLE[landsat.group(2)])
     band = sentinel2_band(name)
     if band:
         return _sentinel2_identity(band)
@@ -164,4 +172,63 @@ def match_strength(wanted: BandIdentity, have: BandIdentity) -> tuple[int, float
         distance = abs(have.wavelength - wanted.wavelength) / wanted.wavelength
         if distance <= WAVELENGTH_TOLERANCE:
             return 2, distance
+    return None
+
+
+# -- band names from Landsat product ids and band file names ------------------------------------
+
+#: Landsat product-id prefix (``LC08``, ``LE07``, ``LT05``, ...) -> the :data:`LANDSAT_BANDS` table of
+#: its band numbers (OLI on Landsat 8 and 9; ETM+ on 7; TM on 4 and 5 numbers bands 1-5 and 7 as ETM+).
+_LANDSAT_TABLE = {"9": "landsat8", "8": "landsat8", "7": "landsat7", "5": "landsat7", "4": "landsat7"}
+_LANDSAT_PRODUCT = re.compile(r"^L([COTE])0?([45789])(?=[_\W]|$)", re.IGNORECASE)
+# "LC08_B5", "LE07 B3": a band name that carries its sensor (what landsat_band_name writes)
+_LANDSAT_BAND = re.compile(r"^L([COTE])0?([45789])[_ ](?:SR_|ST_)?B(\d{1,2})$", re.IGNORECASE)
+# A band number as Landsat products spell it in descriptions and file names: "B5", "SR_B5", "band 5"
+_BARE_NUMBER = re.compile(r"^(?:SR_|ST_)?(?:B|band[ _]?)?0?(\d{1,2})$", re.IGNORECASE)
+_FILE_TOKEN = re.compile(r"[_.\-\s]+")
+_RESOLUTION_TOKEN = re.compile(r"^\d+m$", re.IGNORECASE)
+
+
+def landsat_sensor(text: str) -> str | None:
+    """The Landsat product id a file name or product name starts with, as ``LC08``/``LE07``/... (the
+    sensor letter and the mission number), else None: ``LC08_L2SP_014035_..._SR_B4`` -> ``LC08``."""
+    match = _LANDSAT_PRODUCT.match(text.strip())
+    return f"L{match.group(1).upper()}0{match.group(2)}" if match else None
+
+
+def landsat_band_name(sensor: str, text: str) -> str | None:
+    """``text`` read as a band number of Landsat product ``sensor`` (:func:`landsat_sensor`):
+    ``("LC08", "SR_B5")`` -> ``"LC08_B5"``; None when ``text`` is not a band number that sensor has."""
+    match, product = _BARE_NUMBER.match(text.strip()), _LANDSAT_PRODUCT.match(sensor)
+    if not match or not product:
+        return None
+    number = str(int(match.group(1)))
+    return f"{sensor}_B{number}" if number in LANDSAT_BANDS[_LANDSAT_TABLE[product.group(2)]] else None
+
+
+def band_from_file_name(name: str) -> str | None:
+    """The band a one-band file's name states, else None: the last token of the stem (a
+    resolution token such as ``10m`` skipped) as a Sentinel-2 band written with two digits or
+    ``8A`` (``T31UDQ_20200101T103421_B04_10m.jp2``, ``s2_B04.tif`` -> ``B04``), a polarisation
+    (``..._VV.tif`` -> ``VV``), or, in a Landsat product (``LC08_..._SR_B4.TIF``), a band number
+    of that sensor (-> ``LC08_B4``). A single-digit ``B4`` outside a Landsat product stays unread:
+    Sentinel-2 writes two digits, and other sensors number bands otherwise."""
+    stem = name.rsplit("/", 1)[-1]
+    for suffix in (".tif", ".tiff", ".jp2", ".j2k", ".png", ".jpg", ".jpeg", ".img", ".vrt"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    tokens = [t for t in _FILE_TOKEN.split(stem) if t]
+    while len(tokens) > 1 and _RESOLUTION_TOKEN.match(tokens[-1]):
+        tokens.pop()
+    if not tokens:
+        return None
+    last = tokens[-1]
+    sensor = landsat_sensor(stem)
+    if sensor is not None and len(tokens) > 1:
+        return landsat_band_name(sensor, last)
+    if re.fullmatch(r"B(\d\d|8A)", last, re.IGNORECASE):
+        return sentinel2_band(last)
+    if last.upper() in POLARISATIONS:
+        return last.upper()
     return None

@@ -84,7 +84,8 @@ def align(
     for files that must be reprojected, whose GSD on the target CRS is an estimate).
     ``bands``: 1-based band positions over the concatenated bands of a modality's files.
     ``band_names``: names for a modality's kept bands, in order (default: the files' band
-    descriptions, else ``<file stem>:<band>``); name them when the files do not (``red``,
+    descriptions, else the band a one-band file's name states -- ``..._B04.jp2`` -> ``B04``,
+    ``..._VV.tif`` -> ``VV``, ``LC08_..._SR_B5.TIF`` -> ``LC08_B5`` -- else ``<file stem>:<band>``); name them when the files do not (``red``,
     ``VV``, ``B04``, ...) so evaluation and embedding can match bands by name.
     ``val_fraction``: share of the kept chips (before buffer chips are dropped) that goes to
     validation. Raises :class:`salibi.errors.SalibiError` subclasses for anything the user can

@@ -7,13 +7,19 @@ GSD on that CRS, and is marked for windowed reads when it already lies on it nor
 others are warped by GDAL, see :mod:`salibi.align.reading`). The chip grid covers the
 intersection of all inputs and is anchored on the pixel lattice of the finest windowed input,
 so chips at its native GSD are exact copies of its pixels.
+
+:class:`ChipGrid` and :func:`plan_chip_grid` are the one chip grid of salibi: ``salibi align``
+cuts its chips on it, ``salibi embed --chip-size-m`` its scene chips (with an optional stride).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from salibi.align.inputs import InputFile, Modality
 from salibi.errors import InputError
@@ -145,22 +151,110 @@ def _box(b: Iterable[float]) -> str:
     return f"x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f}"
 
 
-def plan_grid(modalities: list[Modality], footprint: tuple[float, float, float, float], tile_size_m: float) -> Any:
-    """The core's ``TileGrid`` over ``footprint``; its errors reworded as the options to change."""
-    from salibi import _core
-
-    # Anchor on the finest raster that is read as is: its chips at native GSD are copies.
+def plan_grid(modalities: list[Modality], footprint: tuple[float, float, float, float], tile_size_m: float) -> ChipGrid:
+    """The chip grid of ``salibi align`` over ``footprint``: anchored on the finest raster that is
+    read as is (its chips at native GSD are exact copies of its pixels), chips side by side."""
     windowed = [inp for inp in by_precedence(modalities) if inp.windowed]
     if windowed:
         finest = min(windowed, key=lambda inp: inp.native_gsd)  # ties: the first by precedence
         anchor = (finest.dataset.transform.c, finest.dataset.transform.f)
     else:
         anchor = (0.0, 0.0)
+    return plan_chip_grid(
+        footprint,
+        tile_size_m,
+        [(m.name, m.gsd) for m in modalities],
+        anchor,
+        size_option="--tile-size-m",
+        whole_pixels_hint=" (or change --gsd)",
+    )
+
+
+# -- the chip grid (shared by salibi align and salibi embed) -------------------------------------
+
+_WHOLE_TOLERANCE = 1e-6  # as the core's tiles.rs
+
+
+@dataclass(frozen=True)
+class ChipGrid:
+    """Square chips of ``chip_size`` metres in ``rows`` x ``cols`` positions: chip ``(r, c)`` (index
+    ``r * cols + c``, row-major) has its top-left corner at ``(left + c * stride, top - r * stride)``.
+    ``stride == chip_size`` (``salibi align``) puts chips side by side; a smaller stride overlaps them.
+    ``unit`` is the core's snapping step: a ground length that is whole pixels at every GSD."""
+
+    left: float
+    top: float
+    rows: int
+    cols: int
+    chip_size: float
+    stride: float
+    unit: float
+
+    @property
+    def tile_size(self) -> float:
+        """The chip side (``salibi align``'s name for it)."""
+        return self.chip_size
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def bounds(self) -> np.ndarray:
+        """``(rows * cols, 4)`` float64 ``min_x, min_y, max_x, max_y`` of every chip, row-major
+        (bit for bit the core's ``TileGrid.bounds()`` for side-by-side chips)."""
+        x = self.left + np.arange(self.cols, dtype=np.float64) * self.stride
+        y = self.top - np.arange(self.rows, dtype=np.float64) * self.stride
+        grid_x, grid_y = np.meshgrid(x, y)
+        xs, ys = grid_x.reshape(-1), grid_y.reshape(-1)
+        return np.stack([xs, ys - self.chip_size, xs + self.chip_size, ys], axis=1)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """``min_x, min_y, max_x, max_y`` covered by the chips."""
+        reach_x = (self.cols - 1) * self.stride + self.chip_size
+        reach_y = (self.rows - 1) * self.stride + self.chip_size
+        if self.stride == self.chip_size:  # the core's arithmetic, for identical numbers
+            reach_x, reach_y = self.cols * self.chip_size, self.rows * self.chip_size
+        return (self.left, self.top - reach_y, self.left + reach_x, self.top)
+
+
+def plan_chip_grid(
+    footprint: tuple[float, float, float, float],
+    chip_size_m: float,
+    gsds: Sequence[tuple[str, float]],
+    anchor: tuple[float, float],
+    stride_m: float | None = None,
+    size_option: str = "--chip-size-m",
+    stride_option: str = "--stride-m",
+    whole_pixels_hint: str = "",
+) -> ChipGrid:
+    """The largest grid of ``chip_size_m`` chips inside ``footprint`` whose corners lie on
+    ``anchor + k * unit`` (the Rust core's ``plan_tile_grid``, ``tiles.rs``: chips a whole number of
+    pixels at every ``(name, GSD)`` of ``gsds``), stepping by ``stride_m`` (default: the chip size),
+    which must be whole pixels at every GSD too. Errors name ``size_option`` / ``stride_option``;
+    ``whole_pixels_hint`` is added to the one about chips that are not whole pixels."""
+    from salibi import _core
+
     try:
-        return _core.plan_tile_grid(footprint, float(tile_size_m), [(m.name, m.gsd) for m in modalities], anchor)
+        core = _core.plan_tile_grid(footprint, float(chip_size_m), [(n, float(g)) for n, g in gsds], anchor)
     except ValueError as err:
         message = str(err)
         if message.startswith("tile_size_m: "):
             rest = message[len("tile_size_m: ") :]
-            message = f"--tile-size-m {rest}" if rest[:1].isdigit() else f"--tile-size-m {tile_size_m:g}: {rest}"
-        raise InputError(message + " (or change --gsd)" if "whole number" in message else message) from None
+            message = f"{size_option} {rest}" if rest[:1].isdigit() else f"{size_option} {chip_size_m:g}: {rest}"
+            message = message.replace("tile size", "chip size") if size_option != "--tile-size-m" else message
+        raise InputError(message + whole_pixels_hint if "whole number" in message else message) from None
+    chip = float(chip_size_m)
+    stride = chip if stride_m is None else float(stride_m)
+    if stride == chip:
+        return ChipGrid(core.left, core.top, core.rows, core.cols, chip, chip, core.unit)
+    if not (math.isfinite(stride) and 0 < stride <= chip):
+        raise InputError(f"{stride_option} {stride_m:g}: must be above 0 and at most the chip size ({chip:g} m)")
+    for name, gsd in gsds:
+        ratio = stride / gsd
+        if abs(ratio - round(ratio)) > _WHOLE_TOLERANCE * max(ratio, 1.0):
+            raise InputError(
+                f"{stride_option} {stride:g} m is not a whole number of {name} pixels at {gsd:g} m/px "
+                f"({ratio:.3f} px); use a multiple of {gsd:g} m"
+            )
+    cols = int(math.floor((footprint[2] - core.left - chip) / stride + _WHOLE_TOLERANCE)) + 1
+    rows = int(math.floor((core.top - footprint[1] - chip) / stride + _WHOLE_TOLERANCE)) + 1
+    return ChipGrid(core.left, core.top, rows, cols, chip, stride, core.unit)

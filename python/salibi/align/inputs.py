@@ -2,7 +2,8 @@
 
 Each modality's files are opened with rasterio and their bands concatenated in the order the
 files were given; ``bands`` picks from that concatenation by 1-based position (in any order)
-and ``band_names`` renames what was picked. What comes out is one :class:`Modality` per
+and ``band_names`` renames what was picked. Unnamed bands of one-band files named as Sentinel-2,
+Sentinel-1 or Landsat band files are named from the file name (``..._B04.jp2`` -> ``B04``). What comes out is one :class:`Modality` per
 modality, holding the :class:`InputFile` objects the reader uses and the channel order the
 output wants. Where each file lies on the target CRS is filled in later by
 :mod:`salibi.align.grid`.
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from salibi.bands import band_from_file_name
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.rasters import gdal_reason
 from salibi.vocabulary import MODALITIES
@@ -178,9 +180,14 @@ def _pick(name: str, number: int, every_band: list[tuple[int, int]], opened: lis
 
 
 def band_name(path: Path, dataset: Any, band: int) -> str:
-    """The file's description of the band, else ``<file stem>:<band>``."""
+    """The file's description of the band; else, for a one-band file, the band its name states
+    (Sentinel-2 ``..._B04.jp2`` -> ``B04``, ``..._VV.tif`` -> ``VV``, Landsat ``LC08_..._SR_B5.TIF``
+    -> ``LC08_B5``; :func:`salibi.bands.band_from_file_name`); else ``<file stem>:<band>``."""
     description = dataset.descriptions[band - 1]
-    return description if description else f"{path.stem}:{band}"
+    if description:
+        return description
+    named = band_from_file_name(path.name) if dataset.count == 1 else None
+    return named or f"{path.stem}:{band}"
 
 
 def rename_bands(modalities: list[Modality], names: Mapping[str, Sequence[str]]) -> None:
