@@ -72,7 +72,7 @@ def test_sample_attribute_decodes_from_bytes_literal_text():
 # -- numpy, dates, affine, CRS ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("protocol", [3, 4, 5])
 @pytest.mark.parametrize(
     "array",
     [
@@ -235,3 +235,77 @@ def test_damaged_pickles_are_format_errors():
         safe_pickle.loads_attribute("b'\\x80\\x04", source="id.hdf5")
     with pytest.raises(DataFormatError, match="expected bytes"):
         safe_pickle.loads_attribute("[1, 2]", source="id.hdf5")
+
+
+# -- no more than geobench 1.1.0 accepts, and nothing changed for the rest of the process ----
+
+
+def test_build_on_an_allowed_function_is_refused_and_changes_nothing():
+    """Defect 7: BUILD with slot state used to setattr on the module-level _scalar itself."""
+    scalar = safe_pickle._GLOBALS[("numpy.core.multiarray", "scalar")]
+    data = b"cnumpy.core.multiarray\nscalar\n(N}V__defaults__\n(I1\ntstb."
+    pickletools.dis(data, out=io.StringIO())  # a well-formed stream
+    with pytest.raises(UnsafePickleError, match="refusing to set state on numpy.core.multiarray.scalar"):
+        safe_pickle.loads(data, source="id_0001.hdf5")
+    assert safe_pickle._scalar.__defaults__ == (None,) and not hasattr(scalar, "__defaults__")
+    assert safe_pickle.loads(pickle.dumps(np.float32(2.5))) == pytest.approx(2.5)  # still works
+
+
+def test_build_on_a_record_class_changes_nothing():
+    cls = safe_pickle.record_class("geobench.dataset.Sentinel2")
+    data = b"cgeobench.dataset\nSentinel2\n(N}Vclass_path\nVos.system\nstb."
+    with pytest.raises(DataFormatError):
+        safe_pickle.loads(data)
+    assert cls.class_path == "geobench.dataset.Sentinel2"
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("builtins", "bytearray"),  # bytearray(10**12): memory exhaustion with one opcode
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "object"),
+        ("__builtin__", "set"),
+        ("_codecs", "encode"),
+        ("copyreg", "_reconstructor"),
+        ("geobench.label_map", "LabelMap"),
+        ("geobench.bandstats", "Stats"),
+        ("geobench.dataset", "Evil"),
+        ("geobench.label", "Sample"),  # a geobench class, but not one geobench.label has
+        ("geobench.config", "GEO_BENCH_DIR"),
+        ("ccb.io.dataset", "os"),
+    ],
+)
+def test_what_geobench_1_1_0_refuses_is_refused(module, name):
+    with pytest.raises(UnsafePickleError, match=f"refusing to unpickle {module}.{name}"):
+        safe_pickle.loads(f"c{module}\n{name}\n.".encode(), source="x.pkl")
+
+
+def test_one_opcode_bytearray_allocates_nothing():
+    data = b"cbuiltins\nbytearray\n(I1000000000000\ntR."
+    with pytest.raises(UnsafePickleError, match="bytearray"):
+        safe_pickle.loads(data)
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("geobench.dataset", "Sentinel2"),
+        ("geobench.io.dataset", "SegmentationClasses"),
+        ("ccb.io.label", "Classification"),
+        ("ccb.io.task", "TaskSpecifications"),
+        ("geobench.task", "Sample"),  # imported into geobench/task.py: geobench accepts it there
+        ("geobench", "MultiLabelClassification"),
+        ("ccb", "Band"),
+    ],
+)
+def test_what_geobench_1_1_0_accepts_loads_as_records(module, name):
+    loaded = safe_pickle.loads(f"c{module}\n{name}\n".encode() + b")\x81.")  # NEWOBJ, no arguments
+    assert isinstance(loaded, Record) and loaded.class_path == f"{module}.{name}"
+
+
+def test_protocol_2_bytes_need_codecs_encode_which_geobench_refuses():
+    with pytest.raises(UnsafePickleError, match="_codecs.encode"):
+        safe_pickle.loads(pickle.dumps(np.arange(3, dtype=np.int16), protocol=2))

@@ -5,21 +5,27 @@ GEO-Bench stores task specifications (``task_specs.pkl``) and per-sample band me
 come from a download, and a pickle can call any importable function while it loads, so the
 standard loader must never see them.
 
-:func:`loads` uses a restricted unpickler whose ``find_class`` never imports anything:
+It accepts no more than geobench 1.1.0's own restricted unpickler (``geobench/_safe_pickle.py``)
+accepts, and builds less. :func:`loads`'s ``find_class`` never imports anything:
 
-- geobench classes, under every module path they were written from (``geobench.dataset``,
-  ``geobench.label``, ``geobench.task``, the historic ``geobench.io.*`` and ``ccb.io.*``),
-  become inert :class:`~salibi.eval.pickle_records.Record` objects holding the pickled fields;
+- the classes of geobench 1.1.0 (:data:`GEOBENCH_CLASSES`), under the module paths geobench
+  resolves them from (``geobench``, ``geobench.dataset``, ``geobench.label``, ``geobench.task``,
+  the historic ``geobench.io.*`` and ``ccb.io.*``), become inert
+  :class:`~salibi.eval.pickle_records.Record` objects holding the pickled fields;
 - ``affine.Affine`` becomes an :class:`~salibi.eval.pickle_records.AffineRecord` (a plain
   6-tuple ``a, b, c, d, e, f``; affine 3.x cannot restore affine-2 pickles) and
   ``rasterio.crs.CRS`` a :class:`~salibi.eval.pickle_records.CRSRecord` holding the WKT text;
 - numpy arrays, numpy scalars and dtypes are rebuilt by this module from the pickled bytes
   with ``numpy.frombuffer`` (plain numeric and string dtypes only: object dtypes would make
   numpy call the standard unpickler itself);
-- ``datetime`` values, ``collections.OrderedDict`` and a few builtin containers load as usual.
+- ``datetime`` values and ``collections.OrderedDict`` load as usual.
 
 Everything else raises :class:`salibi.errors.UnsafePickleError`, e.g. "refusing to unpickle
-os.system from task_specs.pkl", before it is called.
+os.system from task_specs.pkl", before it is called -- builtins such as ``bytearray`` (one
+opcode could ask for terabytes), ``set``, ``_codecs.encode`` and ``copyreg._reconstructor``
+included, as in geobench 1.1.0. The functions a pickle may call are wrapped, so a BUILD opcode
+aimed at one of them (to set ``__defaults__``, say) is refused instead of changing it for the
+rest of the process.
 
 The writer is :mod:`salibi.eval.pickle_writer`, the records :mod:`salibi.eval.pickle_records`;
 both are importable from here too (``from salibi.eval.safe_pickle import loads, dumps,
@@ -54,8 +60,45 @@ __all__ = [
     "record_class",
 ]
 
-# Module paths geobench pickles were written under (current, historic, pre-release name).
-_GEOBENCH_MODULE = re.compile(r"^(geobench|ccb)(\.io)?(\.(dataset|label|task|label_map|bandstats))?$")
+# The classes geobench 1.1.0's restricted unpickler accepts: a class defined in (or imported
+# into) geobench/dataset.py, label.py or task.py, looked up under a module path geobench maps
+# to that file; the package paths (``import *`` of all three) accept any of them.
+_DATASET_CLASSES = frozenset(
+    {
+        "BandInfo",
+        "SpectralBand",
+        "Sentinel1",
+        "Sentinel2",
+        "Landsat8",
+        "Mask",
+        "ElevationBand",
+        "MultiBand",
+        "HyperSpectralBands",
+        "CloudProbability",
+        "SegmentationClasses",
+        "Band",
+        "Sample",
+        "Partition",
+        "GeneratorWithLength",
+        "GeobenchDataset",
+        "Stats",
+        "LabelType",  # imported from geobench.label
+    }
+)
+_LABEL_CLASSES = frozenset(
+    {"LabelType", "Classification", "SemanticSegmentation", "MultiLabelClassification", "Detection"}
+)
+_TASK_CLASSES = frozenset(
+    {"TaskSpecifications", "SegmentationAccuracy", "Accuracy", "MultilabelAccuracy", "GeobenchDataset", "Sample"}
+)
+_PACKAGE_CLASSES = _DATASET_CLASSES | _LABEL_CLASSES | _TASK_CLASSES
+#: module path -> the geobench 1.1.0 class names a pickle may name there.
+GEOBENCH_CLASSES: dict[str, frozenset[str]] = {
+    **{f"{root}.dataset": _DATASET_CLASSES for root in ("geobench", "geobench.io", "ccb.io")},
+    **{f"{root}.label": _LABEL_CLASSES for root in ("geobench", "geobench.io", "ccb.io")},
+    **{f"{root}.task": _TASK_CLASSES for root in ("geobench", "geobench.io", "ccb.io")},
+    **{root: _PACKAGE_CLASSES for root in ("geobench", "geobench.io", "ccb", "ccb.io")},
+}
 
 
 # -- numpy, rebuilt from bytes ------------------------------------------------------------
@@ -63,8 +106,27 @@ _GEOBENCH_MODULE = re.compile(r"^(geobench|ccb)(\.io)?(\.(dataset|label|task|lab
 _SIMPLE_DTYPE = re.compile(r"^[<>|=]?([biufcUS])(\d*)$")
 
 
-class _NDArrayMarker:
-    """What ``numpy.ndarray`` resolves to: only a tag for ``_reconstruct``'s first argument."""
+class _Callable:
+    """A function a pickle may call (REDUCE), and nothing more: a BUILD opcode aimed at it is
+    refused, where on a plain function it would set attributes such as ``__defaults__`` for the
+    rest of the process. ``function=None``: a tag that is not callable at all."""
+
+    __slots__ = ("function", "name")
+
+    def __init__(self, name: str, function: Any = None) -> None:
+        self.name, self.function = name, function
+
+    def __call__(self, *args: Any) -> Any:
+        if self.function is None:
+            raise UnsafePickleError(f"refusing to call {self.name}")
+        return self.function(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError(f"refusing to set state on {self.name}")
+
+
+#: What ``numpy.ndarray`` resolves to: only a tag for ``_reconstruct``'s first argument.
+_NDARRAY = _Callable("numpy.ndarray")
 
 
 class _PendingDtype:
@@ -144,7 +206,7 @@ class _PendingArray:
 
 
 def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> _PendingArray:
-    if subtype is not _NDArrayMarker:
+    if subtype is not _NDARRAY:
         raise UnsafePickleError(f"refusing to rebuild a numpy array of type {subtype!r}: only numpy.ndarray is allowed")
     return _PendingArray()
 
@@ -157,47 +219,24 @@ def _scalar(dtype: Any, raw: Any = None) -> Any:
     return _array_from_bytes(raw, _as_dtype(dtype), (), False)[()]
 
 
-def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
-    # Protocol 2 pickles write bytes as _codecs.encode(str, "latin1").
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
-    return text.encode("latin1")
-
-
-def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    # Protocol 0/1 instances: copyreg._reconstructor(cls, object, None).
-    if not (isinstance(cls, type) and issubclass(cls, Record)) or base is not object or state is not None:
-        raise UnsafePickleError(f"refusing copyreg._reconstructor({cls!r}, {base!r}, ...)")
-    return cls()
-
-
-_NUMPY_GLOBALS: dict[tuple[str, str], Any] = {("numpy", "ndarray"): _NDArrayMarker, ("numpy", "dtype"): _PendingDtype}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _NUMPY_GLOBALS[(_module, "_reconstruct")] = _reconstruct
-    _NUMPY_GLOBALS[(_module, "scalar")] = _scalar
-for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    _NUMPY_GLOBALS[(_module, "_frombuffer")] = _frombuffer
-
-_PLAIN_GLOBALS: dict[tuple[str, str], Any] = {
+#: (module, name) -> what the pickle gets for that global. Only what geobench 1.1.0 accepts.
+_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _Callable("numpy.dtype", _PendingDtype),
     ("datetime", "date"): datetime.date,
     ("datetime", "datetime"): datetime.datetime,
     ("datetime", "time"): datetime.time,
     ("datetime", "timedelta"): datetime.timedelta,
     ("datetime", "timezone"): datetime.timezone,
     ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
-    ("builtins", "complex"): complex,
-    ("builtins", "object"): object,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "object"): object,
-    ("_codecs", "encode"): _codecs_encode,
-    ("copyreg", "_reconstructor"): _copyreg_reconstructor,
-    ("copy_reg", "_reconstructor"): _copyreg_reconstructor,
     ("affine", "Affine"): AffineRecord,
     ("rasterio.crs", "CRS"): CRSRecord,
 }
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _GLOBALS[(_module, "_reconstruct")] = _Callable(f"{_module}._reconstruct", _reconstruct)
+    _GLOBALS[(_module, "scalar")] = _Callable(f"{_module}.scalar", _scalar)
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    _GLOBALS[(_module, "_frombuffer")] = _Callable(f"{_module}._frombuffer", _frombuffer)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -206,12 +245,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
-        key = (module, name)
-        if key in _NUMPY_GLOBALS:
-            return _NUMPY_GLOBALS[key]
-        if key in _PLAIN_GLOBALS:
-            return _PLAIN_GLOBALS[key]
-        if _GEOBENCH_MODULE.match(module) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        found = _GLOBALS.get((module, name))
+        if found is not None:
+            return found
+        if name in GEOBENCH_CLASSES.get(module, ()):
+            # A type (NEWOBJ needs one); BUILD on it calls Record.__setstate__ unbound and fails.
             return record_class(f"{module}.{name}")
         raise UnsafePickleError(
             f"refusing to unpickle {module}.{name} from {self.source}: GEO-Bench metadata holds only geobench "
