@@ -33,7 +33,7 @@ def test_zeroed_qk_attention_weights_equal_softmax_of_bias(tiny):
     attn = tiny.encoders["hires"].blocks[0].attn
     biases = capture(attn, 1)
     images = torch.randn(1, 3, 64, 64)  # 8 x 8 patches of 8 px
-    tiny.encode(images, modality="hires", gsd=2.5)
+    tiny.encode(images, modality="hires", gsd=10.0)
     bias = biases[0]
     heads, dim = tiny.config.heads, tiny.config.dim
     head_dim, n = dim // heads, 64
@@ -56,8 +56,9 @@ def test_zeroed_qk_attention_weights_equal_softmax_of_bias(tiny):
         for h in range(heads):
             weights[h, :, b * head_dim : (b + 1) * head_dim] = out[b, :, h * head_dim : (h + 1) * head_dim]
 
-    grid = centres(8, 8, 8, 2.5)
-    expected = torch.from_numpy(numpy_bias(grid, grid, heads, ref_length=8 * 2.5)).float().softmax(dim=-1)
+    grid = centres(8, 8, 8, 10.0)
+    assert tiny.config.ref_length == 8 * 10.0  # the model's one L: a patch at 10 m by default
+    expected = torch.from_numpy(numpy_bias(grid, grid, heads, ref_length=8 * 10.0)).float().softmax(dim=-1)
     torch.testing.assert_close(weights, expected, rtol=1e-4, atol=1e-6)
     # and far from uniform where the slope is steepest: the bias matters
     assert (expected[0].max(dim=-1).values > 2.0 / n).all()

@@ -179,3 +179,21 @@ def test_a_pickle_is_never_loaded(tmp_path, tiny):
     torch.save(tiny.state_dict(), path / "model.safetensors")  # a pickle under the expected name
     with pytest.raises(DataFormatError, match="model.safetensors"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_keeps_its_reference_length_and_older_ones_get_the_one_they_trained_with(tmp_path):
+    torch.manual_seed(0)
+    model = build("tiny", ref_length=120.0)
+    path = save_checkpoint(model, tmp_path / "ckpt", **STATS)
+    assert load_checkpoint(path).config.ref_length == 120.0
+    # Written before every model had one L: null, and training used a patch of the coarsest GSD.
+    document = json.loads((path / "config.json").read_text())
+    document["model"]["ref_length"] = None
+    (path / "config.json").write_text(json.dumps(document))
+    assert load_checkpoint(path).config.ref_length == 8 * 10.0  # sar and lores at 10 m, hires at 2.5 m
+    document["modalities"]["sar"]["gsd"] = None  # unknown: the default L
+    (path / "config.json").write_text(json.dumps(document))
+    assert load_checkpoint(path).config.ref_length == 8 * 10.0
+    document["modalities"]["sar"]["gsd"] = 30.0
+    (path / "config.json").write_text(json.dumps(document))
+    assert load_checkpoint(path).config.ref_length == 8 * 30.0

@@ -62,8 +62,8 @@ def test_variants_share_parameters_and_differ_only_in_positions():
         assert all(torch.equal(state[k], reference[k]) for k in reference), variant
 
     images = torch.randn(2, 3, 48, 64)
-    tokens = {v: m.encode(images, modality="hires", gsd=2.5) for v, m in models.items()}
-    # unimodal, L = the chip's own patch footprint: Scale-ALiBi is exactly 2-D ALiBi on the grid
+    tokens = {v: m.encode(images, modality="hires", gsd=10.0) for v, m in models.items()}
+    # a chip whose patch footprint is the model's L (8 px at 10 m): Scale-ALiBi is exactly 2-D ALiBi
     torch.testing.assert_close(tokens["scale-alibi"], tokens["alibi"], rtol=1e-5, atol=1e-5)
     for a, b in (("scale-alibi", "sincos"), ("scale-alibi", "none"), ("sincos", "none")):
         assert not torch.allclose(tokens[a], tokens[b], atol=1e-3), (a, b)
@@ -96,20 +96,26 @@ def test_none_variant_has_no_positions_and_sincos_has():
         assert torch.allclose(moved, plain[:, perm], atol=1e-5) == equivariant, variant
 
 
-def test_ref_length_fixes_the_bias_scale_for_unimodal_calls():
+def test_every_model_has_one_fixed_reference_length_so_gsd_changes_unimodal_encodings():
+    """Defect 5: build() used L = the call's own patch footprint, so 0.5 m and 10 m chips gave
+    the same encoding (7e-7 apart). Every model now has one L in metres."""
     images = torch.randn(1, 3, 32, 32)
     torch.manual_seed(0)
-    per_call = build("tiny")
+    default = build("tiny")
+    assert default.config.ref_length == 8 * 10.0  # one patch at 10 m
+    assert not torch.allclose(default.embed(images, "hires", 0.5), default.embed(images, "hires", 10.0), atol=1e-3)
     torch.manual_seed(0)
     fixed = build("tiny", ref_length=80.0)
-    assert fixed.config.ref_length == 80.0
-    # default: the chip's own footprint, so the GSD does not change a unimodal encoding
-    torch.testing.assert_close(per_call.encode(images, "hires", 1.0), per_call.encode(images, "hires", 4.0))
-    # a fixed L in metres: it does, and the argument overrides per call
-    assert not torch.allclose(fixed.encode(images, "hires", 1.0), fixed.encode(images, "hires", 4.0), atol=1e-4)
+    torch.testing.assert_close(default.encode(images, "hires", 2.0), fixed.encode(images, "hires", 2.0))
+    torch.manual_seed(0)
+    other = build("tiny", ref_length=20.0)
+    assert other.config.ref_length == 20.0
+    # the argument overrides the model's L for one call
     torch.testing.assert_close(
-        per_call.encode(images, "hires", 2.0, ref_length=80.0), fixed.encode(images, "hires", 2.0)
+        default.encode(images, "hires", 2.0, ref_length=20.0), other.encode(images, "hires", 2.0)
     )
+    with pytest.raises(InputError, match="ref_length"):
+        build("tiny", ref_length=float("nan"))
 
 
 def test_missing_modalities():

@@ -28,11 +28,10 @@ or a ``(B,)`` tensor of equal values (torch's ``default_collate``). A batch need
 the model's modalities (the pairs present are contrasted and fused); a modality the model was
 not built with is an :class:`~salibi.errors.InputError`.
 
-Reference length ``L``: one per call -- ``config.ref_length`` (metres) when set, else one patch
-footprint of the coarsest modality in the call. A unimodal ``encode``/``embed`` therefore uses
-the chip's own patch footprint unless ``config.ref_length`` (or the ``ref_length=`` argument)
-says otherwise; build with ``ref_length = patch_size * coarsest training GSD`` to give unimodal
-calls the bias scale seen in pretraining.
+Reference length ``L``: one per model, ``config.ref_length`` (metres), so the GSD passed to
+``encode``/``embed`` always changes the bias: ``build`` defaults it to ``patch_size * 10`` (one
+patch at Sentinel-2's 10 m), ``salibi pretrain`` sets one patch footprint of its data's coarsest
+GSD, and a checkpoint stores it. ``encode(..., ref_length=...)`` overrides it for one call.
 
 Masking draws from torch's global CPU generator whatever the device (restore
 ``torch.get_rng_state()`` to resume exactly); ``model(batch, mask_ratio=0.75)`` overrides the

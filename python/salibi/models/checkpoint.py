@@ -289,6 +289,21 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return found
 
 
+def _stored_ref_length(model: dict[str, Any], modalities: dict[str, Any]) -> Any:
+    """The checkpoint's reference length. Checkpoints written before every model had one store
+    null: their training calls used one patch of the coarsest GSD, which the per-modality GSDs
+    give back (unknown GSDs: None, the default of :class:`ModelConfig`)."""
+    stored = model.get("ref_length")
+    if stored is not None:
+        return stored
+    gsds = [entry.get("gsd") if isinstance(entry, dict) else None for entry in modalities.values()]
+    known = [float(g) for g in gsds if isinstance(g, (int, float)) and g > 0]
+    patch = model.get("patch_size")
+    if isinstance(patch, int) and known and len(known) == len(gsds):
+        return float(patch * max(known))
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ScaleAlibiModel:
     """The model saved in ``path`` (checkpoint or run folder, see :func:`resolve_checkpoint`),
     on ``map_location``, in eval mode, with ``modality_info``, ``checkpoint_metadata`` and
@@ -304,6 +319,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         config = ModelConfig.from_dict(
             {
                 **document["model"],
+                "ref_length": _stored_ref_length(document["model"], modalities),
                 "modalities": tuple(modalities),
                 "channels": {m: entry["channels"] for m, entry in modalities.items()},
             }

@@ -30,6 +30,9 @@ from salibi.vocabulary import MODALITIES, VARIANTS
 
 #: Input channels when ``build(channels=...)`` does not say otherwise: VV/VH, RGB, RGB.
 DEFAULT_CHANNELS: dict[str, int] = {"sar": 2, "lores": 3, "hires": 3}
+#: The coarse GSD (m/px) behind the default reference length ``patch_size * DEFAULT_COARSE_GSD``:
+#: Sentinel-1 and Sentinel-2, the coarsest modalities of a typical training set.
+DEFAULT_COARSE_GSD = 10.0
 
 _WIDTH_FIELDS = (
     "dim",
@@ -79,9 +82,9 @@ class ModelConfig:
     reconstruction_weight: float = 1.0
     #: initial InfoNCE temperature (learned, as CLIP's log logit scale)
     temperature: float = 0.07
-    #: Scale-ALiBi reference length L in metres. None: per call, one patch footprint of the
-    #: coarsest modality in that call (``patch_size * max(gsd)``). Set it to the training
-    #: set's coarse patch footprint to give unimodal ``encode`` the bias scale seen in training.
+    #: Scale-ALiBi reference length L in metres, one for every call of the model (so a GSD always
+    #: changes the bias). None becomes ``patch_size * DEFAULT_COARSE_GSD`` on validation;
+    #: ``salibi pretrain`` sets one patch footprint of the training data's coarsest GSD.
     ref_length: float | None = None
 
     def __post_init__(self) -> None:
@@ -125,8 +128,11 @@ class ModelConfig:
             raise InputError(f"mask_ratio {self.mask_ratio}: must be in [0, 1)")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise InputError(f"temperature {self.temperature}: must be a positive number")
-        if self.ref_length is not None and not (self.ref_length > 0 and math.isfinite(self.ref_length)):
+        if self.ref_length is None:
+            self.ref_length = float(self.patch_size * DEFAULT_COARSE_GSD)
+        if not (isinstance(self.ref_length, (int, float)) and self.ref_length > 0 and math.isfinite(self.ref_length)):
             raise InputError(f"ref_length {self.ref_length}: must be a positive number of metres, or None")
+        self.ref_length = float(self.ref_length)
         if self.mlp_ratio <= 0:
             raise InputError(f"mlp_ratio {self.mlp_ratio}: must be positive")
 

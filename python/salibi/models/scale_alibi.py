@@ -14,10 +14,9 @@ Positions: no position embedding in the ``scale-alibi`` and ``alibi`` variants. 
 attention layer (self, cross, decoder) adds ``-m_h * distance / L`` to its logits, with the
 distance between patch centres on the ground (``scale-alibi``) or on each chip's own patch
 grid in patch units (``alibi``); all chips of a sample share one ground footprint with their
-top-left corner at the origin. One ``L`` per call: ``config.ref_length`` when set, else one
-patch footprint of the coarsest modality in the call, ``patch_size * max(gsd)`` -- for a
-unimodal ``encode`` that is the chip's own patch footprint (then the bias equals plain 2-D
-ALiBi on the patch grid whatever the GSD). The biases are built once per batch from the
+top-left corner at the origin. One ``L`` for the model: ``config.ref_length``, always set (a
+call's ``ref_length=`` argument overrides it), so a chip's GSD changes its bias in a unimodal
+``encode`` as in pretraining. The biases are built once per batch from the
 core's cached tables (:mod:`salibi.models.attention_bias`) and shared by every layer.
 """
 
@@ -134,7 +133,7 @@ class ScaleAlibiModel(nn.Module):
             length = float(p)
         else:
             grids = {m: PatchGrid(h // p, w // p, p, gsd[m]) for m, (h, w) in sizes.items()}
-            length = ref_length or self.config.ref_length or p * max(gsd[m] for m in sizes)
+            length = float(ref_length or self.config.ref_length or 0.0)  # validate() always sets ref_length
         return TokenGeometry(grids, length, self.device, self._compute_dtype())
 
     def patch_tokens(self, images: torch.Tensor, modality: str) -> torch.Tensor:
@@ -166,8 +165,8 @@ class ScaleAlibiModel(nn.Module):
     ) -> torch.Tensor:
         """(B, C, H, W) normalised images -> (B, N, D) encoder tokens, N = (H/p)*(W/p), row-major.
 
-        No masking. ``ref_length`` (metres) overrides the model's reference length for this
-        call; by default it is ``config.ref_length`` or, when unset, the chip's patch footprint.
+        No masking. ``ref_length`` (metres) overrides the model's reference length
+        ``config.ref_length`` for this call.
         """
         images = self._check_images(images, modality)
         size = (images.shape[-2], images.shape[-1])
