@@ -48,7 +48,7 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
     results = json.loads((out / "eval.json").read_text())
     assert results["failed"] == {} and results["skipped"] == {}
     seg = results["tasks"]["raleigh-landcover-seg"]
-    assert seg["seg"]["miou"] > seg["majority"]["miou"]
+    assert seg["seg-linear"]["miou"] > seg["majority"]["miou"]
     assert set(results["tasks"]["raleigh-landcover"]) == {"knn", "linear", "majority"}
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
 

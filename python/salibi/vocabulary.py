@@ -19,8 +19,14 @@ MODALITY_HELP: dict[str, str] = {
 SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
 #: Position-information variants (DESIGN.md "Scale-ALiBi, exactly"); identical otherwise.
 VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
-#: Frozen-encoder evaluation protocols of ``salibi eval geobench``.
-PROTOCOLS: tuple[str, ...] = ("knn", "linear", "seg", "majority")
+#: Frozen-encoder evaluation protocols of ``salibi eval geobench`` (salibi.eval.protocols).
+PROTOCOLS: tuple[str, ...] = ("knn", "linear", "seg-linear", "seg-fpn", "majority")
+#: Former protocol names still accepted: name -> the protocol it means now.
+PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
+#: Train-size partitions of every GEO-Bench task (``<name>_partition.json``), smallest first.
+TRAIN_SIZE_PARTITIONS: tuple[str, ...] = tuple(
+    f"{fraction}x_train" for fraction in ("0.01", "0.02", "0.05", "0.10", "0.20", "0.50", "1.00")
+)
 
 # File formats: the ``format`` / ``format_version`` every salibi file carries.
 ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION = "salibi-aligned", 1
@@ -28,3 +34,5 @@ EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION = "salibi-embeddings", 1
 CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION = "salibi-checkpoint", 1
 TRAINER_FORMAT, TRAINER_FORMAT_VERSION = "salibi-trainer-state", 1
 RUN_FORMAT, RUN_FORMAT_VERSION = "salibi-run", 1
+EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION = "salibi-eval-results", 2
+EVAL_FEATURES_FORMAT, EVAL_FEATURES_FORMAT_VERSION = "salibi-eval-features", 1

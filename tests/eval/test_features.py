@@ -174,3 +174,21 @@ def test_cuda_features_match_cpu(random_checkpoint, synthetic_root):
     gpu = extract_features(gpu_model, task, inputs, names, stats, device="cuda")  # bfloat16 autocast
     cosine = (cpu.pooled * gpu.pooled).sum(1) / np.linalg.norm(cpu.pooled, axis=1) / np.linalg.norm(gpu.pooled, axis=1)
     assert cosine.min() > 0.99
+
+
+def test_block_tokens_are_the_encoder_blocks_outputs(model, synthetic_root):
+    """Hooks capture block outputs in the same pass: the last block's, normalised, is the encoder output."""
+    task = open_task(synthetic_root, "m-tiny-seg")
+    bands, gsd = checkpoint_bands(model)
+    inputs = map_task_bands(task.specs, bands, gsd, task.name)
+    names = task.partition()["test"]
+    stats = band_normalisation(task, inputs, names)
+    features = extract_features(model, task, inputs, names, stats, keep_tokens=True, token_blocks=[0, 1])
+    assert features.blocks == (0, 1) and features.block_tokens.shape == (len(names), 2, 25, model.config.dim)
+    norm = model.encoders["hires"].norm
+    with torch.no_grad():
+        normalised = norm(torch.from_numpy(features.block_tokens[:, 1].astype(np.float32))).numpy()
+    np.testing.assert_allclose(normalised, features.tokens.astype(np.float32), atol=2e-2)
+    assert not np.allclose(features.block_tokens[:, 0], features.block_tokens[:, 1], atol=1e-2)
+    assert not model.encoders["hires"].blocks[0]._forward_hooks  # hooks removed afterwards
+    features.close()

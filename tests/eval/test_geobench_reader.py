@@ -174,8 +174,11 @@ def test_dangling_symlink_falls_back_to_full_train(synthetic_root):
 def test_named_partition(synthetic_root):
     task = open_task(synthetic_root, "m-tiny-s2")
     assert task.partition("1.00x_train") == task.partition("default")
+    half = task.partition("0.50x_train")
+    assert half["train"] == task.partition()["train"][:6] and half["test"] == task.partition()["test"]
     with pytest.raises(
-        MissingInputError, match=r"no readable partition '0\.01x_train'.*readable partitions: 1\.00x_train, default"
+        MissingInputError,
+        match=r"no readable partition '0\.01x_train'.*readable partitions: 0\.50x_train, 1\.00x_train, default",
     ):
         task.partition("0.01x_train")
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from salibi.cli.options import batch_size_option, device_option, num_workers_option, overwrite_option
-from salibi.vocabulary import PROTOCOLS
+from salibi.cli.options import batch_size_option, device_option, num_workers_option
+from salibi.vocabulary import PROTOCOL_ALIASES, PROTOCOLS, TRAIN_SIZE_PARTITIONS
 
 
 def _protocol_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
+    chosen = tuple(PROTOCOL_ALIASES.get(p.strip(), p.strip()) for p in value.split(",") if p.strip())
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise click.BadParameter(f"{value!r}: a comma-separated list of {', '.join(PROTOCOLS)}")
-    return chosen
+    return tuple(dict.fromkeys(chosen))
 
 
 def _progress(message: str) -> None:
@@ -37,14 +38,21 @@ def command() -> None:
     type=click.Path(path_type=str),
     default=None,
     help="GEO-Bench folder holding classification_v1.0/ and segmentation_v1.0/ "
-    "[default: $GEO_BENCH_DIR, else ~/dataset/geobench].",
+    "[default: $GEO_BENCH_DIR, else ~/dataset/geobench]. With --aggregate: where normalizer.json is looked for.",
 )
 @click.option("--tasks", default=None, help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].")
 @click.option(
     "--partition",
     default="default",
     show_default=True,
-    help="Partition file to use: default, 1.00x_train, 0.10x_train, ...",
+    help="Partition whose train split is used (validation and test: the default partition's): default, "
+    f"{TRAIN_SIZE_PARTITIONS[0]} ... {TRAIN_SIZE_PARTITIONS[-1]}.",
+)
+@click.option(
+    "--partitions",
+    default=None,
+    help="Several partitions (comma-separated), or 'all' for every train-size partition: the data-efficiency "
+    "curve (a table and OUTPUT.partitions.png). The largest is the headline partition.",
 )
 @click.option(
     "--protocol",
@@ -52,16 +60,26 @@ def command() -> None:
     default=",".join(PROTOCOLS),
     show_default=True,
     callback=_protocol_list,
-    help="Comma-separated: knn (k=20 cosine), linear (logistic regression, C chosen on valid), "
-    "seg (linear head on patch tokens), majority (chance reference: the most frequent "
-    "training class). Each runs on the tasks it applies to.",
+    help="Comma-separated: knn (k nearest training features vote), linear (logistic regression, C swept on "
+    "validation, refitted on train + validation), seg-linear (linear head on last-block tokens), seg-fpn (FPN "
+    "head on four encoder blocks), majority (chance reference). Each runs on the tasks it applies to; 'seg' "
+    "means seg-linear.",
+)
+@click.option("--knn-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of knn.")
+@click.option(
+    "--knn-metric",
+    type=click.Choice(["euclidean", "cosine"]),
+    default="euclidean",
+    show_default=True,
+    help="Distance of knn.",
 )
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Repeat seeded protocols this many times; metrics are mean and std.",
+    help="Runs of the seeded protocols (the segmentation heads): mean, std and IQM over seeds. "
+    "knn, linear and majority are deterministic and run once.",
 )
 @click.option(
     "--output",
@@ -69,9 +87,16 @@ def command() -> None:
     type=click.Path(path_type=Path),
     default=Path("results.json"),
     show_default=True,
-    help="Results JSON; a PNG bar chart is written beside it.",
+    help="Results JSON; a PNG chart and a CSV (torchgeo-bench's columns) are written beside it. An existing "
+    "results file is resumed: finished (task, protocol, partition, seed) runs are kept.",
 )
-@overwrite_option
+@click.option("--overwrite", is_flag=True, help="Start the results afresh instead of resuming an existing --output.")
+@click.option(
+    "--save-features",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for each task's frozen features: DIR/TASK/SPLIT.h5 with features, labels and ids.",
+)
 @batch_size_option(64)
 @num_workers_option
 @device_option
@@ -79,6 +104,12 @@ def command() -> None:
     "--compare",
     is_flag=True,
     help="Instead of evaluating, print one table comparing the results files given as arguments.",
+)
+@click.option(
+    "--aggregate",
+    is_flag=True,
+    help="With --compare: per protocol, the interquartile mean over tasks and seeds (normalised with the "
+    "root's normalizer.json when present) and its stratified bootstrap interval, as GEO-Bench aggregates.",
 )
 @click.argument("results_files", nargs=-1, type=click.Path(path_type=str), metavar="[RESULTS.json ...]")
 @click.pass_context
@@ -88,60 +119,123 @@ def geobench(
     root: str | None,
     tasks: str | None,
     partition: str,
+    partitions: str | None,
     protocols: tuple[str, ...],
+    knn_k: int,
+    knn_metric: str,
     seeds: int,
     output: Path,
     overwrite: bool,
+    save_features: Path | None,
     batch_size: int,
     num_workers: int,
     device: str,
     compare: bool,
+    aggregate: bool,
     results_files: tuple[str, ...],
 ) -> None:
     """Frozen-encoder evaluation on GEO-Bench tasks read from the official layout.
 
     \b
-    kNN and linear probe for classification, a linear head for segmentation; each task's GSD
-    feeds the Scale-ALiBi bias. Tasks whose bands match no modality of the checkpoint are
-    skipped with the reason; a task that fails does not stop the others (exit status 1).
+    kNN and linear probe for classification, linear and FPN heads for segmentation; each
+    task's GSD feeds the Scale-ALiBi bias. Every metric comes with its 95 % bootstrap interval
+    over test samples and the majority-class reference. Tasks whose bands match no modality
+    of the checkpoint are skipped with the reason; a task that fails does not stop the others
+    (exit status 1).
 
     \b
     Examples:
       salibi eval geobench --checkpoint runs/first --tasks m-eurosat,m-so2sat --seeds 3
-      salibi eval geobench --compare scale-alibi.json alibi.json sincos.json
+      salibi eval geobench --checkpoint runs/first --partitions all --output curve.json
+      salibi eval geobench --compare scale-alibi.json alibi.json sincos.json --aggregate
     """
     if compare:
         if not results_files:
             raise click.UsageError("--compare needs one or more results files, e.g. --compare a.json b.json")
+        if aggregate:
+            from salibi.eval.aggregate import aggregate_table
+            from salibi.eval.geobench import default_root
+
+            click.echo(aggregate_table(results_files, root if root is not None else default_root()), nl=False)
+            return
         from salibi.eval.report import compare_table
 
         click.echo(compare_table(results_files), nl=False)
         return
+    if aggregate:
+        raise click.UsageError("--aggregate goes with --compare A.json B.json ...")
     if results_files:
         raise click.UsageError(f"unexpected argument(s) {' '.join(results_files)}; did you mean --compare?")
     if not checkpoint:
         raise click.UsageError("--checkpoint is required (or use --compare A.json B.json ...)")
+    if partitions and partition != "default":
+        raise click.UsageError("give --partition or --partitions, not both")
+    _evaluate(ctx, checkpoint, root, tasks, partition, partitions, protocols, knn_k, knn_metric, seeds, output,
+              overwrite, save_features, batch_size, num_workers, device)  # fmt: skip
 
-    from salibi.eval.report import markdown_table, results_paths, write_bar_chart, write_results
+
+def _evaluate(
+    ctx: click.Context,
+    checkpoint: str,
+    root: str | None,
+    tasks: str | None,
+    partition: str,
+    partitions: str | None,
+    protocols: tuple[str, ...],
+    knn_k: int,
+    knn_metric: str,
+    seeds: int,
+    output: Path,
+    overwrite: bool,
+    save_features: Path | None,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+) -> None:
+    from salibi.eval.csv_export import write_csv
+    from salibi.eval.protocols import ProtocolSettings
+    from salibi.eval.report import (
+        markdown_table,
+        open_output,
+        partition_table,
+        write_bar_chart,
+        write_partition_chart,
+        write_results,
+    )
     from salibi.eval.run import evaluate_geobench
 
-    output, chart = results_paths(output, overwrite)
+    paths, previous = open_output(output, overwrite)
+    if previous is not None:
+        _progress(f"resuming {output}: {len(previous.get('runs', []))} finished runs are kept")
+
+    def save(document: dict[str, Any]) -> None:
+        write_results(document, paths.results)
+
     results = evaluate_geobench(
         checkpoint,
         root=root,
         tasks=tasks,
         partition=partition,
+        partitions=partitions,
         protocols=protocols,
         seeds=seeds,
         batch_size=batch_size,
         device=device,
         num_workers=num_workers,
         log=_progress,
+        settings=ProtocolSettings(knn_k=knn_k, knn_metric=knn_metric),
+        previous=previous,
+        save_features=save_features,
+        on_update=save,
     )
-    write_results(results, output)
-    written = write_bar_chart(results, chart)
+    write_results(results, paths.results)
+    written = [paths.results, write_csv(results, paths.csv), write_bar_chart(results, paths.chart)]
+    written.append(write_partition_chart(results, paths.curve))
     click.echo(markdown_table(results), nl=False)
-    click.echo(f"Results: {output}" + (f", chart: {written}" if written else ""), err=True)
+    curve = partition_table(results)
+    if curve:
+        click.echo("\nData efficiency (train-size partitions):\n\n" + curve, nl=False)
+    click.echo("Results: " + ", ".join(str(p) for p in written if p is not None), err=True)
     if results["failed"]:
         click.echo(f"Error: {len(results['failed'])} task(s) failed: {', '.join(sorted(results['failed']))}", err=True)
         ctx.exit(1)

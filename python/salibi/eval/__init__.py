@@ -5,12 +5,22 @@
     from salibi.eval.run import evaluate_geobench            # the whole command as a call
     from salibi.eval.geobench import discover_tasks, open_task  # the reader (no geobench package)
     from salibi.eval.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
+    from salibi.eval.uncertainty import bootstrap_interval, paired_bootstrap_difference  # intervals
 
-Modules: :mod:`~salibi.eval.safe_pickle` (restricted unpickler for geobench metadata),
+Reading: :mod:`~salibi.eval.safe_pickle` (restricted unpickler for geobench metadata),
 :mod:`~salibi.eval.pickle_writer` (its inverse) and :mod:`~salibi.eval.pickle_records` (the
-inert records both use), :mod:`~salibi.eval.geobench` (tasks, specs, partitions, samples as dicts),
-:mod:`~salibi.eval.bands` (task bands -> checkpoint modalities), :mod:`~salibi.eval.features`
-(streamed, shape-batched encoding), :mod:`~salibi.eval.protocols` (kNN, linear probe,
-segmentation head, metrics), :mod:`~salibi.eval.run` and :mod:`~salibi.eval.report` (results
-JSON, Markdown, PNG, comparisons). Nothing heavy is imported here.
+inert records both use), :mod:`~salibi.eval.geobench` (tasks, specs, partitions, samples as
+dicts), :mod:`~salibi.eval.bands` (task bands -> checkpoint modalities),
+:mod:`~salibi.eval.features` (streamed, shape-batched encoding).
+
+Protocols on arrays, independent of the reader: :mod:`~salibi.eval.protocols` (the registry
+and its parameters), :mod:`~salibi.eval.knn`, :mod:`~salibi.eval.linear_probe`,
+:mod:`~salibi.eval.segmentation_heads`; :mod:`~salibi.eval.metrics` (every metric on any
+resample of the test set) and :mod:`~salibi.eval.uncertainty` (bootstrap intervals, IQM).
+
+Outputs: :mod:`~salibi.eval.run` (the command as a call), :mod:`~salibi.eval.results` (the
+results document and its runs), :mod:`~salibi.eval.report` (JSON, Markdown, PNG),
+:mod:`~salibi.eval.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.aggregate`
+(GEO-Bench's IQM aggregate) and :mod:`~salibi.eval.feature_store` (``--save-features``).
+Nothing heavy is imported here.
 """

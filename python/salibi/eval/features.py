@@ -5,7 +5,8 @@ feeds (see :mod:`salibi.eval.bands`), grouped by shape and encoded a batch at a 
 most one batch per distinct input shape is held. Per sample this keeps the pooled feature
 (mean of the patch tokens; the modalities' features concatenated) and, for segmentation, the
 patch tokens themselves (float16, on disk when they would not fit comfortably in memory)
-with the pixel labels.
+with the pixel labels; with ``token_blocks``, also the tokens of those encoder blocks (the
+inputs of the ``seg-fpn`` head), captured by forward hooks during the same pass.
 
 Inputs: each band is normalised with the task's ``band_stats.json`` mean and standard
 deviation (the units differ between tasks, so the checkpoint's own statistics would not
@@ -53,10 +54,13 @@ class SplitFeatures:
     tokens: np.ndarray | None = None  # (N, rows*cols, D) float16 (segmentation)
     grid: tuple[int, int] | None = None  # token rows, cols (segmentation)
     label_px_per_token: float = 1.0  # label pixels per token side (segmentation)
-    _storage: Any = field(default=None, repr=False)  # a TemporaryDirectory holding a memory map
+    _storage: Any = field(default=None, repr=False)  # a TemporaryDirectory holding memory maps
+    block_tokens: np.ndarray | None = None  # (N, len(blocks), rows*cols, D) float16 (segmentation, seg-fpn)
+    blocks: tuple[int, ...] = ()  # the encoder blocks of block_tokens
 
     def close(self) -> None:
         self.tokens = None
+        self.block_tokens = None
         if self._storage is not None:
             self._storage.cleanup()
             self._storage = None
@@ -243,6 +247,42 @@ def _iterate(loader: SampleLoader, num_workers: int) -> Any:
     )
 
 
+def _grid_maps(per_modality: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
+    """(B, rows*cols, D_total) float16: each modality's tokens on the first modality's grid, concatenated."""
+    import torch
+    import torch.nn.functional as F
+
+    _, rows, cols = per_modality[0]
+    maps = []
+    for t, r, c in per_modality:
+        grid_map = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], r, c)
+        if (r, c) != (rows, cols):  # another modality's grid: resample onto the first's
+            grid_map = F.interpolate(grid_map, size=(rows, cols), mode="bilinear", align_corners=False)
+        maps.append(grid_map)
+    return torch.cat(maps, dim=1).flatten(2).transpose(1, 2).to(torch.float16)
+
+
+class _TokenStore:
+    """Per-sample token arrays of one split, in memory or memory-mapped beside each other."""
+
+    def __init__(self, count: int, limit_bytes: int) -> None:
+        self.count, self.limit_bytes = count, limit_bytes
+        self.storage: Any = None
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def allocate(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        total = sum(int(np.prod((self.count, *shape))) * 2 for shape in shapes.values())
+        for name, shape in shapes.items():
+            full = (self.count, *shape)
+            if total > self.limit_bytes:
+                if self.storage is None:
+                    self.storage = tempfile.TemporaryDirectory(prefix="salibi-tokens-")
+                path = os.path.join(self.storage.name, f"{name}.npy")
+                self.arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=full)
+            else:
+                self.arrays[name] = np.zeros(full, dtype=np.float16)
+
+
 def extract_features(
     model: Any,
     task: Task,
@@ -255,27 +295,28 @@ def extract_features(
     progress: Callable[[int], None] | None = None,
     num_workers: int = 0,
     tokens_in_memory_bytes: int = TOKENS_IN_MEMORY_BYTES,
+    token_blocks: Sequence[int] = (),
 ) -> SplitFeatures:
     """Encode the samples ``names`` of ``task`` with the frozen ``model`` (see the module docstring).
 
     ``num_workers`` > 0 reads and prepares samples in that many worker processes (in order),
-    while this process batches them by shape and runs the model. Segmentation tokens larger
-    than ``tokens_in_memory_bytes`` go to a memory-mapped file in a temporary folder, removed
-    by :meth:`SplitFeatures.close`.
+    while this process batches them by shape and runs the model. ``keep_tokens`` keeps the
+    last block's tokens of segmentation tasks, ``token_blocks`` (block indices) those of these
+    encoder blocks. Segmentation tokens larger than ``tokens_in_memory_bytes`` go to
+    memory-mapped files in a temporary folder, removed by :meth:`SplitFeatures.close`.
     """
     import torch
-    import torch.nn.functional as F
 
     device = torch.device(device)
     patch = int(model.config.patch_size)
     specs = task.specs
     segmentation = specs.label.kind == "segmentation"
     keep_tokens = keep_tokens and segmentation
+    blocks = tuple(sorted(set(token_blocks))) if segmentation else ()
     count = len(names)
     label_hw = tuple(specs.patch_size)
     pooled: np.ndarray | None = None
-    tokens: np.ndarray | None = None
-    storage = None
+    store = _TokenStore(count, tokens_in_memory_bytes)
     grid: tuple[int, int] | None = None
     if specs.label.kind == "multilabel":
         labels: np.ndarray = np.zeros((count, specs.label.n_classes), dtype=np.int8)
@@ -288,67 +329,97 @@ def extract_features(
     pending: dict[tuple[Any, ...], list[tuple[int, list[np.ndarray], list[float]]]] = {}
     autocast = device.type == "cuda"
     label_px_per_token: float | None = None
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+    hooks = []
+    for modality in {m.modality for m in inputs.modalities} if blocks else ():
+        encoder_blocks = model.encoders[modality].blocks
+        for b in blocks:
+            if b >= len(encoder_blocks):
+                raise DataFormatError(f"encoder {modality} has {len(encoder_blocks)} blocks, block {b} was asked for")
+
+            def keep(module: Any, args: Any, output: torch.Tensor, key: tuple[str, int] = (modality, b)) -> None:
+                captured[key] = output
+
+            hooks.append(encoder_blocks[b].register_forward_hook(keep))
 
     def run(batch: list[tuple[int, list[np.ndarray], list[float]]]) -> None:
-        nonlocal pooled, tokens, storage, grid
+        nonlocal pooled, grid
         index = [b[0] for b in batch]
         per_modality_tokens = []
+        per_block: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in blocks]
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             for m, modality in enumerate(inputs.modalities):
                 images = torch.from_numpy(np.stack([b[1][m] for b in batch])).to(device, non_blocking=True)
                 gsd = batch[0][2][m]
+                captured.clear()
                 out = model.encode(images, modality=modality.modality, gsd=gsd).float()  # (B, N, D)
                 rows, cols = images.shape[-2] // patch, images.shape[-1] // patch
                 per_modality_tokens.append((out, rows, cols))
+                for level, b in enumerate(blocks):
+                    per_block[level].append((captured[(modality.modality, b)].float(), rows, cols))
         feats = torch.cat([t.mean(dim=1) for t, _, _ in per_modality_tokens], dim=1).cpu().numpy()
         if pooled is None:
             pooled = np.zeros((count, feats.shape[1]), dtype=np.float32)
         pooled[index] = feats
-        if keep_tokens:
-            first, rows, cols = per_modality_tokens[0]
-            maps = []
-            for t, r, c in per_modality_tokens:
-                grid_map = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], r, c)
-                if (r, c) != (rows, cols):  # another modality's grid: resample onto the first's
-                    grid_map = F.interpolate(grid_map, size=(rows, cols), mode="bilinear", align_corners=False)
-                maps.append(grid_map)
-            joined = torch.cat(maps, dim=1).flatten(2).transpose(1, 2).to(torch.float16).cpu().numpy()
-            if tokens is None:
+        if keep_tokens or blocks:
+            _, rows, cols = per_modality_tokens[0]
+            joined = _grid_maps(per_modality_tokens).cpu().numpy()
+            levels = [_grid_maps(level).cpu().numpy() for level in per_block]
+            if grid is None:
                 grid = (rows, cols)
-                shape = (count, rows * cols, joined.shape[2])
-                if np.prod(shape) * 2 > tokens_in_memory_bytes:
-                    storage = tempfile.TemporaryDirectory(prefix="salibi-tokens-")
-                    tokens = np.lib.format.open_memmap(
-                        os.path.join(storage.name, "tokens.npy"), mode="w+", dtype=np.float16, shape=shape
-                    )
-                else:
-                    tokens = np.zeros(shape, dtype=np.float16)
-            if joined.shape[1] != tokens.shape[1]:
+                shapes: dict[str, tuple[int, ...]] = {}
+                if keep_tokens:
+                    shapes["tokens"] = joined.shape[1:]
+                if blocks:
+                    shapes["blocks"] = (len(blocks), *levels[0].shape[1:])
+                store.allocate(shapes)
+            if (rows, cols) != grid:
                 raise DataFormatError(
                     f"task {task.name}: samples of different sizes ({rows}x{cols} vs {grid} patches) in one "
-                    "segmentation split; the segmentation protocol needs one size"
+                    "segmentation split; the segmentation protocols need one size"
                 )
-            tokens[index] = joined
+            if keep_tokens:
+                store.arrays["tokens"][index] = joined
+            for level, array in enumerate(levels):
+                store.arrays["blocks"][index, level] = array
         if progress is not None:
             progress(len(batch))
 
-    loader = SampleLoader(task, inputs, list(names), stats, patch, segmentation)
-    for item in _iterate(loader, num_workers):
-        i, arrays, gsds = item["index"], item["arrays"], item["gsds"]
-        if label_px_per_token is None:
-            label_px_per_token = patch * label_hw[0] / item["size"][0]
-        if segmentation:
-            labels[i] = _segmentation_label(item["label"], specs.label.n_classes, *label_hw)
-        else:
-            labels[i] = item["label"]
-        key = tuple((a.shape, round(g, 6)) for a, g in zip(arrays, gsds))
-        group = pending.setdefault(key, [])
-        group.append((i, arrays, gsds))
-        if len(group) >= batch_size:
+    try:
+        loader = SampleLoader(task, inputs, list(names), stats, patch, segmentation)
+        for item in _iterate(loader, num_workers):
+            i, arrays, gsds = item["index"], item["arrays"], item["gsds"]
+            if label_px_per_token is None:
+                label_px_per_token = patch * label_hw[0] / item["size"][0]
+            if segmentation:
+                labels[i] = _segmentation_label(item["label"], specs.label.n_classes, *label_hw)
+            else:
+                labels[i] = item["label"]
+            key = tuple((a.shape, round(g, 6)) for a, g in zip(arrays, gsds))
+            group = pending.setdefault(key, [])
+            group.append((i, arrays, gsds))
+            if len(group) >= batch_size:
+                run(group)
+                del pending[key]
+        for group in pending.values():
             run(group)
-            del pending[key]
-    for group in pending.values():
-        run(group)
+    except BaseException:
+        if store.storage is not None:
+            store.storage.cleanup()
+        raise
+    finally:
+        for hook in hooks:
+            hook.remove()
     if pooled is None:
         pooled = np.zeros((0, 0), dtype=np.float32)
-    return SplitFeatures(list(names), pooled, labels, tokens, grid, label_px_per_token or 1.0, storage)
+    return SplitFeatures(
+        list(names),
+        pooled,
+        labels,
+        store.arrays.get("tokens"),
+        grid,
+        label_px_per_token or 1.0,
+        store.storage,
+        block_tokens=store.arrays.get("blocks"),
+        blocks=blocks,
+    )

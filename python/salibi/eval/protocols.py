@@ -1,252 +1,244 @@
-"""Frozen-encoder protocols and their metrics.
+"""The frozen-encoder protocols: what each is, its parameters, and running it on arrays.
 
-- ``knn``: k = 20 nearest training features by cosine similarity, each voting with its
-  similarity (multi-label: the similarity-weighted mean of the neighbours' label vectors,
-  thresholded at 0.5). Deterministic.
-- ``linear``: logistic regression on standardised pooled features; the inverse
-  regularisation ``C`` is chosen from a log-spaced sweep by the validation metric, then the
-  model fitted on the training split is scored on the test split. Multi-label: one
-  classifier per class (one-vs-rest).
-- ``seg``: a linear layer on standardised frozen patch tokens, its logits upsampled
-  (bilinear) to pixels, trained with cross-entropy for a fixed number of steps (AdamW,
-  batches drawn with the seed); pixels labelled outside ``0..n_classes-1`` are ignored.
+A protocol takes features and labels as arrays (:class:`ProtocolInputs`), never a task on
+disk, so any benchmark reader can feed it. Defaults follow torchgeo-bench:
 
-Metrics: ``accuracy`` (classification), ``f1_macro`` at threshold 0.5 (multi-label),
-``miou`` (mean over classes present in the test labels or predictions of the per-class
-intersection over union) and ``pixel_accuracy`` (segmentation).
+=============  ================================  ===============================================
+protocol       applies to                        what (module)
+=============  ================================  ===============================================
+``knn``        classification, multi-label       k = 5, Euclidean, majority vote (:mod:`.knn`)
+``linear``     classification, multi-label       logistic regression, C swept on validation,
+                                                 refitted on train + validation (:mod:`.linear_probe`)
+``seg-linear`` segmentation                      linear head on last-block tokens (:mod:`.segmentation_heads`)
+``seg-fpn``    segmentation                      FPN head on four evenly spaced blocks (same)
+``majority``   every kind                        the most frequent training class: chance level
+=============  ================================  ===============================================
+
+``knn``, ``linear`` and ``majority`` are deterministic (one run whatever ``--seeds``); the
+segmentation heads are trained from a seed. ``seg`` is the former name of ``seg-linear``.
 """
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from salibi.errors import InputError
+from salibi.eval import segmentation_heads as heads
+from salibi.eval.knn import KNN_K, KNN_METRICS, knn_probe
+from salibi.eval.linear_probe import C_GRID, linear_probe
+from salibi.eval.metrics import METRICS, METRICS_BY_KIND
+from salibi.eval.uncertainty import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_interval
+from salibi.vocabulary import PROTOCOL_ALIASES, PROTOCOLS
+
 __all__ = [
-    "KNN_K",
-    "LINEAR_C_GRID",
-    "SEG_STEPS",
-    "accuracy",
-    "f1_macro",
-    "knn_predict",
-    "linear_probe",
-    "mean_iou",
-    "segmentation_probe",
+    "APPLIES_TO",
+    "DETERMINISTIC",
+    "ProtocolInputs",
+    "ProtocolOutput",
+    "ProtocolSettings",
+    "fpn_blocks",
+    "normalise_protocols",
+    "run_protocol",
+    "score_output",
 ]
 
-KNN_K = 20
-LINEAR_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-SEG_STEPS = 300
-SEG_BATCH = 16
-SEG_LR = 1e-2
+#: The task kinds each protocol applies to.
+APPLIES_TO = {
+    "knn": ("classification", "multilabel"),
+    "linear": ("classification", "multilabel"),
+    "seg-linear": ("segmentation",),
+    "seg-fpn": ("segmentation",),
+    "majority": ("classification", "multilabel", "segmentation"),
+}
+#: Protocols whose result does not depend on a seed.
+DETERMINISTIC = frozenset({"knn", "linear", "majority"})
+#: Encoder blocks whose tokens feed the FPN head.
+FPN_LEVELS = 4
 
 
-def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
-    truth, predicted = np.asarray(truth), np.asarray(predicted)
-    return float((truth == predicted).mean()) if truth.size else float("nan")
-
-
-def f1_macro(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Macro F1 of multi-hot (N, C) arrays; a class absent from both scores 0 (sklearn's zero_division=0)."""
-    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
-    tp = (truth & predicted).sum(axis=0)
-    fp = (~truth & predicted).sum(axis=0)
-    fn = (truth & ~predicted).sum(axis=0)
-    denominator = 2 * tp + fp + fn
-    scores = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
-    return float(scores.mean())
-
-
-def mean_iou(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
-    """Mean IoU over the classes present in ``truth`` or ``predicted``; pixels with truth < 0 are ignored."""
-    truth, predicted = np.asarray(truth).reshape(-1), np.asarray(predicted).reshape(-1)
-    keep = (truth >= 0) & (truth < n_classes)
-    truth, predicted = truth[keep].astype(np.int64), predicted[keep].astype(np.int64)
-    confusion = np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = union > 0
-    return float((intersection[present] / union[present]).mean()) if present.any() else float("nan")
-
-
-# -- chance reference ---------------------------------------------------------------------
-
-
-def majority_predict(train_labels: np.ndarray, test_labels: np.ndarray, kind: str) -> np.ndarray:
-    """What a model that ignores its input predicts: the most frequent training class for
-    every sample (classification) or pixel (segmentation; no-data pixels < 0 not counted), or
-    each label that is present in most training samples (multi-label). Same shape as
-    ``test_labels``: the reference the frozen-encoder scores should beat."""
-    train = np.asarray(train_labels)
-    if kind == "multilabel":
-        common = train.astype(bool).mean(axis=0) > 0.5
-        return np.broadcast_to(common, np.shape(test_labels)).astype(train.dtype)
-    values = train.reshape(-1)
-    values = values[values >= 0]
-    counts = np.bincount(values.astype(np.int64))
-    return np.full(np.shape(test_labels), int(np.argmax(counts)), dtype=np.int64)
-
-
-# -- kNN ----------------------------------------------------------------------------------
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def knn_predict(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    kind: str,
-    n_classes: int,
-    k: int = KNN_K,
-    chunk: int = 1024,
-) -> np.ndarray:
-    """Similarity-weighted kNN votes: class indices (N,), or multi-hot (N, C) for ``multilabel``."""
-    train_u, test_u = _unit(train_x), _unit(test_x)
-    k = max(1, min(k, len(train_u)))
-    if kind == "multilabel":
-        targets = np.asarray(train_y, dtype=np.float32)
-    else:
-        targets = np.eye(n_classes, dtype=np.float32)[np.asarray(train_y, dtype=np.int64)]
-    out = []
-    for start in range(0, len(test_u), chunk):  # bounded memory for large splits
-        sims = test_u[start : start + chunk] @ train_u.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        weights = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None)  # negative similarity: no vote
-        votes = np.einsum("nk,nkc->nc", weights, targets[top])
-        if kind == "multilabel":
-            out.append((votes / np.maximum(weights.sum(1, keepdims=True), 1e-12) >= 0.5).astype(np.int8))
-        else:
-            out.append(votes.argmax(1))
+def normalise_protocols(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Canonical protocol names (aliases resolved, duplicates dropped, order kept); unknown
+    names are an :class:`~salibi.errors.InputError` naming the choices."""
+    out: list[str] = []
+    for name in names:
+        canonical = PROTOCOL_ALIASES.get(name, name)
+        if canonical not in PROTOCOLS:
+            raise InputError(f"--protocol {name}: choose among {', '.join(PROTOCOLS)}")
+        if canonical not in out:
+            out.append(canonical)
     if not out:
-        return np.zeros((0, n_classes) if kind == "multilabel" else (0,), dtype=np.int64)
-    return np.concatenate(out)
+        raise InputError(f"--protocol: name at least one of {', '.join(PROTOCOLS)}")
+    return out
 
 
-# -- linear probe -------------------------------------------------------------------------
+def fpn_blocks(depth: int, levels: int = FPN_LEVELS) -> list[int]:
+    """Indices of ``levels`` evenly spaced blocks of an encoder of ``depth`` blocks, ending with
+    the last (12 blocks: 2, 5, 8, 11); fewer when the encoder has fewer distinct blocks."""
+    return sorted({max(0, round((i + 1) * depth / levels) - 1) for i in range(levels)})
 
 
-def _score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> float:
-    return f1_macro(truth, predicted) if kind == "multilabel" else accuracy(truth, predicted)
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Every parameter of the protocols; :meth:`parameters` is what the results record."""
+
+    knn_k: int = KNN_K
+    knn_metric: str = "euclidean"
+    c_grid: tuple[float, ...] = C_GRID
+    seg_linear_steps: int = heads.SEG_STEPS
+    fpn_epochs: int = heads.FPN_EPOCHS
+    fpn_batch: int = heads.FPN_BATCH
+    fpn_lr: float = heads.FPN_LR
+    fpn_hidden: int = heads.FPN_HIDDEN
+    resamples: int = BOOTSTRAP_RESAMPLES
+    bootstrap_seed: int = BOOTSTRAP_SEED
+
+    def __post_init__(self) -> None:
+        if self.knn_k < 1:
+            raise InputError(f"--knn-k {self.knn_k}: must be at least 1")
+        if self.knn_metric not in KNN_METRICS:
+            raise InputError(f"--knn-metric {self.knn_metric}: choose among {', '.join(KNN_METRICS)}")
+        if self.resamples < 1:
+            raise InputError(f"bootstrap resamples {self.resamples}: must be at least 1")
+
+    def method(self, protocol: str) -> str:
+        """torchgeo-bench's name of the protocol (``knn5``, ``linear``, ``seg-fpn``, ...)."""
+        return f"knn{self.knn_k}" if protocol == "knn" else protocol
+
+    def parameters(self, protocol: str) -> dict[str, Any]:
+        if protocol == "knn":
+            return {
+                "k": self.knn_k,
+                "metric": self.knn_metric,
+                "vote": "majority, ties to the lowest class",
+                "features": "mean-pooled tokens",
+                "fit_on": "train",
+                "multilabel_threshold": 0.5,
+            }
+        if protocol == "linear":
+            return {
+                "objective": "mean cross-entropy + ||W||^2/(2 C n), bias not penalised",
+                "solver": "L-BFGS (torch, float64)",
+                "c_grid": [min(self.c_grid), max(self.c_grid), len(self.c_grid)],
+                "selection": "validation accuracy (multi-label: micro-AP), ties to the smaller C",
+                "final_fit": "train + validation",
+                "standardised": False,
+            }
+        if protocol == "seg-linear":
+            return {"steps": self.seg_linear_steps, "batch": heads.SEG_BATCH, "lr": heads.SEG_LR, "optimizer": "AdamW"}
+        if protocol == "seg-fpn":
+            return {
+                "levels": FPN_LEVELS,
+                "epochs": self.fpn_epochs,
+                "batch": self.fpn_batch,
+                "lr": self.fpn_lr,
+                "min_lr": heads.FPN_MIN_LR,
+                "schedule": "cosine",
+                "optimizer": "AdamW, no weight decay",
+                "hidden": self.fpn_hidden,
+                "scored": "last epoch",
+            }
+        return {"predicts": "the most frequent training class"}
 
 
-def _fit_logistic(kind: str, x: np.ndarray, y: np.ndarray, c: float, seed: int) -> Any:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
+@dataclass
+class ProtocolInputs:
+    """Features and labels of one task's splits (validation may be empty)."""
 
-    model: Any = LogisticRegression(C=c, max_iter=1000, random_state=seed)
-    if kind == "multilabel":
-        model = OneVsRestClassifier(model)
-    with warnings.catch_warnings():
-        # A class missing from the training split of one-vs-rest, or a sweep value that
-        # stops at max_iter, is expected in a sweep; the validation score judges the result.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        model.fit(x, y)
-    return model
-
-
-def linear_probe(
-    train: tuple[np.ndarray, np.ndarray],
-    valid: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    kind: str,
-    seed: int = 0,
-    c_grid: tuple[float, ...] = LINEAR_C_GRID,
-) -> tuple[np.ndarray, float]:
-    """Test predictions of the logistic regression whose ``C`` scored best on ``valid``, and that ``C``."""
-    (train_x, train_y), (valid_x, valid_y), (test_x, _) = train, valid, test
-    mean = train_x.mean(0, keepdims=True)
-    std = train_x.std(0, keepdims=True) + 1e-6
-    train_x, valid_x, test_x = (train_x - mean) / std, (valid_x - mean) / std, (test_x - mean) / std
-    labels = np.unique(train_y) if kind != "multilabel" else None
-    if labels is not None and len(labels) < 2:
-        # One class in training: the only sensible linear model predicts it.
-        return np.full(len(test_x), labels[0] if len(labels) else 0, dtype=np.int64), float("nan")
-    best: tuple[float, float, Any] | None = None
-    for c in c_grid:
-        model = _fit_logistic(kind, train_x, train_y, c, seed)
-        score = _score(kind, valid_y, _predict(model, valid_x, kind)) if len(valid_x) else 0.0
-        if best is None or score > best[0]:
-            best = (score, c, model)
-    assert best is not None
-    return _predict(best[2], test_x, kind), best[1]
+    kind: str
+    n_classes: int
+    train_x: np.ndarray
+    train_y: np.ndarray
+    valid_x: np.ndarray
+    valid_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    train_tokens: np.ndarray | None = None  # (N, T, D) last block (seg-linear)
+    test_tokens: np.ndarray | None = None
+    train_blocks: np.ndarray | None = None  # (N, levels, T, D) (seg-fpn)
+    test_blocks: np.ndarray | None = None
+    grid: tuple[int, int] | None = None
+    label_px_per_token: float = 1.0
 
 
-def _predict(model: Any, x: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "multilabel":
-        return (model.predict_proba(x) >= 0.5).astype(np.int8)
-    return model.predict(x)
+@dataclass
+class ProtocolOutput:
+    """Test-set output of one protocol run: per-sample predictions and, where there are, scores."""
+
+    prediction: np.ndarray
+    score: np.ndarray | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. best_c
 
 
-# -- segmentation head --------------------------------------------------------------------
+def run_protocol(
+    protocol: str, data: ProtocolInputs, settings: ProtocolSettings, seed: int = 0, device: Any = "cpu"
+) -> ProtocolOutput:
+    """Run ``protocol`` on ``data`` (see the module docstring)."""
+    if data.kind not in APPLIES_TO.get(protocol, ()):
+        raise InputError(f"protocol {protocol} does not apply to a {data.kind} task")
+    if protocol == "knn":
+        knn = knn_probe(
+            data.train_x, data.train_y, data.test_x, data.kind, data.n_classes, settings.knn_k, settings.knn_metric
+        )
+        return ProtocolOutput(knn.prediction, knn.score)
+    if protocol == "linear":
+        probe = linear_probe(
+            (data.train_x, data.train_y),
+            (data.valid_x, data.valid_y),
+            data.test_x,
+            data.kind,
+            data.n_classes,
+            settings.c_grid,
+            device,
+        )
+        return ProtocolOutput(probe.prediction, probe.score, {"best_c": probe.best_c})
+    if protocol == "majority":
+        prediction, score = heads.majority_predict(data.train_y, data.test_y, data.kind)
+        return ProtocolOutput(prediction, score if score.size else None)
+    if data.grid is None:
+        raise InputError(f"protocol {protocol} needs patch tokens; extract features with tokens")
+    if protocol == "seg-linear":
+        assert data.train_tokens is not None and data.test_tokens is not None
+        prediction = heads.linear_head_probe(
+            data.train_tokens,
+            data.train_y,
+            data.test_tokens,
+            data.grid,
+            data.label_px_per_token,
+            data.n_classes,
+            seed=seed,
+            steps=settings.seg_linear_steps,
+            device=device,
+        )
+        return ProtocolOutput(prediction)
+    assert data.train_blocks is not None and data.test_blocks is not None
+    prediction = heads.fpn_head_probe(
+        data.train_blocks,
+        data.train_y,
+        data.test_blocks,
+        data.grid,
+        data.label_px_per_token,
+        data.n_classes,
+        seed=seed,
+        epochs=settings.fpn_epochs,
+        batch_size=settings.fpn_batch,
+        lr=settings.fpn_lr,
+        hidden=settings.fpn_hidden,
+        device=device,
+    )
+    return ProtocolOutput(prediction)
 
 
-def segmentation_probe(
-    train_tokens: np.ndarray,
-    train_labels: np.ndarray,
-    test_tokens: np.ndarray,
-    grid: tuple[int, int],
-    label_px_per_token: float,
-    n_classes: int,
-    seed: int = 0,
-    steps: int = SEG_STEPS,
-    batch_size: int = SEG_BATCH,
-    lr: float = SEG_LR,
-    device: Any = "cpu",
-) -> np.ndarray:
-    """Train a linear head on frozen tokens (N, rows*cols, D); test predictions (N, H, W) int16."""
-    import torch
-    import torch.nn.functional as F
-
-    device = torch.device(device)
-    generator = torch.Generator().manual_seed(seed)
-    rows, cols = grid
-    label_h, label_w = train_labels.shape[1:]
-    up = (max(label_h, round(rows * label_px_per_token)), max(label_w, round(cols * label_px_per_token)))
-    dim = train_tokens.shape[2]
-    # Standardise with statistics of (a sample of) the training tokens.
-    sample_rows = torch.randperm(len(train_tokens), generator=generator)[: min(len(train_tokens), 512)]
-    reference = torch.from_numpy(np.asarray(train_tokens[np.sort(sample_rows.numpy())], dtype=np.float32))
-    mean = reference.reshape(-1, dim).mean(0).to(device)
-    std = (reference.reshape(-1, dim).std(0) + 1e-6).to(device)
-
-    head = torch.nn.Conv2d(dim, n_classes, kernel_size=1)
-    with torch.no_grad():
-        bound = 1.0 / dim**0.5
-        head.weight.uniform_(-bound, bound, generator=generator)
-        assert head.bias is not None
-        head.bias.zero_()
-    head.to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-
-    def logits(tokens: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(tokens, dtype=np.float32)).to(device)
-        x = ((x - mean) / std).transpose(1, 2).reshape(x.shape[0], dim, rows, cols)
-        out = F.interpolate(head(x), size=up, mode="bilinear", align_corners=False)
-        return out[:, :, :label_h, :label_w]
-
-    labelled = np.flatnonzero((np.asarray(train_labels) >= 0).reshape(len(train_labels), -1).any(1))
-    if len(labelled) == 0:
-        raise ValueError("no labelled pixels in the training split")
-    for _ in range(steps):
-        pick = labelled[torch.randint(len(labelled), (min(batch_size, len(labelled)),), generator=generator).numpy()]
-        pick = np.sort(pick)
-        target = torch.from_numpy(np.asarray(train_labels[pick], dtype=np.int64)).to(device)
-        loss = F.cross_entropy(logits(train_tokens[pick]), target, ignore_index=-1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    predictions = np.zeros((len(test_tokens), label_h, label_w), dtype=np.int16)
-    with torch.no_grad():
-        for start in range(0, len(test_tokens), 64):
-            predictions[start : start + 64] = logits(test_tokens[start : start + 64]).argmax(1).cpu().numpy()
-    return predictions
+def score_output(
+    kind: str, truth: np.ndarray, output: ProtocolOutput, n_classes: int, settings: ProtocolSettings
+) -> dict[str, Interval]:
+    """Every metric of ``kind`` on ``output`` with its bootstrap interval over test samples."""
+    scores: dict[str, Interval] = {}
+    for name in METRICS_BY_KIND[kind]:
+        values = output.score if METRICS[name].reads == "score" else output.prediction
+        if values is None:
+            continue
+        scores[name] = bootstrap_interval(name, truth, values, n_classes, settings.resamples, settings.bootstrap_seed)
+    return scores

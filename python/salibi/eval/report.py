@@ -1,11 +1,14 @@
-"""Results of ``salibi eval geobench``: JSON file, Markdown tables, bar chart.
+"""Results of ``salibi eval geobench`` for people: the JSON file, Markdown tables, charts.
 
-All files are written through :func:`salibi.fileio.write_atomic`: under a temporary name beside
-the target, flushed to disk, then renamed, so a results file is whole or absent.
+Every number is printed beside its 95 % bootstrap interval and the chance reference (the
+``majority`` protocol on the same task). All files are written through
+:func:`salibi.fileio.write_atomic`: under a temporary name beside the target, flushed to disk,
+then renamed, so a results file is whole or absent.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -14,12 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
+from salibi.eval.results import headline_metric, upgrade_document
 from salibi.fileio import write_atomic
 
-__all__ = ["compare_table", "load_results", "markdown_table", "results_paths", "write_bar_chart", "write_results"]
+__all__ = [
+    "OutputPaths",
+    "compare_table",
+    "file_labels",
+    "load_results",
+    "markdown_table",
+    "open_output",
+    "partition_table",
+    "results_paths",
+    "write_bar_chart",
+    "write_partition_chart",
+    "write_results",
+]
 
-_METRIC_ORDER = ("accuracy", "f1_macro", "miou", "pixel_accuracy")
-_SHORT = {"accuracy": "acc", "f1_macro": "F1", "miou": "mIoU", "pixel_accuracy": "px acc"}
+_METRIC_ORDER = ("accuracy", "f1_micro", "map_micro", "f1_macro", "miou", "pixel_accuracy")
+_SUMMARY_SUFFIXES = ("_std", "_iqm")
 
 
 def _json_safe(value: Any) -> Any:
@@ -31,6 +47,16 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+class OutputPaths:
+    """The files one evaluation writes beside its ``--output``."""
+
+    def __init__(self, output: Path) -> None:
+        self.results = output
+        self.chart = output.with_suffix(".png")
+        self.csv = output.with_suffix(".csv")
+        self.curve = output.with_name(f"{output.stem}.partitions.png")
 
 
 def results_paths(output: str | os.PathLike[str], overwrite: bool = False) -> tuple[Path, Path]:
@@ -47,10 +73,29 @@ def results_paths(output: str | os.PathLike[str], overwrite: bool = False) -> tu
     return output, chart
 
 
+def open_output(output: str | os.PathLike[str], overwrite: bool = False) -> tuple[OutputPaths, dict[str, Any] | None]:
+    """The output files, and the results already in ``output`` to resume (None for a fresh
+    start): an existing file is resumed unless ``overwrite``; one that is not a results
+    document of this version is an :class:`~salibi.errors.OutputExistsError`."""
+    path = Path(output)
+    if path.suffix.lower() != ".json":
+        raise InputError(f"--output {path}: give a .json file name (the chart and CSV go beside it)")
+    paths = OutputPaths(path)
+    if overwrite or not path.exists():
+        return paths, None
+    try:
+        previous = upgrade_document(load_results(path), str(path))
+    except (DataFormatError, MissingInputError) as err:
+        raise OutputExistsError(
+            f"{path} exists and cannot be resumed ({err}); pass --overwrite to replace it, or choose another --output"
+        ) from None
+    return paths, previous
+
+
 def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``results`` as strict JSON (NaN as null) to ``path``."""
     path = Path(path)
-    write_atomic(path, (json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(path, (json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n").encode())
     return path
 
 
@@ -67,34 +112,70 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _format(metrics: dict[str, float], name: str) -> str:
+def _number(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _format(metrics: dict[str, Any], name: str) -> str:
     value = metrics.get(name)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     std = metrics.get(f"{name}_std")
-    return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
+    return f"{value:.3f} ± {std:.3f}" if std is not None and f"{name}_std" in metrics else f"{value:.3f}"
 
 
-def _metrics_of(result: dict[str, float]) -> list[str]:
-    return [m for m in _METRIC_ORDER if m in result] + sorted(
-        m for m in result if m not in _METRIC_ORDER and not m.endswith("_std")
-    )
+def _interval(intervals: dict[str, Any], name: str) -> str:
+    pair = intervals.get(name)
+    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
+        return "–"
+    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+
+def _metrics_of(result: dict[str, Any]) -> list[str]:
+    names = [m for m in result if not m.endswith(_SUMMARY_SUFFIXES)]
+    return [m for m in _METRIC_ORDER if m in names] + sorted(m for m in names if m not in _METRIC_ORDER)
+
+
+def _seeds_cell(results: dict[str, Any], protocol: str, metrics: dict[str, Any], metric: str) -> str:
+    info = results.get("protocols", {}).get(protocol, {})
+    if info.get("deterministic"):
+        return "deterministic"
+    if f"{metric}_iqm" in metrics:
+        return f"{results.get('seeds', '?')} (IQM {_number(metrics[f'{metric}_iqm'])})"
+    return "1"
+
+
+def _protocol_rows(results: dict[str, Any], tasks: dict[str, Any], intervals: dict[str, Any]) -> list[str]:
+    rows = []
+    for task in sorted(tasks):
+        chance = tasks[task].get("majority", {})
+        for protocol, metrics in sorted(tasks[task].items()):
+            for metric in _metrics_of(metrics):
+                interval = _interval(intervals.get(task, {}).get(protocol, {}), metric)
+                reference = "–" if protocol == "majority" else _number(chance.get(metric))
+                seeds = _seeds_cell(results, protocol, metrics, metric)
+                rows.append(
+                    f"| {task} | {protocol} | {metric} | {_format(metrics, metric)} | {interval} | {reference} | {seeds} |"
+                )
+    return rows
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """One row per task and protocol, one column per metric; then skipped and failed tasks."""
+    """One row per task, protocol and metric: value, 95 % interval, chance; then skipped and failed tasks."""
+    bootstrap = results.get("bootstrap", {})
     lines = [
-        f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`",
+        f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`; "
+        f"interval: 95 % percentile bootstrap over test samples ({bootstrap.get('resamples', '?')} resamples); "
+        "chance: the majority protocol",
         "",
     ]
-    rows = []
-    for task in sorted(results.get("tasks", {})):
-        for protocol, metrics in sorted(results["tasks"][task].items()):
-            for metric in _metrics_of(metrics):
-                rows.append((task, protocol, metric, _format(metrics, metric)))
+    rows = _protocol_rows(results, results.get("tasks", {}), results.get("intervals", {}))
     if rows:
-        lines += ["| task | protocol | metric | value |", "|---|---|---|---|"]
-        lines += [f"| {t} | {p} | {m} | {v} |" for t, p, m, v in rows]
+        lines += [
+            "| task | protocol | metric | value | 95 % interval | chance | seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += rows
     else:
         lines.append("No task was evaluated.")
     for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
@@ -103,7 +184,44 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+def partition_table(results: dict[str, Any]) -> str:
+    """The data-efficiency curve: one row per task, protocol and partition (headline metric,
+    interval, chance); empty when only one partition was evaluated."""
+    by_partition = results.get("partition_results", {})
+    if len(by_partition) < 2:
+        return ""
+    lines = [
+        "| task | protocol | partition | n_train | metric | value | 95 % interval | chance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    sizes = {(r["task"], r["partition"]): r.get("n_train") for r in results.get("runs", [])}
+    keys = sorted({(t, p) for part in by_partition.values() for t in part for p in part[t] if p != "majority"})
+    for task, protocol in keys:
+        for partition in _partition_order(by_partition):
+            metrics = by_partition[partition].get(task, {}).get(protocol)
+            if not metrics or (found := headline_metric(metrics)) is None:
+                continue
+            metric = found[0]
+            interval = _interval(results["partition_intervals"][partition][task][protocol], metric)
+            chance = _number(by_partition[partition][task].get("majority", {}).get(metric))
+            lines.append(
+                f"| {task} | {protocol} | {partition} | {sizes.get((task, partition), '?')} | {metric} | "
+                f"{_format(metrics, metric)} | {interval} | {chance} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _partition_order(by_partition: dict[str, Any]) -> list[str]:
+    def fraction(name: str) -> float:
+        try:
+            return float(name.split("x_", 1)[0])
+        except ValueError:
+            return math.inf
+
+    return sorted(by_partition, key=lambda n: (fraction(n), n))
+
+
+def file_labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) == len(stems):
         return stems
@@ -111,9 +229,10 @@ def _labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
-    """One row per task, protocol and metric; one column per results file (the ablation view)."""
+    """One row per task, protocol and metric; one column per results file (the ablation view),
+    each cell the value and its 95 % interval."""
     documents = [load_results(p) for p in paths]
-    labels = _labels(paths)
+    labels = file_labels(paths)
     keys: dict[tuple[str, str, str], None] = {}
     for doc in documents:
         for task, per_protocol in doc["tasks"].items():
@@ -125,7 +244,9 @@ def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         cells = []
         for doc in documents:
             if task in doc["tasks"] and protocol in doc["tasks"][task]:
-                cells.append(_format(doc["tasks"][task][protocol], metric))
+                interval = _interval(doc.get("intervals", {}).get(task, {}).get(protocol, {}), metric)
+                cell = _format(doc["tasks"][task][protocol], metric)
+                cells.append(cell if interval == "–" else f"{cell} {interval}")
             elif task in doc.get("skipped", {}):
                 cells.append("skipped")
             elif task in doc.get("failed", {}):
@@ -141,54 +262,107 @@ def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Path | None:
-    """Grouped bars of each task's headline metric per protocol; None when there is nothing to plot."""
-    import io
-
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    _pyplot().close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+def _error_bar(value: float, pair: Any) -> tuple[float, float]:
+    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
+        return 0.0, 0.0
+    return max(0.0, value - pair[0]), max(0.0, pair[1] - value)
+
+
+def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Grouped bars of each task's headline metric per protocol with their 95 % intervals as
+    error bars; None when there is nothing to plot."""
     tasks = sorted(results.get("tasks", {}))
     protocols = sorted({p for t in tasks for p in results["tasks"][t]})
     if not tasks or not protocols:
         return None
+    plt = _pyplot()
     colours = {p: f"C{i}" for i, p in enumerate(protocols)}
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(tasks) + 2), 3.6), dpi=120)
     labelled: set[str] = set()
     for j, task in enumerate(tasks):
-        bars = []  # (protocol, value, std) of the protocols this task has, centred on the tick
+        bars = []  # (protocol, value, error below, error above) of the protocols this task has
         for protocol in protocols:
             metrics = results["tasks"][task].get(protocol) or {}
-            metric = next((m for m in ("accuracy", "f1_macro", "miou") if m in metrics), None)
-            if metric is not None and metrics[metric] is not None and not math.isnan(metrics[metric]):
-                bars.append((protocol, metrics[metric], metrics.get(f"{metric}_std") or 0.0))
+            found = headline_metric(metrics)
+            if found is not None:
+                pair = results.get("intervals", {}).get(task, {}).get(protocol, {}).get(found[0])
+                bars.append((protocol, found[1], *_error_bar(found[1], pair)))
         width = 0.8 / max(1, len(bars))
-        for i, (protocol, value, std) in enumerate(bars):
+        for i, (protocol, value, below, above) in enumerate(bars):
             x = j + (i - (len(bars) - 1) / 2) * width
             drawn = ax.bar(
                 [x],
                 [value],
                 width,
-                yerr=[std],
+                yerr=[[below], [above]],
                 capsize=2,
                 color=colours[protocol],
                 label=None if protocol in labelled else protocol,
             )
             labelled.add(protocol)
-            ax.bar_label(drawn, fmt="%.2f", fontsize=7)
+            ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy / F1 / mIoU")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("accuracy / micro-F1 / mIoU")
     ax.set_title(
-        f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}", fontsize=9
+        f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}; "
+        "bars: 95 % bootstrap intervals",
+        fontsize=8,
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    path = Path(path)
-    write_atomic(path, buffer.getvalue())
-    return path
+    return _save(fig, path)
+
+
+def write_partition_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """The data-efficiency curve: headline metric against training samples (log scale), one
+    line per task and protocol with its 95 % interval as a band; None for one partition."""
+    by_partition = results.get("partition_results", {})
+    if len(by_partition) < 2:
+        return None
+    sizes = {(r["task"], r["partition"]): r.get("n_train") for r in results.get("runs", [])}
+    curves: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    for partition in _partition_order(by_partition):
+        for task, per_protocol in by_partition[partition].items():
+            for protocol, metrics in per_protocol.items():
+                found = headline_metric(metrics)
+                n = sizes.get((task, partition))
+                if found is None or not n:
+                    continue
+                pair = results["partition_intervals"][partition][task][protocol].get(found[0]) or [None, None]
+                low, high = (found[1], found[1]) if None in pair else pair
+                curves.setdefault((task, protocol), []).append((float(n), found[1], low, high))
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
+    for i, ((task, protocol), points) in enumerate(sorted(curves.items())):
+        points.sort()
+        x, y, low, high = (list(v) for v in zip(*points))
+        style = ":" if protocol == "majority" else "-"
+        ax.plot(x, y, style, marker="o", markersize=3, color=f"C{i % 10}", label=f"{task} {protocol}")
+        ax.fill_between(x, low, high, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples (partition)")
+    ax.set_ylabel("accuracy / micro-F1 / mIoU")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("data efficiency; bands: 95 % bootstrap intervals; dotted: chance", fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,30 +1,31 @@
-"""``salibi eval geobench`` as a library call: every requested task, every applicable protocol.
+"""``salibi eval geobench`` as a library call: every requested task, partition, protocol and seed.
 
 ::
 
     from salibi.eval.run import evaluate_geobench
     results = evaluate_geobench("runs/first", root="~/dataset/geobench", tasks=["m-eurosat"],
-                                protocols=("knn", "linear"), seeds=3)
-    results["tasks"]["m-eurosat"]["linear"]["accuracy"]
+                                protocols=("knn", "linear"), partitions="all")
+    results["tasks"]["m-eurosat"]["linear"]["accuracy"], results["intervals"]["m-eurosat"]["linear"]["accuracy"]
 
-The result is the JSON document of DESIGN.md::
-
-    {"checkpoint": str, "partition": str,
-     "tasks": {TASK: {PROTOCOL: {METRIC: mean, METRIC + "_std": std over seeds}}},
-     "skipped": {TASK: reason}, "failed": {TASK: reason}}
+The result is the document of :mod:`salibi.eval.results`. Per task, the features of every
+split are extracted once (the train split of the largest partition requested; smaller
+partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols`)
+once per seed when it is seeded, once otherwise. A partition ``P`` takes its train split from
+``P_partition.json`` and validation and test from the default partition.
 
 A task is *skipped* when no requested protocol applies to its kind or its bands match no
 modality of the checkpoint, *failed* when reading or evaluating it raised; neither stops the
-other tasks.
+other tasks. Given ``previous`` (a document of the same checkpoint), runs finished there with the
+same parameters are kept, not computed again.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +34,17 @@ import numpy as np
 from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError
 from salibi.eval import protocols as P
+from salibi.eval import results as R
 from salibi.eval.bands import TaskInputs, default_band_names, map_task_bands
+from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench import Task, default_root, discover_tasks
-from salibi.vocabulary import PROTOCOLS
+from salibi.eval.segmentation_heads import SEG_STEPS
+from salibi.vocabulary import PROTOCOLS, TRAIN_SIZE_PARTITIONS
 
-__all__ = ["PROTOCOLS", "APPLIES_TO", "evaluate_geobench", "evaluate_task", "checkpoint_bands"]
+__all__ = ["APPLIES_TO", "PROTOCOLS", "RunOutput", "checkpoint_bands", "evaluate_geobench", "evaluate_task"]
 
-#: The task kinds each protocol of :data:`salibi.vocabulary.PROTOCOLS` applies to.
-APPLIES_TO = {
-    "knn": ("classification", "multilabel"),
-    "linear": ("classification", "multilabel"),
-    "seg": ("segmentation",),
-    # The chance reference: the most frequent training class, whatever the input.
-    "majority": ("classification", "multilabel", "segmentation"),
-}
-METRIC = {"classification": "accuracy", "multilabel": "f1_macro", "segmentation": "miou"}
+APPLIES_TO = P.APPLIES_TO
 
 #: Where progress lines go (the command line passes one that prints them; by default, nowhere).
 Log = Callable[[str], None]
@@ -56,6 +52,18 @@ Log = Callable[[str], None]
 
 def _quiet(message: str) -> None:
     pass
+
+
+@dataclass
+class RunOutput:
+    """The per-test-sample output of one run, kept in memory for paired comparisons
+    (:func:`salibi.eval.uncertainty.paired_bootstrap_difference`)."""
+
+    kind: str
+    n_classes: int
+    test_ids: list[str]
+    truth: np.ndarray
+    output: P.ProtocolOutput
 
 
 def checkpoint_bands(model: Any) -> tuple[dict[str, list[str]], dict[str, float | None]]:
@@ -70,128 +78,232 @@ def checkpoint_bands(model: Any) -> tuple[dict[str, list[str]], dict[str, float 
     return bands, gsd
 
 
-def _summary(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=np.float64)
-    return float(array.mean()), float(array.std()) if len(array) > 1 else 0.0
+def _parse_list(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [i.strip() for i in items if i and i.strip()]
 
 
-def evaluate_task(
+def resolve_partitions(partition: str, partitions: str | Iterable[str] | None) -> list[str]:
+    """The partitions to evaluate: ``partitions`` (``all`` = every train-size partition) or the one ``partition``."""
+    wanted = _parse_list(partitions)
+    if not wanted:
+        return [partition]
+    if wanted == ["all"]:
+        return list(TRAIN_SIZE_PARTITIONS)
+    if "all" in wanted:
+        raise InputError(f"--partitions {','.join(wanted)}: give 'all' alone or a list of partition names")
+    return list(dict.fromkeys(wanted))
+
+
+class _Rows:
+    """Rows ``rows`` of a (possibly memory-mapped) array, indexed lazily by the heads."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array, self.rows = array, rows
+        self.shape = (len(rows), *array.shape[1:])
+        self.ndim = array.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, pick: Any) -> np.ndarray:
+        return np.asarray(self.array[self.rows[pick]])
+
+
+def _subset(array: np.ndarray | None, rows: np.ndarray) -> Any:
+    if array is None or (len(rows) == len(array) and np.array_equal(rows, np.arange(len(array)))):
+        return array
+    if isinstance(array, np.memmap) or array.ndim > 2:
+        return _Rows(array, rows)
+    return array[rows]
+
+
+@dataclass
+class _TaskPlan:
+    splits: dict[str, list[str]]  # train (union over partitions), valid, test
+    partition_rows: dict[str, np.ndarray]  # partition -> rows of the train union
+    pending: list[tuple[str, str, int]]  # (partition, protocol, seed)
+
+
+def _plan(
+    task: Task,
+    partitions: list[str],
+    protocols: Sequence[str],
+    seeds: int,
+    finished: dict[R.RunKey, dict[str, Any]],
+    settings: P.ProtocolSettings,
+    all_partitions: bool,
+) -> _TaskPlan:
+    default = task.partition("default")
+    train: dict[str, None] = {}
+    rows: dict[str, list[str]] = {}
+    available = set(task.partitions())
+    for name in partitions:
+        if all_partitions and name not in available and name != "default":
+            continue  # --partitions all: the train-size partitions this task has
+        names = task.partition(name)["train"]
+        if not names:
+            raise InputError(f"task {task.name}: partition {name!r} has an empty train split")
+        rows[name] = names
+        train.update(dict.fromkeys(names))
+    if not rows:
+        raise InputError(f"task {task.name} has none of the partitions {', '.join(partitions)}")
+    if not default["test"]:
+        raise InputError(f"task {task.name}: the default partition has an empty test split")
+    union = list(train)
+    position = {n: i for i, n in enumerate(union)}
+    pending = []
+    for name in rows:
+        for protocol in protocols:
+            for seed in [0] if protocol in P.DETERMINISTIC else range(seeds):
+                done = finished.get((task.name, protocol, name, seed))
+                if done is None or done.get("parameters") != settings.parameters(protocol):
+                    pending.append((name, protocol, seed))
+    return _TaskPlan(
+        {"train": union, "valid": default["valid"], "test": default["test"]},
+        {name: np.array([position[n] for n in names], dtype=np.int64) for name, names in rows.items()},
+        pending,
+    )
+
+
+def _extract(
     model: Any,
     task: Task,
     inputs: TaskInputs,
+    plan: _TaskPlan,
     protocols: Sequence[str],
-    partition: str = "default",
-    seeds: int = 1,
-    batch_size: int = 64,
-    device: Any = "cpu",
-    log: Log = _quiet,
-    seg_steps: int = P.SEG_STEPS,
-    num_workers: int = 0,
-) -> dict[str, dict[str, float]]:
-    """``{protocol: {metric: mean, metric_std: std}}`` of one task whose ``inputs`` are mapped."""
-    specs = task.specs
-    kind = specs.label.kind
-    splits = task.partition(partition)
-    if not splits["train"] or not splits["test"]:
-        raise InputError(f"task {task.name}: partition {partition!r} has an empty train or test split")
-    valid_names = splits["valid"] or splits["train"]
-    stats = band_normalisation(task, inputs, splits["train"])
-    want_tokens = "seg" in protocols
-
+    batch_size: int,
+    device: Any,
+    num_workers: int,
+    log: Log,
+) -> dict[str, SplitFeatures]:
+    stats = band_normalisation(task, inputs, plan.splits["train"])
+    depth = max(len(model.encoders[m.modality].blocks) for m in inputs.modalities)
+    blocks = P.fpn_blocks(depth) if "seg-fpn" in protocols else []
     features: dict[str, SplitFeatures] = {}
     try:
-        for split, names in (("train", splits["train"]), ("valid", valid_names), ("test", splits["test"])):
-            if split == "valid" and valid_names is splits["train"]:
-                features[split] = features["train"]
+        for split, names in plan.splits.items():
+            if split == "valid" and not names:
                 continue
-            if split == "valid" and want_tokens and "knn" not in protocols and "linear" not in protocols:
-                continue  # the segmentation head is trained a fixed number of steps: no validation
             started = time.perf_counter()
             features[split] = extract_features(
-                model, task, inputs, names, stats, batch_size, device, want_tokens, num_workers=num_workers
+                model,
+                task,
+                inputs,
+                names,
+                stats,
+                batch_size,
+                device,
+                keep_tokens="seg-linear" in protocols,
+                num_workers=num_workers,
+                token_blocks=blocks,
             )
             elapsed = time.perf_counter() - started
             log(
                 f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
                 f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)"
             )
-        return _run_protocols(task, kind, features, protocols, seeds, device, log, seg_steps)
+    except BaseException:
+        for split_features in features.values():
+            split_features.close()
+        raise
+    return features
+
+
+def _inputs_for(kind: str, n_classes: int, features: dict[str, SplitFeatures], rows: np.ndarray) -> P.ProtocolInputs:
+    train, test = features["train"], features["test"]
+    valid = features.get("valid")
+    empty = np.zeros((0, train.pooled.shape[1]), dtype=np.float32)
+    return P.ProtocolInputs(
+        kind=kind,
+        n_classes=n_classes,
+        train_x=train.pooled[rows],
+        train_y=train.labels[rows],
+        valid_x=valid.pooled if valid is not None else empty,
+        valid_y=valid.labels if valid is not None else train.labels[:0],
+        test_x=test.pooled,
+        test_y=test.labels,
+        train_tokens=_subset(train.tokens, rows),
+        test_tokens=test.tokens,
+        train_blocks=_subset(train.block_tokens, rows),
+        test_blocks=test.block_tokens,
+        grid=train.grid,
+        label_px_per_token=train.label_px_per_token,
+    )
+
+
+def evaluate_task(
+    model: Any,
+    task: Task,
+    inputs: TaskInputs,
+    plan: _TaskPlan,
+    protocols: Sequence[str],
+    settings: P.ProtocolSettings,
+    batch_size: int = 64,
+    device: Any = "cpu",
+    log: Log = _quiet,
+    num_workers: int = 0,
+    save_features: str | os.PathLike[str] | None = None,
+    outputs: dict[R.RunKey, RunOutput] | None = None,
+    describe: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The run records of ``plan.pending`` for one task whose ``inputs`` are mapped."""
+    kind, n_classes = task.kind, task.specs.label.n_classes
+    features = _extract(model, task, inputs, plan, protocols, batch_size, device, num_workers, log)
+    records = []
+    try:
+        if save_features is not None:
+            for split, split_features in features.items():
+                attributes = {"kind": kind, "n_classes": n_classes, **(describe or {})}
+                path = write_features(
+                    save_features,
+                    task.name,
+                    split,
+                    split_features.pooled,
+                    split_features.labels,
+                    split_features.names,
+                    attributes,
+                )
+                log(f"  {task.name}: {split} features -> {path}")
+        blocks = features["train"].blocks
+        for partition, protocol, seed in plan.pending:
+            rows = plan.partition_rows[partition]
+            data = _inputs_for(kind, n_classes, features, rows)
+            started = time.perf_counter()
+            output = P.run_protocol(protocol, data, settings, seed, device)
+            scores = P.score_output(kind, data.test_y, output, n_classes, settings)
+            record: dict[str, Any] = {
+                "task": task.name,
+                "protocol": protocol,
+                "method": settings.method(protocol),
+                "partition": partition,
+                "seed": seed,
+                "kind": kind,
+                "metrics": {m: s.value for m, s in scores.items()},
+                "intervals": {m: [s.low, s.high] for m, s in scores.items()},
+                "parameters": settings.parameters(protocol),
+                "n_train": int(len(rows)),
+                "n_val": int(len(data.valid_y)),
+                "n_test": int(len(data.test_y)),
+                "feature_dim": int(data.train_x.shape[1]),
+                "best_c": output.details.get("best_c"),
+                "blocks": list(blocks) if protocol == "seg-fpn" else None,
+                "bands": " | ".join(m.describe() for m in inputs.modalities),
+                "seconds": round(time.perf_counter() - started, 3),
+                "replicates": {m: R.rounded(s.replicates) for m, s in scores.items()},
+            }
+            records.append(record)
+            if outputs is not None:
+                outputs[R.run_key(record)] = RunOutput(kind, n_classes, features["test"].names, data.test_y, output)
+            shown = ", ".join(f"{m} {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]" for m, s in scores.items())
+            extra = f", C = {record['best_c']:.3g}" if record["best_c"] is not None else ""
+            log(f"  {task.name}: {protocol} ({partition}, seed {seed}{extra}): {shown}")
     finally:
         for split_features in features.values():
             split_features.close()
-
-
-def _run_protocols(
-    task: Task,
-    kind: str,
-    features: dict[str, SplitFeatures],
-    protocols: Sequence[str],
-    seeds: int,
-    device: Any,
-    log: Log,
-    seg_steps: int,
-) -> dict[str, dict[str, float]]:
-    n_classes = task.specs.label.n_classes
-    train, test = features["train"], features["test"]
-    out: dict[str, dict[str, float]] = {}
-    for protocol in protocols:
-        scores: dict[str, list[float]] = {}
-        if protocol == "knn":
-            predicted = P.knn_predict(train.pooled, train.labels, test.pooled, kind, n_classes)
-            value = P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
-            scores[METRIC[kind]] = [value]  # deterministic: one run whatever the seeds
-        elif protocol == "linear":
-            valid = features["valid"]
-            for seed in range(seeds):
-                predicted, c = P.linear_probe(
-                    (train.pooled, train.labels), (valid.pooled, valid.labels), (test.pooled, test.labels), kind, seed
-                )
-                value = (
-                    P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
-                )
-                scores.setdefault(METRIC[kind], []).append(value)
-                log(f"  {task.name}: linear seed {seed}: C = {c:g}, {METRIC[kind]} {value:.4f}")
-        elif protocol == "seg":
-            assert train.tokens is not None and test.tokens is not None and train.grid is not None
-            for seed in range(seeds):
-                predicted = P.segmentation_probe(
-                    train.tokens,
-                    train.labels,
-                    test.tokens,
-                    train.grid,
-                    train.label_px_per_token,
-                    n_classes,
-                    seed=seed,
-                    steps=seg_steps,
-                    device=device,
-                )
-                scores.setdefault("miou", []).append(P.mean_iou(test.labels, predicted, n_classes))
-                valid_px = test.labels >= 0
-                scores.setdefault("pixel_accuracy", []).append(P.accuracy(test.labels[valid_px], predicted[valid_px]))
-        elif protocol == "majority":
-            predicted = P.majority_predict(train.labels, test.labels, kind)
-            if kind == "segmentation":
-                valid_px = test.labels >= 0
-                scores["miou"] = [P.mean_iou(test.labels, predicted, n_classes)]
-                scores["pixel_accuracy"] = [P.accuracy(test.labels[valid_px], predicted[valid_px])]
-            else:
-                value = (
-                    P.f1_macro(test.labels, predicted) if kind == "multilabel" else P.accuracy(test.labels, predicted)
-                )
-                scores[METRIC[kind]] = [value]
-        metrics: dict[str, float] = {}
-        for name, values in scores.items():
-            mean, std = _summary(values)
-            metrics[name], metrics[f"{name}_std"] = mean, std
-        out[protocol] = metrics
-    return out
-
-
-def _parse_list(value: str | Iterable[str] | None) -> list[str]:
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [i.strip() for i in items if i and i.strip()]
+    return records
 
 
 def evaluate_geobench(
@@ -205,24 +317,35 @@ def evaluate_geobench(
     device: str = "auto",
     log: Log = _quiet,
     model: Any = None,
-    seg_steps: int = P.SEG_STEPS,
+    seg_steps: int = SEG_STEPS,
     num_workers: int = 0,
+    partitions: str | Iterable[str] | None = None,
+    settings: P.ProtocolSettings | None = None,
+    previous: dict[str, Any] | None = None,
+    save_features: str | os.PathLike[str] | None = None,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
+    outputs: dict[R.RunKey, RunOutput] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
 
-    ``tasks``: names (list or comma-separated); default every task found. ``model``: an
-    already loaded model to use instead of loading ``checkpoint`` (its path is still reported).
-    ``seg_steps``: training steps of the segmentation head. ``num_workers``: reader processes.
-    ``log``: receives one line per step and task (default: dropped). Raises
-    :class:`~salibi.errors.SalibiError` for arguments it cannot use; a task that fails is
-    reported under ``"failed"`` instead.
+    ``tasks``: names (list or comma-separated); default every task found. ``partitions``:
+    ``"all"`` (every train-size partition, the data-efficiency curve) or a list; otherwise the
+    one ``partition``. ``seeds``: runs of each seeded protocol. ``model``: an already loaded
+    model to use instead of loading ``checkpoint`` (its path is still reported).
+    ``settings``: protocol parameters (default: torchgeo-bench's; ``seg_steps`` sets the
+    linear segmentation head's steps when ``settings`` is not given). ``previous``: a results
+    document to resume. ``save_features``: a folder for each task's split features (HDF5).
+    ``on_update``: receives the document after each task (e.g. to write it). ``outputs``: a
+    dict filled with each run's per-test-sample output (:class:`RunOutput`). ``log``: one line
+    per step. Raises :class:`~salibi.errors.SalibiError` for arguments it cannot use; a task
+    that fails is reported under ``"failed"`` instead.
     """
-    protocol_list = _parse_list(protocols)
-    unknown = [p for p in protocol_list if p not in PROTOCOLS]
-    if unknown or not protocol_list:
-        raise InputError(f"--protocol {','.join(protocol_list)}: choose among {', '.join(PROTOCOLS)}")
+    protocol_list = P.normalise_protocols(_parse_list(protocols))
     if seeds < 1:
         raise InputError(f"--seeds {seeds}: must be at least 1")
+    settings = settings or P.ProtocolSettings(seg_linear_steps=seg_steps)
+    partition_list = resolve_partitions(partition, partitions)
+    all_partitions = _parse_list(partitions) == ["all"]
     root_path = Path(root).expanduser() if root is not None else default_root()
     available = discover_tasks(root_path)
     wanted = _parse_list(tasks) or sorted(available)
@@ -244,13 +367,26 @@ def evaluate_geobench(
     bands, gsd = checkpoint_bands(model)
     log(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
 
-    results: dict[str, Any] = {
-        "checkpoint": str(checkpoint_path),
-        "partition": partition,
-        "tasks": {},
-        "skipped": {},
-        "failed": {},
-    }
+    if previous is not None and previous.get("checkpoint") != str(checkpoint_path):
+        raise InputError(
+            f"the results to resume are of checkpoint {previous.get('checkpoint')}, not {checkpoint_path}; "
+            "pass --overwrite or another --output"
+        )
+    document = R.new_document(
+        str(checkpoint_path),
+        partition_list[-1],
+        partition_list,
+        seeds,
+        {p: {"deterministic": p in P.DETERMINISTIC, "parameters": settings.parameters(p)} for p in protocol_list},
+        {"resamples": settings.resamples, "seed": settings.bootstrap_seed, "confidence": 0.95, "over": "test samples"},
+    )
+    finished = R.finished_runs(previous)
+    if previous is not None:
+        document["runs"] = list(previous.get("runs", []))
+        document["protocols"] = {**previous.get("protocols", {}), **document["protocols"]}
+        document["skipped"] = {k: v for k, v in previous.get("skipped", {}).items() if k not in wanted}
+        document["failed"] = {k: v for k, v in previous.get("failed", {}).items() if k not in wanted}
+    describe = {"checkpoint": str(checkpoint_path)}
     for name in wanted:
         task = Task(available[name])
         try:
@@ -258,38 +394,58 @@ def evaluate_geobench(
             applicable = [p for p in protocol_list if kind in APPLIES_TO[p]]
             if not applicable:
                 useful = [p for p in PROTOCOLS if kind in APPLIES_TO[p]]
-                results["skipped"][name] = (
+                document["skipped"][name] = (
                     f"no requested protocol applies to a {kind} task "
                     f"(requested {','.join(protocol_list)}; use --protocol {','.join(useful)})"
                 )
-                log(f"{name}: skipped: {results['skipped'][name]}")
+                log(f"{name}: skipped: {document['skipped'][name]}")
                 continue
             inputs = map_task_bands(task.specs, bands, gsd, task_name=name)
             if not inputs.modalities:
-                results["skipped"][name] = inputs.reason
+                document["skipped"][name] = inputs.reason
                 log(f"{name}: skipped: {inputs.reason}")
+                continue
+            plan = _plan(task, partition_list, applicable, seeds, finished, settings, all_partitions)
+            needs_features = save_features is not None and not features_path(save_features, name, "test").exists()
+            if not plan.pending and not needs_features:
+                log(f"{name}: every run already in the results; skipped")
                 continue
             log(
                 f"{name} ({kind}, {task.specs.spatial_resolution:g} m): "
                 + " | ".join(m.describe() for m in inputs.modalities)
             )
-            results["tasks"][name] = evaluate_task(
-                model, task, inputs, applicable, partition, seeds, batch_size, torch_device, log, seg_steps, num_workers
+            describe["bands"] = " | ".join(m.describe() for m in inputs.modalities)
+            records = evaluate_task(
+                model,
+                task,
+                inputs,
+                plan,
+                applicable,
+                settings,
+                batch_size,
+                torch_device,
+                log,
+                num_workers,
+                save_features,
+                outputs,
+                describe,
             )
+            replaced = {R.run_key(r) for r in records}
+            document["runs"] = [r for r in document["runs"] if R.run_key(r) not in replaced] + records
         except KeyboardInterrupt:
             raise
         except SalibiError as err:
-            results["failed"][name] = str(err)
+            document["failed"][name] = str(err)
             log(f"{name}: failed: {err}")
         except Exception as err:  # one task's surprise must not lose the others' results
-            results["failed"][name] = f"{type(err).__name__}: {err}"
+            document["failed"][name] = f"{type(err).__name__}: {err}"
             log(f"{name}: failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}")
-    return results
+        R.summarise(document)
+        if on_update is not None:
+            on_update(document)
+    return R.summarise(document)
 
 
 def main_metric(protocol_result: dict[str, float]) -> tuple[str, float] | None:
-    """The headline metric of one protocol's result (accuracy, f1_macro or miou)."""
-    for name in ("accuracy", "f1_macro", "miou"):
-        if name in protocol_result and not math.isnan(protocol_result[name]):
-            return name, protocol_result[name]
-    return None
+    """The headline metric of one protocol's result (accuracy, f1_micro or miou)."""
+    return R.headline_metric(protocol_result)
