@@ -65,7 +65,7 @@ def test_user_errors_are_one_line_and_exit_status_1(resume_tiles, checkpoint, tm
     out = tmp_path / "out.h5"
 
     result = run(tmp_path / "missing", "--checkpoint", checkpoint, "-o", out)
-    assert result.exit_code == 1 and "no such folder" in error_line(result)
+    assert result.exit_code == 1 and "no such file or folder" in error_line(result)
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -14,7 +14,8 @@ import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from salibi.embed import band_keys, embed_folder, find_tiles, read_embeddings, window_layout
+from salibi.embed import embed_folder, find_tiles, read_embeddings, window_layout
+from salibi.embed.routing import RasterBands, route
 from salibi.models import load_checkpoint
 
 from .conftest import PATCH, expected_embedding
@@ -62,16 +63,35 @@ def test_georeference_matches_rasterio(mixed, mixed_run):
 def test_file_schema(mixed_run, checkpoint):
     summary, _ = mixed_run
     with h5py.File(summary.output, "r") as f:
-        assert f.attrs["format"] == "salibi-embeddings" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "salibi-embeddings" and f.attrs["format_version"] == 2
         weights = (checkpoint / "model.safetensors").read_bytes()
         assert f.attrs["checkpoint_sha256"] == hashlib.sha256(weights).hexdigest()
         assert f.attrs["variant"] == "scale-alibi"
         assert json.loads(f.attrs["model"])["dim"] == 64
+        assert math.isnan(f.attrs["chip_size_m"]) and math.isnan(f.attrs["stride_m"])  # whole tiles
         assert f["embedding"].shape == (9, 64) and f["embedding"].dtype == np.float32
         assert f["gsd"].dtype == np.float64 and f["bounds"].shape == (9, 4) and f["bounds"].dtype == np.float64
-        for name in ("path", "modality", "crs", "failed_path", "failed_reason"):
+        assert f["chip"].shape == (9, 4) and f["chip"].dtype == np.int64
+        for name in ("path", "source", "modality", "bands", "crs", "failed_path", "failed_reason", "skipped_path"):
             assert h5py.check_string_dtype(f[name].dtype) is not None, name
         assert f["failed_path"].shape == f["failed_reason"].shape == (3,)
+        assert f["skipped_path"].shape == (0,)  # tiles are never skipped for no-data
+
+
+def test_rows_record_source_window_and_bands(mixed, mixed_run):
+    folder, _ = mixed
+    _, table = mixed_run
+    assert table.source == table.path  # a tile is its own source
+    for i, rel in enumerate(table.path):
+        with rasterio.open(folder / rel) as ds:
+            assert table.chip[i].tolist() == [0, 0, ds.width, ds.height], rel  # the whole file
+    bands = dict(zip(table.path, table.bands))
+    assert bands["s2/spain_s2_cog.tif"] == "B4,B3,B2"  # the file's own names, in the encoder's order
+    assert bands["s1/spain_s1.tif"] == "VV,VH"
+    assert bands["sn6/rgb.tif"] == "red,green,blue"  # colour interpretation
+    assert bands["photos/georef.jpg"] == "red,green,blue"  # a JPEG is RGB
+    assert bands["naip/naip_crop.jp2"] == "1,2,3 (assumed)"  # NAIP's unnamed bands, taken in order
+    assert bands["sn6/sar_db.tif"] == "1,2 (assumed)"
 
 
 @pytest.mark.parametrize(
@@ -178,23 +198,26 @@ def test_rgb_picked_by_band_description(tmp_path):
     )
 
 
-def test_band_name_identities():
-    same = [
-        ("B4", "B04"),
-        ("b04", "B4"),
-        ("B04", "red"),
-        ("Red", "RED"),
-        ("B8A", "b8a"),
-        ("band_01", "band_1"),
-        ("04 - Red", "B4"),
-    ]
-    for a, b in same:
-        assert set(band_keys(a, "lores")) & set(band_keys(b, "lores")), (a, b)
-    different = [("B8", "B8A"), ("B1", "B10"), ("B02", "red"), ("B12", "B2")]
-    for a, b in different:
-        assert not set(band_keys(a, "lores")) & set(band_keys(b, "lores")), (a, b)
-    assert set(band_keys("VV", "sar")) & set(band_keys("Sigma0_VV_db", "sar"))
-    assert not set(band_keys("VV", "sar")) & set(band_keys("VH", "sar"))
+def test_band_names_that_mean_the_same_band():
+    """What the band contract counts as the same band: identities, not spellings."""
+    from salibi.embed.routing import ModalitySpec
+
+    spec = ModalitySpec(1, None, None, None, None)
+
+    def same(wanted: str, have: str, modality: str = "lores") -> bool:
+        specs = {modality: ModalitySpec(1, (wanted,), None, None, None)}
+        try:
+            return route(RasterBands((have,), (False,)), 10.0, specs, modality=modality).label == have
+        except Exception:
+            return False
+
+    for wanted, have in [("B04", "B4"), ("B4", "b04"), ("red", "B04"), ("RED", "Red"), ("B8A", "b8a"),
+                         ("band_1", "band_01"), ("B4", "04 - Red"), ("nir", "LC08_B5")]:  # fmt: skip
+        assert same(wanted, have), (wanted, have)
+    for wanted, have in [("B8", "B8A"), ("B1", "B10"), ("red", "B02"), ("B2", "B12"), ("B05", "LC08_B5")]:
+        assert not same(wanted, have), (wanted, have)
+    assert same("VV", "Sigma0_VV_db", "sar") and not same("VV", "VH", "sar")
+    assert spec.channels == 1
 
 
 def test_no_statistics_means_per_tile_normalisation_and_a_note(tmp_path):
@@ -202,7 +225,7 @@ def test_no_statistics_means_per_tile_normalisation_and_a_note(tmp_path):
     tiles = tmp_path / "tiles"
     path = crop(SPAIN_S2, tiles / "s2.tif", Window(64, 64, 32, 32))
     summary = embed_folder(tiles, ckpt, tmp_path / "out.h5", progress=False)
-    assert any("normalised per tile" in note and "lores" in note for note in summary.notes)
+    assert any("normalised per image and band" in note and "lores" in note for note in summary.notes)
     with rasterio.open(path) as ds:
         x = ds.read([4, 3, 2]).astype(np.float32)
     got = read_embeddings(tmp_path / "out.h5").embedding[0]
@@ -212,20 +235,27 @@ def test_no_statistics_means_per_tile_normalisation_and_a_note(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_auto_modality_the_checkpoint_lacks_is_a_failure_with_the_reason(tmp_path):
+def test_rgb_tiles_go_to_the_encoder_that_has_rgb_bands(tmp_path):
+    """A checkpoint without a high-res encoder (the demo's: SAR and Sentinel-2) embeds RGB tiles with
+    its low-res optical encoder, whose B04, B03, B02 are red, green, blue; SAR tiles go to SAR."""
     ckpt = make_checkpoint(tmp_path / "ckpt", modalities=("sar", "lores"))
     tiles = tmp_path / "tiles"
     crop(SN6 / "rgb_unmasked.tif", tiles / "rgb.tif", Window(0, 0, 32, 32))
     crop(SN6 / "sar_masked.tif", tiles / "sar.tif", Window(80, 80, 32, 32))
-    summary = embed_folder(tiles, ckpt, tmp_path / "out.h5", progress=False)
-    assert (summary.embedded, summary.failed) == (1, 1), summary.failures
-    path, reason = summary.failures[0]
-    assert path == "rgb.tif"
-    assert "hires" in reason and "no hires encoder" in reason and "--modality" in reason
-    # --modality lores embeds it with the low-res encoder instead
-    forced = embed_folder(tiles, ckpt, tmp_path / "forced.h5", modality="lores", progress=False)
-    assert (forced.embedded, forced.failed) == (2, 0)
-    assert read_embeddings(tmp_path / "forced.h5").modality == ["lores", "lores"]
+    with pytest.warns(UserWarning, match=r"bands 1,2 taken in order as the sar encoder's VV, VH \(assumed"):
+        summary = embed_folder(tiles, ckpt, tmp_path / "out.h5", progress=False)
+    assert (summary.embedded, summary.failed) == (2, 0), summary.failures
+    table = read_embeddings(tmp_path / "out.h5")
+    i = table.row_of("rgb.tif")
+    assert (table.modality[i], table.bands[i]) == ("lores", "red,green,blue")
+    model = load_checkpoint(ckpt)
+    np.testing.assert_allclose(
+        table.embedding[i],
+        expected_embedding(model, tiles / "rgb.tif", [1, 2, 3], "lores", table.gsd[i]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert table.modality[table.row_of("sar.tif")] == "sar"
 
 
 def test_gsd_option_is_for_tiles_without_georeference(mixed, checkpoint, tmp_path):

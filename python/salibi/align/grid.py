@@ -45,7 +45,8 @@ def _dataset_envelope(dataset: Any) -> tuple[float, float, float, float]:
     return envelope(dataset.transform, dataset.width, dataset.height)
 
 
-def _is_metric_projected(crs: CRS) -> bool:
+def is_metric_projected(crs: CRS) -> bool:
+    """Whether ``crs`` is projected with the metre as unit (chips can be cut on it as it is)."""
     units = (crs.linear_units or "").lower()
     return bool(crs.is_projected) and units in ("metre", "meter", "m", "metres", "meters")
 
@@ -71,18 +72,17 @@ def target_crs(requested: str | None, modalities: list[Modality]) -> CRS:
                 f"--crs {requested}: is geographic (degrees); chips need a projected CRS in metres, "
                 "e.g. a UTM zone such as EPSG:32631, or leave --crs out to pick one"
             )
-        if not _is_metric_projected(target):
+        if not is_metric_projected(target):
             raise InputError(f"--crs {requested}: its unit is not the metre; choose a projected CRS in metres")
         return target
     reference = by_precedence(modalities)[0].dataset.crs
-    if _is_metric_projected(reference):
+    if is_metric_projected(reference):
         return reference
     return _utm_of_centre(modalities)
 
 
 def _utm_of_centre(modalities: list[Modality]) -> CRS:
     """The UTM zone of the centre of the inputs' common box in longitude and latitude."""
-    from rasterio.crs import CRS
     from rasterio.warp import transform_bounds
 
     boxes = [
@@ -93,7 +93,13 @@ def _utm_of_centre(modalities: list[Modality]) -> CRS:
     east, north = min(b[2] for b in boxes), min(b[3] for b in boxes)
     if west >= east or south >= north:
         west, south, east, north = boxes[0]  # no overlap: reported later with the files named
-    lon, lat = (west + east) / 2, (south + north) / 2
+    return utm_crs((west + east) / 2, (south + north) / 2)
+
+
+def utm_crs(lon: float, lat: float) -> CRS:
+    """The WGS84 UTM zone (EPSG:326xx north, 327xx south) of a point given in degrees."""
+    from rasterio.crs import CRS
+
     zone = int((lon + 180) // 6) % 60 + 1
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
@@ -240,7 +246,10 @@ def plan_chip_grid(
         if message.startswith("tile_size_m: "):
             rest = message[len("tile_size_m: ") :]
             message = f"{size_option} {rest}" if rest[:1].isdigit() else f"{size_option} {chip_size_m:g}: {rest}"
-            message = message.replace("tile size", "chip size") if size_option != "--tile-size-m" else message
+            if size_option != "--tile-size-m":  # one raster: no modalities, no inputs to intersect
+                message = message.replace("tile sizes that fit every modality", "chip sizes that fit")
+                message = message.replace("the common footprint of the inputs is", "the raster covers")
+                message = message.replace("a tile size", "a chip size")
         raise InputError(message + whole_pixels_hint if "whole number" in message else message) from None
     chip = float(chip_size_m)
     stride = chip if stride_m is None else float(stride_m)

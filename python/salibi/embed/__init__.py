@@ -1,92 +1,96 @@
-"""Embed every tile of a folder (``salibi embed``): one row per tile with its georeference.
+"""Embed tiles, scenes and aligned sets (``salibi embed``): one row per tile, per chip of a scene's
+chip grid, or per chip of an aligned set (all its modalities fused), with its footprint.
 
 ::
 
-    from salibi.embed import embed_folder, read_embeddings
-    summary = embed_folder("tiles/", "runs/first", "out.h5")   # -> EmbedSummary
+    from salibi.embed import embed, embed_folder, read_embeddings
+    summary = embed("tiles/", "runs/first", "out.h5")                         # one row per tile
+    summary = embed("T31UDQ.tif", "runs/first", "out.parquet", chip_size_m=320)  # a chip grid, GeoParquet
+    summary = embed("floods.h5", "runs/first", "joint.h5", per_modality=True)    # fused + per modality
     print(summary.format())
-    table = read_embeddings("out.h5")       # numpy columns: embedding, path, modality, gsd, ...
+    table = read_embeddings("out.parquet")  # numpy columns: embedding, path, source, modality, bands, ...
 
-How a tile becomes a row:
+What becomes a row:
 
-1. Tiles are the files under ``tiles_dir`` (recursively, sorted, hidden files and folders
-   skipped) ending in ``.tif``/``.tiff`` (GeoTIFF, COG), ``.jp2``/``.j2k`` (JPEG 2000),
-   ``.png``, ``.jpg``/``.jpeg``; everything else is ignored. All are read with rasterio
-   (GDAL), so a PNG/JPEG with a world file or ``.aux.xml`` beside it is georeferenced.
-2. Ground sampling distance (GSD): from the georeference -- the coarser of the two pixel axes,
-   in metres (a geographic CRS is converted with the WGS84 ellipsoid at the tile's centre
-   latitude) -- else ``gsd``; a tile with neither fails with ``no georeference: pass --gsd``.
-   The GSD is rounded to 3 significant digits (real files say 0.49999 m), which is what is
-   fed to the model and stored.
-3. Modality: ``modality`` or, with ``auto``: SAR when the tile is complex, has exactly 2 bands,
-   or holds floats whose median is negative (backscatter in dB); else high-res optical when the
-   GSD is below 5 m; else low-res optical. A tile whose modality the checkpoint lacks fails.
-4. Bands: the checkpoint modality's bands by name when all of them are found among the tile's
-   band names (GDAL band descriptions or colour interpretation; ``B4`` = ``B04``, ``red`` =
-   ``B04``, case and zero padding ignored); else red, green, blue when the encoder takes three
-   bands and the tile names them; else the first bands the encoder takes. A tile with fewer
-   bands fails. Complex SAR becomes intensity ``|z|^2``, as ``salibi align`` stores it.
-5. Normalisation: ``(x - mean) / std`` with the checkpoint's statistics; a checkpoint saved
-   without them is normalised per tile and band (the summary says so). Invalid pixels (NaN,
-   the file's nodata value, GDAL's mask e.g. a PNG alpha band) become 0, the band mean.
-6. Size: tiles are **padded**, never cropped: the normalised tile is padded with zeros (the
-   band mean) at the bottom and right to a multiple of the patch size. A tile larger than
-   ``window_patches`` x ``window_patches`` patches is cut into equal windows no larger than
-   that. The row is the mean of the encoder tokens of the patches holding tile pixels (padding
-   patches are left out), over all windows: a token-count-weighted mean of the windows. A tile
-   is read whole into memory: cut multi-gigabyte scenes into tiles first (e.g. gdal_retile.py).
-7. Windows of equal (modality, GSD, size) are batched, ``batch_size`` per forward pass, on
-   ``device`` (``auto``: CUDA when available, with bf16 autocast); ``num_workers`` processes
-   read tiles (a torch DataLoader).
+1. The input. A folder: every file under it (recursively, sorted, hidden files and folders and
+   ``*.parts`` skipped) ending in ``.tif``/``.tiff`` (GeoTIFF, COG), ``.jp2``/``.j2k``, ``.png``,
+   ``.jpg``/``.jpeg``, all read with rasterio (a PNG/JPEG with a world file is georeferenced).
+   Without ``chip_size_m`` each file is a *tile*: one row (``path`` = its path relative to the
+   folder). With ``chip_size_m`` each file (or the one raster given) is a *scene* cut into a chip
+   grid, one row per chip (:mod:`~salibi.embed.scenes`). An HDF5 file is an aligned set
+   (``salibi align``): one ``joint`` row per chip through the cross-modal encoder, and with
+   ``per_modality`` one row per modality too (:mod:`~salibi.embed.aligned`).
+2. GSD: from the georeference -- the coarser pixel axis, in metres (geographic CRSs converted on
+   the WGS84 ellipsoid) -- else ``gsd``; rounded to 3 significant digits. Without either a tile
+   fails with ``no georeference: pass --gsd``.
+3. The band contract (:mod:`~salibi.embed.routing`): the encoder whose bands the raster has
+   (names, Sentinel-2/Landsat numbering, colour interpretation; a PNG/JPEG is RGB), the GSD only
+   to break ties; unnamed bands taken in order with one warning naming the assumption;
+   ``band_names`` names a folder's bands; a missing band refused with the reason unless
+   ``fill_missing="mean"``. Every row records the bands used (``B04,B03,B02``, ``1,2,3 (assumed)``,
+   ``B4,B3,B02=mean``). Complex SAR becomes intensity ``|z|^2``, as ``salibi align`` stores it.
+4. Normalisation with the checkpoint's statistics (per image and band when it has none: the
+   summary says so); invalid pixels (NaN, nodata, GDAL's mask) become 0, the band mean.
+5. Size: padded, never cropped: zeros (the band mean) at the bottom and right to a multiple of
+   the patch size; an image larger than ``window_patches`` x ``window_patches`` patches is cut
+   into equal windows; the row is the mean of the tokens of patches holding pixels over all
+   windows. A tile is read whole: give large rasters as scenes (``chip_size_m``), read window by
+   window in bounded memory.
+6. Batching (:mod:`~salibi.embed.batches`): equal (modality, GSD, size) windows ``batch_size``
+   per forward pass on ``device`` (``auto``: CUDA when available, bf16 autocast);
+   ``num_workers`` DataLoader processes read; ``gpus``/``cpu_procs`` ranks (or torchrun) take
+   disjoint shards of the work (:mod:`~salibi.embed.ranks`).
 
-Output: HDF5 ``salibi-embeddings`` version 1 (DESIGN.md "Data formats"). Crash safety and
-resume: the finished ``out.h5`` is only ever replaced whole (written under a temporary name,
-then renamed). While a run goes on, finished rows (and failures) are written as small complete
-files ``out.h5.parts/part-NNNNNN.h5`` (also temporary name + rename) every ``batch_size`` tiles
-and at least every 10 seconds; at the end ``out.h5`` and the parts are merged into a new
-``out.h5`` and the parts deleted. A run that is killed keeps its parts; the next run with the
-same output skips every tile already in ``out.h5`` or a part (by path relative to
-``tiles_dir``), retries the failed ones and merges everything into exactly one row per tile.
-A tile that changed since it was embedded is not embedded again (use a new output for that).
-An output written with another checkpoint (sha256 of ``model.safetensors``) is refused. One
-run per output at a time (a lock on the parts folder).
+Output, by extension (:mod:`~salibi.embed.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
+version 2 (:mod:`~salibi.embed.hdf5`; version 1 files are read and continued) -- or ``.parquet``
+-- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.geoparquet`; one file
+per CRS, or reprojected with ``crs``). Crash safety and resume: the finished output is only ever
+replaced whole (written under a temporary name, then renamed). While a run goes on, finished rows,
+failures and no-data skips are written as small complete part files ``out.<ext>.parts/part-RUN-
+RANK-SEQ.h5`` every ``batch_size`` rows and at least every 10 seconds; at the end the output and
+the parts are merged into a new output and the parts deleted. A killed run keeps its parts; the
+next run with the same output -- on any number of ranks -- skips every row already in the output
+or a part (by ``path`` and ``modality``), retries failures and skipped chips and merges everything
+into exactly one row per path and modality. A raster that changed since it was embedded is not
+embedded again (use a new output for that). An output written with another checkpoint (sha256 of
+``model.safetensors``), another chip grid or another footprint CRS is refused. One run per output
+at a time (a lock on the parts folder).
 
-Modules: :mod:`~salibi.embed.tiles` (steps 1-6: a tile file to windows),
-:mod:`~salibi.embed.run` (step 7 and :func:`embed_folder`), :mod:`~salibi.embed.store` (the output,
-its parts, the lock, resume and merge).
+Looking at the result: :mod:`~salibi.embed.search` (nearest neighbours, faiss) and
+:mod:`~salibi.embed.maps` (a 2-D projection, a scene's principal components on its chip grid).
 """
 
 from __future__ import annotations
 
-from salibi.embed.run import FLUSH_SECONDS, EmbedSummary, embed_folder, embed_tiles
-from salibi.embed.store import PARTS_SUFFIX, Embeddings, EmbeddingStore, read_embeddings
-from salibi.embed.tiles import (
-    DEFAULT_WINDOW_PATCHES,
-    HIRES_BELOW_M,
-    TILE_SUFFIXES,
-    band_keys,
-    find_tiles,
-    read_tile,
-    window_layout,
-)
+from salibi.embed.batches import FLUSH_SECONDS
+from salibi.embed.embeddings import Embeddings, output_format, read_embeddings
+from salibi.embed.pixels import window_layout
+from salibi.embed.records import JOINT
+from salibi.embed.routing import HIRES_BELOW_M
+from salibi.embed.run import FILL_CHOICES, EmbedJob, EmbedSummary, embed, embed_folder
+from salibi.embed.store import PARTS_SUFFIX, EmbeddingStore
+from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, TILE_SUFFIXES, find_tiles, read_tile
 from salibi.vocabulary import EMBEDDINGS_FORMAT as FORMAT
 from salibi.vocabulary import EMBEDDINGS_FORMAT_VERSION as FORMAT_VERSION
 
 __all__ = [
     "DEFAULT_WINDOW_PATCHES",
+    "FILL_CHOICES",
     "FLUSH_SECONDS",
     "FORMAT",
     "FORMAT_VERSION",
     "HIRES_BELOW_M",
+    "JOINT",
     "PARTS_SUFFIX",
     "TILE_SUFFIXES",
+    "EmbedJob",
     "EmbedSummary",
     "EmbeddingStore",
     "Embeddings",
-    "band_keys",
+    "embed",
     "embed_folder",
-    "embed_tiles",
     "find_tiles",
+    "output_format",
     "read_embeddings",
     "read_tile",
     "window_layout",

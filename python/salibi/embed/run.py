@@ -1,78 +1,146 @@
-"""A ``salibi embed`` run: checks, the checkpoint, the loop that reads tiles, batches their windows
-through the encoder and pools the tokens into rows (step 7 of :mod:`salibi.embed`), and its summary.
-"""
+"""A ``salibi embed`` run: the arguments checked, the ranks started (or joined), the checkpoint
+loaded, the work planned, embedded and merged, and the summary of it all."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from salibi.devices import resolve_device
-from salibi.embed.store import EmbeddingStore, Rows, output_attrs
-from salibi.embed.tiles import (
-    DEFAULT_WINDOW_PATCHES,
-    TILE_SUFFIXES,
-    ModalitySpec,
-    ReadSettings,
-    Tile,
-    TileReader,
-    find_tiles,
-)
-from salibi.errors import InputError, MissingInputError
-from salibi.progress import RateProgress
+from salibi.embed.batches import PartWriter
+from salibi.embed.embeddings import output_format
+from salibi.embed.ranks import RankContext, join, leave, rank_device, shard
+from salibi.embed.records import ReadSettings
+from salibi.embed.routing import ModalitySpec
+from salibi.embed.store import EmbeddingStore, output_attrs
+from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES
+from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
+from salibi.errors import InputError, MissingInputError, SalibiError
 from salibi.vocabulary import MODALITIES
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+__all__ = ["FILL_CHOICES", "EmbedJob", "EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
 
-__all__ = ["FLUSH_SECONDS", "EmbedSummary", "embed_folder", "embed_tiles"]
+#: ``fill_missing`` values: ``none`` refuses a raster lacking a band of its encoder; ``mean`` fills it.
+FILL_CHOICES = ("none", "mean")
 
-#: Finished rows are written to a part file at least this often.
-FLUSH_SECONDS = 10.0
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Everything a run (and each of its ranks) needs; see :func:`embed` for the meaning."""
+
+    source: str
+    checkpoint: str
+    output: str
+    chip_size_m: float | None = None
+    stride_m: float | None = None
+    max_nodata: float = 0.5
+    modality: str = "auto"
+    gsd: float | None = None
+    band_names: tuple[str, ...] | None = None
+    fill_missing: str = "none"
+    per_modality: bool = False
+    crs: str | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    num_workers: int = 0
+    gpus: int = 0
+    cpu_procs: int = 0
+    progress: bool = True
+    window_patches: int = DEFAULT_WINDOW_PATCHES
 
 
 @dataclass
 class EmbedSummary:
-    """What :func:`embed_folder` did."""
+    """What a run did (rank 0's view: every rank's counts summed)."""
 
     output: Path
-    tiles_found: int
+    kind: str  # tiles, scenes, aligned set
+    unit: str  # tiles, chips, rows
+    found: int  # rows the input makes
     embedded: int  # rows added by this run
-    skipped: int  # tiles already in the output (or its parts) before this run
-    failed: int  # tiles this run could not embed
+    skipped: int  # rows already in the output (or its parts) before this run
+    failed: int  # tiles, scenes or chips this run could not embed
+    nodata: int  # chips over --max-nodata (recorded, not embedded)
     rows: int  # rows in the output now
     seconds: float
     device: str
     checkpoint: Path
+    ranks: int = 1
+    rank: int = 0  # this process's rank (under torchrun every rank returns; rank 0's has the totals)
+    area_km2: float = 0.0  # ground covered by the rows this run embedded
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
     notes: list[str] = field(default_factory=list)
 
     @property
-    def tiles_per_second(self) -> float:
-        done = self.embedded + self.failed
+    def tiles_found(self) -> int:
+        return self.found
+
+    @property
+    def rows_per_second(self) -> float:
+        done = self.embedded + self.failed + self.nodata
         return done / self.seconds if self.seconds > 0 else 0.0
+
+    tiles_per_second = rows_per_second
+
+    @property
+    def km2_per_second(self) -> float:
+        return self.area_km2 / self.seconds if self.seconds > 0 else 0.0
 
     def format(self, max_failures: int = 5) -> str:
         """The summary line (and the first failures, notes) that ``salibi embed`` prints."""
+        nodata = f", {self.nodata} over --max-nodata" if self.nodata else ""
+        area = f", {self.km2_per_second:.2f} km²/s" if self.area_km2 else ""
+        ranks = f" x {self.ranks} ranks" if self.ranks > 1 else ""
         lines = [
-            f"embedded {self.embedded}, skipped {self.skipped} (already in the output), failed {self.failed} "
-            f"of {self.tiles_found} tiles in {self.seconds:.1f} s ({self.tiles_per_second:.1f} tiles/s) on "
-            f"{self.device} -> {self.output} ({self.rows} rows)"
+            f"embedded {self.embedded}, skipped {self.skipped} (already in the output), failed {self.failed}{nodata} "
+            f"of {self.found} {self.unit} in {self.seconds:.1f} s ({self.rows_per_second:.1f} {self.unit}/s{area}) on "
+            f"{self.device}{ranks} -> {self.output} ({self.rows} rows)"
         ]
         for path, reason in self.failures[:max_failures]:
             lines.append(f"  failed: {path}: {reason}")
         if len(self.failures) > max_failures:
-            lines.append(f"  ... and {len(self.failures) - max_failures} more (see /failed_path, /failed_reason)")
+            lines.append(f"  ... and {self.failed - max_failures} more (see failed_path, failed_reason)")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+def embed(
+    source: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    **options: Any,
+) -> EmbedSummary:
+    """Embed ``source`` -- a folder of tiles, a folder of scenes or one raster with
+    ``chip_size_m`` (chips every ``stride_m``), or an aligned set -- with the checkpoint into
+    ``output`` (``.h5`` or ``.parquet``), skipping rows already there. ``options``: the fields of
+    :class:`EmbedJob`. Acts as one rank under torchrun; starts ``gpus``/``cpu_procs`` local ranks
+    itself. See :mod:`salibi.embed`."""
+    job = EmbedJob(source=str(source), checkpoint=str(checkpoint), output=str(output), **options)
+    _check(job)
+    from salibi.train.distributed import TorchrunEnv, check_gpus, launch_local
+
+    env = TorchrunEnv.from_environ()
+    ranks = job.gpus or job.cpu_procs
+    if env is not None or ranks <= 1:
+        return _run_rank(job, env)
+    if job.gpus:
+        check_gpus(job.gpus)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        results = launch_local(_rank_main, (replace(job, device="cuda" if job.gpus else "cpu"),), ranks)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        raise SalibiError(
+            f"rank {rank} failed (exit code {failure.exitcode}); its traceback is printed above"
+        ) from None
+    result = results[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def embed_folder(
@@ -87,83 +155,75 @@ def embed_folder(
     progress: bool = True,
     window_patches: int = DEFAULT_WINDOW_PATCHES,
 ) -> EmbedSummary:
-    """Embed every tile under ``tiles_dir`` with the checkpoint's encoders into ``output``
-    (HDF5 ``salibi-embeddings`` v1), skipping tiles already there. See :mod:`salibi.embed`."""
-    started = time.perf_counter()
-    tiles_dir, output = Path(tiles_dir), Path(output)
-    if modality != "auto" and modality not in MODALITIES:
-        raise InputError(f"--modality {modality}: expected auto, {', '.join(MODALITIES)}")
-    if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
-        raise InputError(f"--gsd {gsd}: must be a positive number of metres per pixel")
-    if batch_size < 1 or num_workers < 0 or window_patches < 1:
-        raise InputError("--batch-size and the window must be at least 1, --num-workers at least 0")
-    if not tiles_dir.exists():
-        raise MissingInputError(f"{tiles_dir}: no such folder; give the folder that holds the tiles")
-    if not tiles_dir.is_dir():
-        raise InputError(f"{tiles_dir}: not a folder; give the folder that holds the tiles")
-    found = find_tiles(tiles_dir)
-    if not found:
+    """Embed every tile under ``tiles_dir`` (one row per tile): :func:`embed` with its defaults."""
+    return embed(
+        tiles_dir,
+        checkpoint,
+        output,
+        modality=modality,
+        gsd=gsd,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        progress=progress,
+        window_patches=window_patches,
+    )
+
+
+def _check(job: EmbedJob) -> None:
+    """Arguments that cannot work, before anything is loaded."""
+    if not Path(job.source).exists():
         raise MissingInputError(
-            f"{tiles_dir}: no tiles found (looked for {', '.join(TILE_SUFFIXES)} files in it and its subfolders)"
+            f"{job.source}: no such file or folder; give a folder of tiles or scenes, a raster or an aligned set"
         )
-
-    from salibi.models import load_checkpoint
-
-    torch_device = resolve_device(device)
-    model = load_checkpoint(checkpoint, map_location=torch_device)
-    if modality != "auto" and modality not in model.modalities:
+    if job.modality != "auto" and job.modality not in MODALITIES:
+        raise InputError(f"--modality {job.modality}: expected auto, {', '.join(MODALITIES)}")
+    for option, value in (("--gsd", job.gsd), ("--chip-size-m", job.chip_size_m), ("--stride-m", job.stride_m)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{option} {value}: must be a positive number of metres")
+    if job.stride_m is not None and job.chip_size_m is None:
+        raise InputError("--stride-m: give --chip-size-m too (a stride steps the chips of a scene)")
+    if not 0.0 <= job.max_nodata <= 1.0:
+        raise InputError(f"--max-nodata {job.max_nodata:g}: a share of invalid pixels between 0 and 1")
+    if job.fill_missing not in FILL_CHOICES:
+        raise InputError(f"--fill-missing {job.fill_missing}: expected {' or '.join(FILL_CHOICES)}")
+    if job.batch_size < 1 or job.num_workers < 0 or job.window_patches < 1 or job.gpus < 0 or job.cpu_procs < 0:
         raise InputError(
-            f"--modality {modality}: the checkpoint {model.checkpoint_path} has no {modality} encoder "
-            f"(it has {', '.join(model.modalities)})"
+            "--batch-size and the window must be at least 1, --num-workers, --gpus, --cpu-procs at least 0"
         )
-    checkpoint_folder = Path(model.checkpoint_path or checkpoint)
-    store = EmbeddingStore(output, output_attrs(model, checkpoint_folder), int(model.config.dim))
+    if job.gpus and job.cpu_procs:
+        raise InputError("--gpus and --cpu-procs: give one of them")
+    if Path(job.output).is_dir():
+        raise InputError(f"-o {job.output}: is a folder; give a file name such as {Path(job.output) / 'embeddings.h5'}")
+    kind = output_format(Path(job.output))
+    if job.crs is not None and kind != "parquet":
+        raise InputError(
+            f"--crs {job.crs}: reprojects GeoParquet footprints; an HDF5 output keeps each row's bounds on its "
+            "own CRS (write -o ....parquet, or leave --crs out)"
+        )
+
+
+def _rank_main(job: EmbedJob) -> EmbedSummary | SalibiError:
+    """The entry point of a rank started by :func:`salibi.train.distributed.launch_local`: a user
+    error comes back as a value, so the parent says it as one line."""
+    from salibi.train.distributed import TorchrunEnv
+
     try:
-        done, damaged = store.prepare()
-        todo = [(i, rel, path) for i, (rel, path) in enumerate(found) if rel not in done]
-        summary = EmbedSummary(
-            output=output,
-            tiles_found=len(found),
-            embedded=0,
-            skipped=len(found) - len(todo),
-            failed=0,
-            rows=0,
-            seconds=0.0,
-            device=str(torch_device),
-            checkpoint=checkpoint_folder,
-            notes=damaged,
-        )
-        settings = ReadSettings(
-            modality=modality,
-            default_gsd=gsd,
-            specs=checkpoint_specs(model),
-            patch_size=int(model.config.patch_size),
-            window_patches=window_patches,
-        )
-        per_tile_normalised = embed_tiles(
-            model, todo, settings, store, summary, torch_device, batch_size, num_workers, progress
-        )
-        summary.rows = store.merge()
-    finally:
-        store.close()
-    if per_tile_normalised:
-        summary.notes.append(
-            f"the checkpoint has no normalisation statistics for {', '.join(sorted(per_tile_normalised))}: "
-            "those tiles were normalised per tile and band"
-        )
-    summary.seconds = time.perf_counter() - started
-    return summary
+        return _run_rank(job, TorchrunEnv.from_environ())
+    except SalibiError as err:
+        return err
 
 
 def checkpoint_specs(model: Any) -> dict[str, ModalitySpec]:
-    """Per modality of ``model``: its band count and the band names and statistics saved with it
-    (a list of the wrong length counts as missing)."""
+    """Per modality of ``model``: its band count and the band names, GSD and statistics saved with
+    it (a list of the wrong length counts as missing)."""
     specs = {}
     for m in model.modalities:
         info = model.modality_info.get(m) or {}
         channels = int(model.config.channels[m])
         bands, mean, std = (_per_band(info.get(key), channels) for key in ("bands", "mean", "std"))
-        specs[m] = ModalitySpec(channels=channels, bands=bands, mean=mean, std=std)
+        gsd = info.get("gsd")
+        specs[m] = ModalitySpec(channels, bands, float(gsd) if gsd else None, mean, std)
     return specs
 
 
@@ -171,173 +231,127 @@ def _per_band(values: Any, channels: int) -> tuple | None:
     return tuple(values) if values is not None and len(values) == channels else None
 
 
-# -- the loop ------------------------------------------------------------------------------------
+def _geometry_crs(requested: str | None) -> str:
+    if requested is None:
+        return ""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
 
-
-def _keep_as_is(item: Any) -> Any:
-    """The DataLoader's collate function: tiles arrive one by one (module level: workers pickle it)."""
-    return item
-
-
-def read_tiles(todo: list, settings: ReadSettings, num_workers: int, pin: bool) -> Iterator[Tile]:
-    """The tiles of ``todo`` in order, read here or by ``num_workers`` processes."""
-    reader = TileReader(todo, settings)
-    if num_workers == 0:
-        return (reader[i] for i in range(len(reader)))
-    from torch.utils.data import DataLoader
-
-    loader: Any = DataLoader(
-        reader,  # type: ignore[arg-type]  # any map-style object will do
-        batch_size=None,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_keep_as_is,
-        pin_memory=pin,
-        prefetch_factor=4,
-    )
-    return iter(loader)
-
-
-class _PartWriter:
-    """Finished rows and failures, written as a part file every ``batch_size`` rows and at least
-    every :data:`FLUSH_SECONDS` (a killed run loses little)."""
-
-    def __init__(self, store: EmbeddingStore, batch_size: int) -> None:
-        self.store, self.batch_size = store, batch_size
-        self.rows = Rows()
-        self.last_flush = time.perf_counter()
-
-    def add_row(self, tile: Tile, embedding: np.ndarray) -> None:
-        self.rows.embedding.append(embedding)
-        self.rows.path.append(tile.path)
-        self.rows.modality.append(tile.modality)
-        self.rows.gsd.append(tile.gsd)
-        self.rows.bounds.append(tile.bounds)
-        self.rows.crs.append(tile.crs)
-
-    def add_failure(self, tile: Tile) -> None:
-        self.rows.failed_path.append(tile.path)
-        self.rows.failed_reason.append(tile.failure or "")
-
-    def flush(self, force: bool = False) -> None:
-        due = len(self.rows) >= self.batch_size or time.perf_counter() - self.last_flush >= FLUSH_SECONDS
-        if len(self.rows) and (force or due):
-            self.store.write_part(self.rows)
-            self.rows = Rows()
-            self.last_flush = time.perf_counter()
-
-
-@dataclass
-class _Pooling:
-    """A tile whose windows are (partly) through the model: the sum and count of its tokens so far."""
-
-    tile: Tile
-    windows_left: int
-    token_sum: Any = None  # (D,) float64 tensor on CPU
-    token_count: int = 0
-
-
-class _WindowBatches:
-    """Windows queued by (modality, GSD, height, width), run through the encoder ``batch_size`` at a
-    time; a tile's row is the mean of its tokens over all its windows, passed to ``on_row``;
-    ``after_batch`` is called after each forward pass."""
-
-    def __init__(
-        self,
-        model: Any,
-        device: torch.device,
-        batch_size: int,
-        on_row: Callable[[Tile, np.ndarray], None],
-        after_batch: Callable[[], None],
-    ) -> None:
-        self.model, self.device, self.batch_size = model, device, batch_size
-        self.on_row, self.after_batch = on_row, after_batch
-        self.pooling: dict[int, _Pooling] = {}
-        # key -> queued windows [(tile index, window, token mask)], oldest group first
-        self.queues: OrderedDict[tuple, list[tuple[int, Any, Any]]] = OrderedDict()
-        self.queued = 0
-
-    def add(self, tile: Tile) -> None:
-        windows, masks = tile.windows, tile.token_masks
-        self.pooling[tile.index] = _Pooling(tile, windows_left=windows.shape[0])
-        key = (tile.modality, tile.gsd, windows.shape[-2], windows.shape[-1])
-        for w, m in zip(windows, masks):
-            self.queues.setdefault(key, []).append((tile.index, w, m))
-            self.queued += 1
-            if len(self.queues[key]) >= self.batch_size:
-                self._run(key)
-        tile.windows = tile.token_masks = None
-        # Bound memory when tiles of many sizes arrive: run the oldest group early.
-        while self.queued > 2 * self.batch_size:
-            self._run(next(iter(self.queues)))
-
-    def drain(self) -> None:
-        while self.queues:
-            self._run(next(iter(self.queues)))
-
-    def _run(self, key: tuple) -> None:
-        import torch
-
-        group = self.queues.pop(key)
-        self.queued -= len(group)
-        modality, gsd = key[0], key[1]
-        images = torch.stack([w for _, w, _ in group]).to(self.device, non_blocking=True)
-        masks = torch.stack([m for _, _, m in group]).to(self.device, non_blocking=True)
-        use_cuda = self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
-            tokens = self.model.encode(images, modality=modality, gsd=gsd)
-        weights = masks.to(torch.float32).unsqueeze(-1)
-        # float64 sums on the CPU: a tile's windows may come in several batches
-        sums = (tokens.float() * weights).sum(dim=1).double().cpu()  # (B, D)
-        counts = masks.sum(dim=1).cpu().tolist()
-        for (index, _, _), row_sum, count in zip(group, sums, counts):
-            entry = self.pooling[index]
-            entry.token_sum = row_sum if entry.token_sum is None else entry.token_sum + row_sum
-            entry.token_count += int(count)
-            entry.windows_left -= 1
-            if entry.windows_left == 0:
-                del self.pooling[index]
-                self.on_row(entry.tile, (entry.token_sum / entry.token_count).float().numpy())
-        self.after_batch()
-
-
-def embed_tiles(
-    model: Any,
-    todo: list,
-    settings: ReadSettings,
-    store: EmbeddingStore,
-    summary: EmbedSummary,
-    device: torch.device,
-    batch_size: int,
-    num_workers: int,
-    progress: bool,
-) -> set[str]:
-    """Embed ``todo`` (``(index, relative path, path)`` of each tile), writing parts as rows
-    finish and counting them in ``summary``. Returns the modalities normalised per tile."""
-    per_tile: set[str] = set()
-    writer = _PartWriter(store, batch_size)
-    bar = RateProgress("embedding", "tiles", len(todo), progress)
-
-    def on_row(tile: Tile, embedding: np.ndarray) -> None:
-        writer.add_row(tile, embedding)
-        summary.embedded += 1
-        bar.advance(1)
-
-    batches = _WindowBatches(model, device, batch_size, on_row, after_batch=writer.flush)
     try:
-        for tile in read_tiles(todo, settings, num_workers, pin=device.type == "cuda"):
-            if tile.failure is not None:
-                writer.add_failure(tile)
-                summary.failed += 1
-                summary.failures.append((tile.path, tile.failure))
-                bar.advance(1)
-                writer.flush()
-                continue
-            if tile.per_tile_normalised:
-                per_tile.add(tile.modality)
-            batches.add(tile)
-        batches.drain()
+        return CRS.from_user_input(requested).to_wkt()
+    except CRSError as err:
+        raise InputError(f"--crs {requested}: not a coordinate reference system GDAL knows ({err})") from None
+
+
+def _run_rank(job: EmbedJob, env: Any) -> EmbedSummary:
+    """Embed as the rank ``env`` describes (a single process when None); rank 0's summary."""
+    context = join(env)
+    try:
+        return _embed_as(job, context)
     finally:
-        bar.close()
-        writer.flush(force=True)  # keep what finished, also on Ctrl-C
-    return per_tile
+        leave(context)
+
+
+def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
+    from salibi.models import load_checkpoint
+
+    started = time.perf_counter()
+    output = Path(job.output)
+    device = rank_device(job.device, context)
+    model = load_checkpoint(job.checkpoint, map_location=device)
+    if job.modality != "auto" and job.modality not in model.modalities:
+        raise InputError(
+            f"--modality {job.modality}: the checkpoint {model.checkpoint_path} has no {job.modality} encoder "
+            f"(it has {', '.join(model.modalities)})"
+        )
+    settings = ReadSettings(
+        modality=job.modality,
+        default_gsd=job.gsd,
+        specs=checkpoint_specs(model),
+        patch_size=int(model.config.patch_size),
+        window_patches=job.window_patches,
+        band_names=job.band_names,
+        fill_missing=job.fill_missing == "mean",
+        max_nodata=job.max_nodata,
+        per_modality=job.per_modality,
+    )
+    checkpoint_folder = Path(model.checkpoint_path or job.checkpoint)
+    attrs = output_attrs(model, checkpoint_folder, job.chip_size_m, job.stride_m, _geometry_crs(job.crs))
+    store = EmbeddingStore(output, attrs, int(model.config.dim))
+    try:
+        message: Any = None
+        if context.is_main:
+            try:
+                done = store.prepare()
+                plan = plan_work(Path(job.source), settings, done, job.chip_size_m, job.stride_m, job.batch_size)
+                message = ("ok", plan, done.run, done.notes)
+            except SalibiError as err:
+                message = ("error", err)
+        message = context.broadcast(message)
+        if message[0] == "error":
+            raise message[1]
+        _, plan, run, notes = message
+        writer = PartWriter(store, job.batch_size, run, context.rank)
+        counts = embed_items(
+            model,
+            shard(plan.items, context.rank, context.world_size),
+            settings,
+            writer,
+            device,
+            job.batch_size,
+            job.num_workers,
+            job.progress and context.is_main,
+            failures=plan.failures if context.is_main else [],
+            warn=context.is_main,
+        )
+        every = context.gather(counts)  # all ranks finished and flushed their parts
+        rows = store.merge() if context.is_main else 0
+    finally:
+        store.close()
+    return _summary(job, plan, every, rows, notes, started, device, checkpoint_folder, store, context)
+
+
+def _summary(
+    job: EmbedJob,
+    plan: Plan,
+    every: list[Counts],
+    rows: int,
+    notes: list[str],
+    started: float,
+    device: Any,
+    checkpoint: Path,
+    store: EmbeddingStore,
+    context: RankContext,
+) -> EmbedSummary:
+    summary = EmbedSummary(
+        output=Path(job.output),
+        kind=plan.kind,
+        unit=plan.unit,
+        found=plan.found,
+        embedded=sum(c.embedded for c in every),
+        skipped=plan.found - len(plan.failures) - sum(item_size(item) for item in plan.items),
+        failed=sum(c.failed for c in every),
+        nodata=sum(c.nodata for c in every),
+        rows=rows,
+        seconds=time.perf_counter() - started,
+        device=str(device),
+        checkpoint=checkpoint,
+        ranks=context.world_size,
+        rank=context.rank,
+        area_km2=sum(c.area_m2 for c in every) / 1e6,
+        failures=[f for c in every for f in c.failures],
+        notes=list(notes),
+    )
+    per_tile = sorted({m for c in every for m in c.per_tile_normalised})
+    if per_tile:
+        summary.notes.append(
+            f"the checkpoint has no normalisation statistics for {', '.join(per_tile)}: "
+            "those rows were normalised per image and band"
+        )
+    files = store.output_files()
+    if len(files) > 1 or (files and files[0] != store.path):
+        summary.notes.append(
+            f"rows on {len(files)} CRSs: {', '.join(f.name for f in files)} (one GeoParquet file per CRS; "
+            "--crs reprojects every footprint to one)"
+        )
+    return summary

@@ -1,89 +1,50 @@
-"""The embeddings file (HDF5 ``salibi-embeddings`` v1, DESIGN.md "Data formats") and its crash-safe
-writing: ``out.h5`` plus the part files of a running or killed run in ``out.h5.parts/``, the lock
-that keeps one run per output, resume and the final merge (see "Output" in :mod:`salibi.embed`).
+"""An embeddings output and its crash-safe writing: ``out.h5`` or ``out.parquet`` plus the part files of
+a running (or killed) run in ``out.<ext>.parts/``, the lock that keeps one run per output, resume
+and the final merge (see "Output" in :mod:`salibi.embed`).
+
+Parts are small complete HDF5 files (:mod:`salibi.embed.hdf5` layout) named
+``part-RUN-RANK-SEQ.h5``: the run number (one more than any part found), the rank that wrote it
+and its sequence number, so ranks of one run never collide and parts of earlier runs (any number
+of ranks) are merged in the order they were written. Only the coordinating process (rank 0)
+checks, locks and merges; other ranks only write parts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
+from salibi.embed.embeddings import output_format
+from salibi.embed.records import Columns, Rows
+from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import replace_atomic, staging_file
 from salibi.rasters import gdal_reason
 from salibi.vocabulary import EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION
 
-if TYPE_CHECKING:  # pragma: no cover
-    import h5py
-
-__all__ = ["PARTS_SUFFIX", "EmbeddingStore", "Embeddings", "Rows", "output_attrs", "read_embeddings"]
+__all__ = ["PARTS_SUFFIX", "Done", "EmbeddingStore", "output_attrs"]
 
 PARTS_SUFFIX = ".parts"
-_PART_NAME = re.compile(r"^part-(\d{6,})\.h5$")
-# Rows copied at once when merging parts into the output.
-_MERGE_CHUNK_ROWS = 16384
+_PART_NAME = re.compile(r"^part-(\d{6,})(?:-(\d{4,})-(\d{6,}))?\.h5$")
 
 
-@dataclass
-class Embeddings:
-    """An embeddings file read into memory (:func:`read_embeddings`)."""
-
-    embedding: np.ndarray  # (N, D) float32
-    path: list[str]
-    modality: list[str]
-    gsd: np.ndarray  # (N,) float64
-    bounds: np.ndarray  # (N, 4) float64
-    crs: list[str]
-    failed_path: list[str]
-    failed_reason: list[str]
-    attrs: dict[str, Any]
-
-    def row_of(self, path: str) -> int:
-        return self.path.index(path)
-
-
-def read_embeddings(path: str | os.PathLike[str]) -> Embeddings:
-    """Read a ``salibi-embeddings`` file into memory (for modest sizes; use h5py for huge ones)."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"{path}: no such embeddings file")
-    try:
-        with h5py.File(path, "r") as f:
-            if not _is_embeddings_file(f):
-                raise DataFormatError(f"{path}: not a {EMBEDDINGS_FORMAT} version {EMBEDDINGS_FORMAT_VERSION} file")
-            return Embeddings(
-                embedding=f["embedding"][:],
-                path=list(f["path"].asstr()[:]),
-                modality=list(f["modality"].asstr()[:]),
-                gsd=f["gsd"][:],
-                bounds=f["bounds"][:],
-                crs=list(f["crs"].asstr()[:]),
-                failed_path=list(f["failed_path"].asstr()[:]),
-                failed_reason=list(f["failed_reason"].asstr()[:]),
-                attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
-            )
-    except OSError as err:
-        raise DataFormatError(f"{path}: cannot be read as HDF5 ({gdal_reason(err)})") from None
-
-
-def _is_embeddings_file(f: h5py.File) -> bool:
-    return f.attrs.get("format") == EMBEDDINGS_FORMAT and f.attrs.get("format_version") == EMBEDDINGS_FORMAT_VERSION
-
-
-def output_attrs(model: Any, checkpoint_folder: Path) -> dict[str, Any]:
-    """The attributes of an output of ``model``; ``checkpoint`` (its folder) is for messages only."""
+def output_attrs(
+    model: Any, checkpoint_folder: Path, chip_size_m: float | None, stride_m: float | None, geometry_crs: str
+) -> dict[str, Any]:
+    """The attributes of an output of ``model``; ``checkpoint`` (its folder) is for messages only.
+    ``chip_size_m``/``stride_m``: the scene chip grid (None: whole tiles or aligned chips);
+    ``geometry_crs``: the CRS GeoParquet footprints are reprojected to (``""``: each row's own)."""
+    from salibi import __version__
     from salibi.models.checkpoint import WEIGHTS
 
+    chip = math.nan if chip_size_m is None else float(chip_size_m)
     return {
         "format": EMBEDDINGS_FORMAT,
         "format_version": EMBEDDINGS_FORMAT_VERSION,
@@ -91,6 +52,10 @@ def output_attrs(model: Any, checkpoint_folder: Path) -> dict[str, Any]:
         "checkpoint_sha256": _sha256(checkpoint_folder / WEIGHTS),
         "variant": model.config.variant,
         "model": json.dumps(model.config.to_dict(), sort_keys=True),
+        "chip_size_m": chip,
+        "stride_m": chip if stride_m is None else float(stride_m),
+        "geometry_crs": geometry_crs,
+        "created_by": f"salibi {__version__}",
         "checkpoint": str(checkpoint_folder),
     }
 
@@ -104,76 +69,42 @@ def _sha256(path: Path) -> str:
 
 
 @dataclass
-class Rows:
-    """Columns of some rows (a part's worth)."""
+class Done:
+    """What an output and its parts already hold: ``rows`` path -> modalities with a row; ``run``
+    the number of this run's parts; ``notes`` about damaged parts that were dropped."""
 
-    embedding: list[np.ndarray] = field(default_factory=list)
-    path: list[str] = field(default_factory=list)
-    modality: list[str] = field(default_factory=list)
-    gsd: list[float] = field(default_factory=list)
-    bounds: list[tuple[float, float, float, float]] = field(default_factory=list)
-    crs: list[str] = field(default_factory=list)
-    failed_path: list[str] = field(default_factory=list)
-    failed_reason: list[str] = field(default_factory=list)
+    rows: dict[str, set[str]] = field(default_factory=dict)
+    run: int = 0
+    notes: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.path) + len(self.failed_path)
-
-
-# -- the HDF5 layout -----------------------------------------------------------------------------
-
-
-def _string_dtype(length: int | None = None) -> Any:
-    import h5py
-
-    return h5py.string_dtype("utf-8", length)
-
-
-def _create_layout(f: h5py.File, attrs: dict[str, Any], rows: int, failed: int, dim: int, crs_bytes: int) -> None:
-    for key, value in attrs.items():
-        f.attrs[key] = value
-    f.create_dataset("embedding", shape=(rows, dim), dtype=np.float32)
-    for name in ("path", "modality"):
-        f.create_dataset(name, shape=(rows,), dtype=_string_dtype())
-    f.create_dataset("gsd", shape=(rows,), dtype=np.float64)
-    f.create_dataset("bounds", shape=(rows, 4), dtype=np.float64)
-    # The same WKT repeats on most rows: fixed-length strings compress it to almost nothing
-    # (variable-length ones live uncompressed in the global heap).
-    crs_options: dict[str, Any] = {}
-    if rows:
-        crs_options = dict(chunks=(min(rows, 4096),), compression="gzip", shuffle=True)
-    f.create_dataset("crs", shape=(rows,), dtype=_string_dtype(max(1, crs_bytes)), **crs_options)
-    for name in ("failed_path", "failed_reason"):
-        f.create_dataset(name, shape=(failed,), dtype=_string_dtype())
-
-
-def _encode_fixed(values: Sequence[str], length: int) -> np.ndarray:
-    # h5py converts only to a numpy dtype carrying the same utf-8 tag as the dataset
-    return np.array([v.encode("utf-8") for v in values], dtype=_string_dtype(max(1, length)))
+    def add(self, keys: list[tuple[str, str]]) -> None:
+        for path, modality in keys:
+            self.rows.setdefault(path, set()).add(modality)
 
 
 class _DamagedPart(Exception):
-    """A part file that cannot be used (cut short, not ours): its tiles are embedded again."""
+    """A part file that cannot be used (cut short, not ours): its rows are embedded again."""
 
 
-# -- out.h5 and its parts ------------------------------------------------------------------------
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
 
 
 class EmbeddingStore:
-    """``out.h5`` plus ``out.h5.parts/``: checks, the lock, the part writer and the final merge."""
+    """``out.h5`` / ``out.parquet`` plus ``out.<ext>.parts/``: checks, the lock, parts and the merge."""
 
     def __init__(self, path: Path, attrs: dict[str, Any], dim: int) -> None:
-        self.path = path
+        self.path, self.attrs, self.dim = path, attrs, dim
+        self.format = output_format(path)
         self.parts = path.with_name(path.name + PARTS_SUFFIX)
-        self.attrs = attrs
-        self.dim = dim
         self._lock_fd: int | None = None
-        self._next_part = 0
 
-    # checking and locking
-    def prepare(self) -> tuple[set[str], list[str]]:
-        """Check the output and its parts, lock them, drop leftovers of killed writes.
-        Returns the paths already embedded and warnings about damaged parts."""
+    # -- checking and locking ----------------------------------------------------------------------
+
+    def prepare(self) -> Done:
+        """Check the output and its parts, lock them, drop leftovers of killed writes; what is done."""
         if self.path.exists() and not self.path.is_file():
             raise InputError(f"-o {self.path}: is a folder; give a file name such as {self.path / 'embeddings.h5'}")
         try:
@@ -190,21 +121,20 @@ class EmbeddingStore:
         # Half-written parts and merges of a killed run (staging names end in .tmp); ours alone: we hold the lock.
         for leftover in self.parts.glob("*.tmp"):
             leftover.unlink(missing_ok=True)
-        done: set[str] = set()
-        if self.path.exists():
-            done.update(self._check(self.path, is_part=False))
-        problems = []
-        numbers = [-1]
-        for part in self._part_files():
+        done = Done()
+        for output in self.output_files():
+            done.add(self._check(output, is_part=False))
+        runs = [-1]
+        for part in self.part_files():
             try:
-                done.update(self._check(part, is_part=True))
+                done.add(self._check(part, is_part=True))
             except _DamagedPart as err:
-                problems.append(str(err))
+                done.notes.append(str(err))
                 part.unlink(missing_ok=True)
                 continue
-            numbers.append(int(_PART_NAME.match(part.name)[1]))  # type: ignore[index]
-        self._next_part = max(numbers) + 1
-        return done, problems
+            runs.append(int(_PART_NAME.match(part.name)[1]))  # type: ignore[index]
+        done.run = max(runs) + 1
+        return done
 
     def _lock(self) -> None:
         try:
@@ -239,130 +169,227 @@ class EmbeddingStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _part_files(self) -> list[Path]:
+    def output_files(self) -> list[Path]:
+        """The existing files of the output (GeoParquet: one per CRS when it holds several)."""
+        if self.format == "hdf5":
+            return [self.path] if self.path.exists() else []
+        from salibi.embed.geoparquet import output_files
+
+        return output_files(self.path)
+
+    def part_files(self) -> list[Path]:
+        """Complete part files, in the order they were written (run, rank, sequence)."""
         if not self.parts.is_dir():
             return []
-        return sorted((p for p in self.parts.iterdir() if _PART_NAME.match(p.name)), key=lambda p: p.name)
+        found = [(m, p) for p in self.parts.iterdir() if (m := _PART_NAME.match(p.name))]
+        return [p for m, p in sorted(found, key=lambda x: tuple(int(g or 0) for g in x[0].groups()))]
 
-    def _check(self, path: Path, is_part: bool) -> list[str]:
-        """The embedded paths of an existing output or part, after checking its format and checkpoint."""
-        import h5py
-
+    def _check(self, path: Path, is_part: bool) -> list[tuple[str, str]]:
+        """The ``(path, modality)`` rows of an existing output or part, after checking that it may be
+        continued: format, checkpoint, embedding width, chip grid and footprint CRS."""
         try:
-            with h5py.File(path, "r") as f:
-                fmt, version = f.attrs.get("format"), f.attrs.get("format_version")
-                ours = _is_embeddings_file(f)
-                sha, variant = f.attrs.get("checkpoint_sha256"), f.attrs.get("variant")
-                width = f["embedding"].shape[1:] if "embedding" in f else None
-                paths = list(f["path"].asstr()[:]) if "path" in f else None
-        except OSError as err:
+            attrs, keys = self._read_keys(path, is_part)
+        except (OSError, DataFormatError) as err:
             if is_part:
                 raise _DamagedPart(
-                    f"{path}: damaged part ({gdal_reason(err)}); ignored, its tiles are embedded again"
+                    f"{path}: damaged part ({gdal_reason(err)}); ignored, its rows are embedded again"
                 ) from None
             raise DataFormatError(
-                f"-o {path}: exists but cannot be read as HDF5 ({gdal_reason(err)}); choose another -o or delete it"
+                f"-o {path}: exists but cannot be read ({gdal_reason(err)}); choose another -o or delete it"
             ) from None
-        if not ours:
+        if attrs is None:
             if is_part:
                 raise _DamagedPart(f"{path}: not a {EMBEDDINGS_FORMAT} part; ignored and deleted")
             raise DataFormatError(
-                f"-o {path}: exists but is not a {EMBEDDINGS_FORMAT} version {EMBEDDINGS_FORMAT_VERSION} file "
-                f"(format {fmt!r}, version {version!r}); choose another -o or delete it"
+                f"-o {path}: exists but is not a {EMBEDDINGS_FORMAT} file this salibi reads (version 1 or 2); "
+                "choose another -o or delete it"
             )
+        where = f"{self.parts} holds rows" if is_part else f"-o {path} holds embeddings"
+        sha = attrs.get("checkpoint_sha256")
         if sha != self.attrs["checkpoint_sha256"]:
-            where = f"{self.parts} holds rows" if is_part else f"-o {path} holds embeddings"
             raise OutputExistsError(
-                f"{where} of another checkpoint (sha256 {str(sha)[:12]}..., variant {variant}) than "
+                f"{where} of another checkpoint (sha256 {str(sha)[:12]}..., variant {attrs.get('variant')}) than "
                 f"{self.attrs['checkpoint']} (sha256 {self.attrs['checkpoint_sha256'][:12]}...); embeddings of "
                 "different checkpoints do not mix: choose another -o"
             )
-        if paths is None or width != (self.dim,):
-            if is_part:
-                raise _DamagedPart(f"{path}: incomplete part; ignored, its tiles are embedded again")
-            raise DataFormatError(
-                f"-o {path}: a damaged {EMBEDDINGS_FORMAT} file (no /path or /embedding); choose another -o"
+        chip, stride = attrs.get("chip_size_m", math.nan), attrs.get("stride_m", math.nan)
+        if not (_same(chip, self.attrs["chip_size_m"]) and _same(stride, self.attrs["stride_m"])):
+            raise OutputExistsError(
+                f"{where} of another chip grid ({_grid(chip, stride)}) than this run ("
+                f"{_grid(self.attrs['chip_size_m'], self.attrs['stride_m'])}); give the same --chip-size-m and "
+                "--stride-m to continue it, or choose another -o"
             )
-        return paths
+        if self.format == "parquet" and attrs.get("geometry_crs", "") != self.attrs["geometry_crs"]:
+            raise OutputExistsError(
+                f"{where} with footprints on another CRS than this run's --crs; give the same --crs or choose another -o"
+            )
+        return keys
 
-    # writing
+    def _read_keys(self, path: Path, is_part: bool) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+        if is_part or self.format == "hdf5":
+            from salibi.embed.hdf5 import hdf5_keys, header
+
+            attrs, version, shape = header(path)
+            if version is None:
+                return None, []
+            if shape is None or shape[1:] != (self.dim,):
+                if is_part:
+                    raise _DamagedPart(f"{path}: incomplete part; ignored, its rows are embedded again")
+                raise DataFormatError(f"-o {path}: embeddings of width {shape}, not {self.dim}; choose another -o")
+            return attrs, hdf5_keys(path)
+        from salibi.embed.geoparquet import parquet_keys, parquet_meta
+
+        meta = parquet_meta(path)
+        return meta, parquet_keys(path) if meta is not None else []
+
+    # -- writing -------------------------------------------------------------------------------------
+
     def attrs_for_file(self) -> dict[str, Any]:
         # The checkpoint's folder is where it was found this time, not what it is (the sha256 is).
         return {k: v for k, v in self.attrs.items() if k != "checkpoint"}
 
-    def write_part(self, rows: Rows) -> None:
-        """Write ``rows`` as the next complete part file (durably, under a temporary name, then renamed)."""
-        import h5py
+    def write_part(self, rows: Rows, run: int, rank: int, sequence: int) -> None:
+        """Write ``rows`` as a complete part file (durably, under a temporary name, then renamed)."""
+        from salibi.embed.hdf5 import write_hdf5
 
         if not len(rows):
             return
-        crs_bytes = max((len(c.encode("utf-8")) for c in rows.crs), default=1)
-        with staging_file(self.parts / f"part-{self._next_part:06d}.h5") as temporary:
-            with h5py.File(temporary, "w") as f:
-                _create_layout(f, self.attrs_for_file(), len(rows.path), len(rows.failed_path), self.dim, crs_bytes)
-                if rows.path:
-                    f["embedding"][:] = np.stack(rows.embedding).astype(np.float32)
-                    f["path"][:] = rows.path
-                    f["modality"][:] = rows.modality
-                    f["gsd"][:] = np.asarray(rows.gsd, np.float64)
-                    f["bounds"][:] = np.asarray(rows.bounds, np.float64).reshape(-1, 4)
-                    f["crs"][:] = _encode_fixed(rows.crs, crs_bytes)
-                if rows.failed_path:
-                    f["failed_path"][:] = rows.failed_path
-                    f["failed_reason"][:] = rows.failed_reason
-        self._next_part += 1
+        with staging_file(self.parts / f"part-{run:06d}-{rank:04d}-{sequence:06d}.h5") as temporary:
+            write_hdf5(temporary, self.attrs_for_file(), rows.columns(self.dim), rows.failed, rows.skipped)
 
     def merge(self) -> int:
-        """Merge ``out.h5`` and the parts into a new ``out.h5`` (one row per path, a failure
-        only for paths without a row, the latest failure of a path); delete the parts.
-        Returns the number of rows."""
-        import h5py
-
-        parts = self._part_files()
+        """Merge the output and the parts into a new output (one row per path and modality, the
+        first written; a failure or no-data skip only for paths without a row, the latest of each);
+        delete the parts. Returns the number of rows."""
+        parts = self.part_files()
         if not parts:
             self.remove_parts_folder_if_empty()
             return self.rows_in_output()
-        sources = ([self.path] if self.path.exists() else []) + parts
-        seen: set[str] = set()
-        keep: list[np.ndarray] = []
-        failures: dict[str, str] = {}
-        crs_bytes = 1
+        if self.format == "hdf5":
+            total = self._merge_hdf5(parts)
+        else:
+            total = self._merge_parquet(parts)
+        for part in parts:
+            part.unlink(missing_ok=True)
+        self.remove_parts_folder_if_empty()
+        return total
+
+    def _notes(self, sources: list[Path], seen_paths: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The latest failure and no-data skip of each path that has no row, over ``sources`` in order."""
+        from salibi.embed.geoparquet import parquet_meta
+        from salibi.embed.hdf5 import hdf5_notes
+
+        failed: dict[str, str] = {}
+        skipped: dict[str, str] = {}
         for source in sources:
-            with h5py.File(source, "r") as f:
-                paths = f["path"].asstr()[:]
-                mask = np.zeros(len(paths), bool)
-                for i, p in enumerate(paths):
-                    if p not in seen:
-                        seen.add(p)
-                        mask[i] = True
-                keep.append(mask)
-                if mask.any():  # our files store fixed-length CRS strings: their width is enough
-                    crs_bytes = max(crs_bytes, f["crs"].dtype.itemsize)
-                for p, reason in zip(f["failed_path"].asstr()[:], f["failed_reason"].asstr()[:]):
-                    failures.pop(p, None)  # the latest failure of a path, in the order found
-                    failures[p] = reason
-        failures = {p: r for p, r in failures.items() if p not in seen}
-        total = int(sum(int(m.sum()) for m in keep))
+            if source.suffix == ".h5" or self.format == "hdf5":
+                f, s = hdf5_notes(source)
+            else:
+                meta = parquet_meta(source) or {}
+                f, s = meta.get("failed", []), meta.get("skipped", [])
+            for notes, found in ((failed, f), (skipped, s)):
+                for path, reason in found:
+                    failed.pop(path, None)
+                    skipped.pop(path, None)
+                    notes[path] = reason
+        keep = lambda notes: {p: r for p, r in notes.items() if p not in seen_paths}  # noqa: E731
+        return keep(failed), keep(skipped)
+
+    def _first_seen(self, keys: list[tuple[str, str]], seen: set[tuple[str, str]]) -> np.ndarray:
+        mask = np.zeros(len(keys), bool)
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                mask[i] = True
+        return mask
+
+    def _merge_hdf5(self, parts: list[Path]) -> int:
+        import h5py
+
+        from salibi.embed.hdf5 import HDF5Writer, hdf5_keys, iter_hdf5
+
+        sources = self.output_files() + parts
+        seen: set[tuple[str, str]] = set()
+        masks, crs_bytes = [], 1
+        for source in sources:
+            masks.append(self._first_seen(hdf5_keys(source), seen))
+            with h5py.File(source, "r") as f:  # our files store fixed-length CRS strings: their width is enough
+                crs_bytes = max(crs_bytes, f["crs"].dtype.itemsize)
+        failed, skipped = self._notes(sources, {p for p, _ in seen})
+        total = int(sum(int(m.sum()) for m in masks))
         # Staged inside the parts folder, so the next run clears what a killed merge leaves (and not
         # with staging_file: its mkstemp would leave out.h5 readable by its owner only).
         temporary = self.parts / "merged.h5.tmp"
         try:
             with h5py.File(temporary, "w") as out:
-                _create_layout(out, self.attrs_for_file(), total, len(failures), self.dim, crs_bytes)
-                at = 0
-                for source, mask in zip(sources, keep):
-                    at = _copy_rows(source, mask, out, at, crs_bytes)
-                if failures:
-                    out["failed_path"][:] = list(failures)
-                    out["failed_reason"][:] = list(failures.values())
+                writer = HDF5Writer(out, self.attrs_for_file(), total, self.dim, crs_bytes, failed, skipped)
+                for source, mask in zip(sources, masks):
+                    at = 0
+                    for columns in iter_hdf5(source):
+                        writer.append(columns.select(mask[at : at + len(columns)]))
+                        at += len(columns)
             replace_atomic(temporary, self.path)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        for part in parts:
-            part.unlink(missing_ok=True)
-        self.remove_parts_folder_if_empty()
         return total
+
+    def _merge_parquet(self, parts: list[Path]) -> int:
+        from salibi.embed.geoparquet import GeoParquetWriter, parquet_keys, parquet_meta, tagged_path
+        from salibi.embed.hdf5 import iter_hdf5
+
+        existing = self.output_files()
+        seen: set[tuple[str, str]] = set()
+        for file in existing:
+            self._first_seen(parquet_keys(file), seen)
+        existing_crs = {file: (parquet_meta(file) or {}).get("crs_wkt", "") for file in existing}
+        masks, groups = [], set(existing_crs.values())
+        fixed = self.attrs["geometry_crs"]
+        for part in parts:
+            columns = Columns.concat(list(iter_hdf5(part)), self.dim)
+            mask = self._first_seen(columns.keys(), seen)
+            masks.append(mask)
+            groups.update({fixed} if fixed else set(columns.crs[mask].tolist()))
+        if not groups:
+            groups = {fixed}
+        failed, skipped = self._notes(existing + parts, {p for p, _ in seen})
+        targets = {g: self.path if len(groups) == 1 else tagged_path(self.path, g) for g in sorted(groups)}
+        meta = {
+            **{k: v for k, v in self.attrs_for_file().items()},
+            "output": self.path.name,
+            "failed": list(failed.items()),
+            "skipped": list(skipped.items()),
+        }
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for k, (group, target) in enumerate(targets.items()):
+                temporary = self.parts / f"merged-{k}.parquet.tmp"
+                staged.append((temporary, target))
+                writer = GeoParquetWriter(temporary, self.dim, group, meta)
+                try:
+                    for file, crs in existing_crs.items():
+                        if crs == group:
+                            writer.copy(file)
+                    for part, mask in zip(parts, masks):
+                        at = 0
+                        for columns in iter_hdf5(part):
+                            chunk = mask[at : at + len(columns)]
+                            at += len(columns)
+                            if not fixed:
+                                chunk = chunk & (columns.crs == group)
+                            writer.write(columns.select(chunk))
+                finally:
+                    writer.close()
+            for temporary, target in staged:
+                replace_atomic(temporary, target)
+        except BaseException:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            raise
+        for file in existing:  # files of a layout that changed (one CRS became several)
+            if file not in targets.values():
+                file.unlink(missing_ok=True)
+        return len(seen)
 
     def remove_parts_folder_if_empty(self) -> None:
         try:
@@ -371,30 +398,20 @@ class EmbeddingStore:
             pass  # not empty (someone's file) or already gone: left as it is
 
     def rows_in_output(self) -> int:
-        import h5py
+        files = self.output_files()
+        if self.format == "hdf5":
+            import h5py
 
-        if not self.path.exists():
-            return 0
-        with h5py.File(self.path, "r") as f:
-            return int(f["embedding"].shape[0])
+            if not files:
+                return 0
+            with h5py.File(files[0], "r") as f:
+                return int(f["embedding"].shape[0])
+        from salibi.embed.geoparquet import parquet_keys
+
+        return sum(len(parquet_keys(f)) for f in files)
 
 
-def _copy_rows(source: Path, mask: np.ndarray, out: h5py.File, at: int, crs_bytes: int) -> int:
-    """Copy the rows of ``source`` selected by ``mask`` to ``out`` from row ``at``; returns the next row."""
-    import h5py
-
-    with h5py.File(source, "r") as f:
-        for start in range(0, len(mask), _MERGE_CHUNK_ROWS):
-            sel = mask[start : start + _MERGE_CHUNK_ROWS]
-            n = int(sel.sum())
-            if n == 0:
-                continue
-            stop = start + len(sel)
-            out["embedding"][at : at + n] = f["embedding"][start:stop][sel]
-            out["path"][at : at + n] = f["path"].asstr()[start:stop][sel]
-            out["modality"][at : at + n] = f["modality"].asstr()[start:stop][sel]
-            out["gsd"][at : at + n] = f["gsd"][start:stop][sel]
-            out["bounds"][at : at + n] = f["bounds"][start:stop][sel]
-            out["crs"][at : at + n] = _encode_fixed(list(f["crs"].asstr()[start:stop][sel]), crs_bytes)
-            at += n
-    return at
+def _grid(chip: Any, stride: Any) -> str:
+    if isinstance(chip, float) and math.isnan(chip):
+        return "whole tiles or aligned chips"
+    return f"{chip:g} m chips every {stride:g} m"

@@ -1,0 +1,230 @@
+"""The work of one ``salibi embed`` run: what the input is, the work items still to do (tiles, runs
+of scene chips, batches of aligned chips) and the loop that reads them -- in this process or in
+``num_workers`` DataLoader workers -- and feeds the model, writing rows as parts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from salibi.embed.aligned import AlignedWork, aligned_work, is_aligned_set, plan_aligned, read_aligned_work
+from salibi.embed.batches import JointBatches, PartWriter, WindowBatches
+from salibi.embed.records import JOINT, Chip, ReadSettings
+from salibi.embed.scenes import ScenePlan, SceneWork, plan_scene, read_scene_work, scene_work
+from salibi.embed.store import Done
+from salibi.embed.tiles import TILE_SUFFIXES, find_tiles, read_tile
+from salibi.errors import InputError, MissingInputError
+from salibi.progress import RateProgress
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+__all__ = ["Counts", "Plan", "TileWork", "embed_items", "item_size", "plan_work", "read_item"]
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """One tile: a whole file, one row."""
+
+    rel: str
+    path: str
+
+
+Item = TileWork | SceneWork | AlignedWork
+
+
+@dataclass
+class Plan:
+    """What the input holds and what is left: ``kind`` (tiles, scenes, aligned set), ``found`` rows
+    it makes, ``items`` still to embed, failures found while planning (unreadable scenes)."""
+
+    kind: str
+    found: int
+    items: list[Item]
+    failures: list[Chip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unit(self) -> str:
+        return {"tiles": "tiles", "scenes": "chips"}.get(self.kind, "rows")
+
+
+def item_size(item: Item) -> int:
+    """Rows-to-be in an item."""
+    if isinstance(item, SceneWork):
+        return len(item.cols)
+    if isinstance(item, AlignedWork):
+        return sum(len(m) for m in item.missing)
+    return 1
+
+
+def plan_work(
+    source: Path, settings: ReadSettings, done: Done, chip_size_m: float | None, stride_m: float | None, batch_size: int
+) -> Plan:
+    """The work items of ``source`` (a folder, a raster, an aligned set) not in ``done``."""
+    if not source.exists():
+        raise MissingInputError(
+            f"{source}: no such file or folder; give a folder of tiles or scenes, a raster or an aligned set"
+        )
+    if source.is_file() and is_aligned_set(source):
+        if chip_size_m is not None:
+            raise InputError(f"--chip-size-m: {source} is an aligned set, whose chips are cut already; leave it out")
+        aligned = plan_aligned(source, source.name, settings)
+        items: list[Item] = list(aligned_work(aligned, done.rows, settings.per_modality, batch_size))
+        return Plan("aligned set", aligned.count * len(aligned.rows_of(settings.per_modality)), items)
+    if settings.per_modality:
+        raise InputError("--per-modality: only an aligned set (salibi align output) has several modalities per chip")
+    if source.is_file():
+        if not source.name.lower().endswith(TILE_SUFFIXES):
+            raise InputError(f"{source}: not a raster salibi embeds ({', '.join(TILE_SUFFIXES)}) nor an aligned set")
+        found = [(source.name, source)]
+    else:
+        found = find_tiles(source)
+        if not found:
+            raise MissingInputError(
+                f"{source}: no tiles found (looked for {', '.join(TILE_SUFFIXES)} files in it and its subfolders)"
+            )
+    if chip_size_m is None:
+        tiles: list[Item] = [TileWork(rel, str(path)) for rel, path in found if rel not in done.rows]
+        return Plan("tiles", len(found), tiles)
+    plan = Plan("scenes", 0, [])
+    for rel, path in found:
+        scene = plan_scene(rel, path, settings, chip_size_m, stride_m)
+        if isinstance(scene, ScenePlan):
+            plan.found += scene.chips
+            plan.items.extend(scene_work(scene, done.rows))
+        else:
+            plan.found += 1
+            plan.failures.append(scene)
+    return plan
+
+
+def read_item(item: Item, settings: ReadSettings) -> list[Chip]:
+    """The chips of a work item, read and ready (or with the reason they are not)."""
+    if isinstance(item, SceneWork):
+        return read_scene_work(item, settings)
+    if isinstance(item, AlignedWork):
+        return read_aligned_work(item, settings)
+    return [read_tile(item.rel, Path(item.path), settings)]
+
+
+class ItemReader:
+    """Map-style dataset for torch's DataLoader: item i -> its chips."""
+
+    def __init__(self, items: list[Item], settings: ReadSettings) -> None:
+        self.items, self.settings = items, settings
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> list[Chip]:
+        return read_item(self.items[i], self.settings)
+
+
+def _keep_as_is(item: Any) -> Any:
+    """The DataLoader's collate function: items arrive one by one (module level: workers pickle it)."""
+    return item
+
+
+def read_items(items: list[Item], settings: ReadSettings, num_workers: int, pin: bool) -> Iterator[list[Chip]]:
+    """The chips of ``items`` in order, read here or by ``num_workers`` processes."""
+    reader = ItemReader(items, settings)
+    if num_workers == 0:
+        return (reader[i] for i in range(len(reader)))
+    from torch.utils.data import DataLoader
+
+    loader: Any = DataLoader(
+        reader,  # type: ignore[arg-type]  # any map-style object will do
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_keep_as_is,
+        pin_memory=pin,
+        prefetch_factor=4,
+    )
+    return iter(loader)
+
+
+@dataclass
+class Counts:
+    """What one rank did (gathered by rank 0 for the summary)."""
+
+    embedded: int = 0
+    failed: int = 0
+    nodata: int = 0
+    area_m2: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), the first few
+    per_tile_normalised: set[str] = field(default_factory=set)
+    assumptions: list[str] = field(default_factory=list)
+
+
+_KEEP_FAILURES = 50
+
+
+def embed_items(
+    model: Any,
+    items: list[Item],
+    settings: ReadSettings,
+    writer: PartWriter,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+    progress: bool,
+    failures: list[Chip] = (),  # type: ignore[assignment]
+    warn: bool = True,
+) -> Counts:
+    """Embed ``items``, writing rows, failures and no-data skips as parts through ``writer``.
+    ``warn``: say each band assumption once (as a warning) when it is first made."""
+    counts = Counts()
+    bar = RateProgress("embedding", "rows", sum(item_size(i) for i in items), progress)
+
+    def on_row(chip: Chip, embedding: Any) -> None:
+        writer.add_row(chip, embedding)
+        counts.embedded += 1
+        counts.area_m2 += chip.area_m2
+        bar.advance(1)
+
+    def on_failure(chip: Chip) -> None:
+        writer.add_failure(chip)
+        counts.failed += 1
+        if len(counts.failures) < _KEEP_FAILURES:
+            counts.failures.append((chip.path, chip.failure or ""))
+
+    for chip in failures:
+        on_failure(chip)
+    batches = WindowBatches(model, device, batch_size, on_row, after_batch=writer.flush)
+    joint = JointBatches(model, device, batch_size, on_row, after_batch=writer.flush)
+    try:
+        for chips in read_items(items, settings, num_workers, pin=device.type == "cuda"):
+            for chip in chips:
+                if chip.failure is not None:
+                    on_failure(chip)
+                    bar.advance(1)
+                elif chip.skipped is not None:
+                    writer.add_skip(chip)
+                    counts.nodata += 1
+                    bar.advance(1)
+                else:
+                    _note(chip, counts, warn)
+                    (joint if chip.modality == JOINT else batches).add(chip)
+            writer.flush()
+        batches.drain()
+        joint.drain()
+    finally:
+        bar.close()
+        writer.flush(force=True)  # keep what finished, also on Ctrl-C
+    return counts
+
+
+def _note(chip: Chip, counts: Counts, warn: bool) -> None:
+    if chip.per_tile_normalised:
+        counts.per_tile_normalised.add(chip.modality)
+    if chip.assumption and chip.assumption not in counts.assumptions:
+        counts.assumptions.append(chip.assumption)
+        if warn:
+            warnings.warn(chip.assumption, UserWarning, stacklevel=2)
