@@ -37,8 +37,24 @@ def command() -> None:
     "--root",
     type=click.Path(path_type=str),
     default=None,
-    help="GEO-Bench folder holding classification_v1.0/ and segmentation_v1.0/ "
-    "[default: $GEO_BENCH_DIR, else ~/dataset/geobench]. With --aggregate: where normalizer.json is looked for.",
+    help="GEO-Bench folder holding classification_v1.0/ and segmentation_v1.0/, or a GEO-Bench-2 folder of "
+    "<dataset>/geobench_<dataset>.tortilla [default: $GEO_BENCH_DIR, else ~/dataset/geobench]. With --aggregate: "
+    "where normalizer.json is looked for.",
+)
+@click.option(
+    "--benchmark",
+    type=click.Choice(["auto", "geobench", "geobench2"]),
+    default="auto",
+    show_default=True,
+    help="Which layout --root holds; auto: GEO-Bench-2 when it holds .tortilla files.",
+)
+@click.option(
+    "--features",
+    type=click.Choice(["auto", "joint", "sar", "lores", "hires"]),
+    default="auto",
+    show_default=True,
+    help="GEO-Bench-2: joint (the cross-modal encoder's pooled tokens of every matching encoder), or one encoder; "
+    "auto: joint when two or more of the task's modalities match the checkpoint, else the one.",
 )
 @click.option("--tasks", default=None, help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].")
 @click.option(
@@ -117,6 +133,8 @@ def geobench(
     ctx: click.Context,
     checkpoint: str | None,
     root: str | None,
+    benchmark: str,
+    features: str,
     tasks: str | None,
     partition: str,
     partitions: str | None,
@@ -138,15 +156,17 @@ def geobench(
 
     \b
     kNN and linear probe for classification, linear and FPN heads for segmentation; each
-    task's GSD feeds the Scale-ALiBi bias. Every metric comes with its 95 % bootstrap interval
-    over test samples and the majority-class reference. Tasks whose bands match no modality
-    of the checkpoint are skipped with the reason; a task that fails does not stop the others
-    (exit status 1).
+    task's GSD feeds the Scale-ALiBi bias. GEO-Bench-2 roots (tortilla files) are detected:
+    each modality feeds its encoder at its own GSD, jointly when two or more match. Every
+    metric comes with its 95 % bootstrap interval over test samples and the majority-class
+    reference. Tasks whose bands match no modality of the checkpoint are skipped with the
+    reason; a task that fails does not stop the others (exit status 1).
 
     \b
     Examples:
       salibi eval geobench --checkpoint runs/first --tasks m-eurosat,m-so2sat --seeds 3
       salibi eval geobench --checkpoint runs/first --partitions all --output curve.json
+      salibi eval geobench --checkpoint runs/first --root geobench2/ --features joint
       salibi eval geobench --compare scale-alibi.json alibi.json sincos.json --aggregate
     """
     if compare:
@@ -171,7 +191,7 @@ def geobench(
     if partitions and partition != "default":
         raise click.UsageError("give --partition or --partitions, not both")
     _evaluate(ctx, checkpoint, root, tasks, partition, partitions, protocols, knn_k, knn_metric, seeds, output,
-              overwrite, save_features, batch_size, num_workers, device)  # fmt: skip
+              overwrite, save_features, batch_size, num_workers, device, benchmark, features)  # fmt: skip
 
 
 def _evaluate(
@@ -191,6 +211,8 @@ def _evaluate(
     batch_size: int,
     num_workers: int,
     device: str,
+    benchmark: str = "auto",
+    features: str = "auto",
 ) -> None:
     from salibi.eval.csv_export import write_csv
     from salibi.eval.protocols import ProtocolSettings
@@ -227,6 +249,8 @@ def _evaluate(
         previous=previous,
         save_features=save_features,
         on_update=save,
+        benchmark=benchmark,
+        features=features,
     )
     write_results(results, paths.results)
     written = [paths.results, write_csv(results, paths.csv), write_bar_chart(results, paths.chart)]

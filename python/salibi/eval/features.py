@@ -13,9 +13,12 @@ deviation (the units differ between tasks, so the checkpoint's own statistics wo
 fit); bands the statistics lack get them from the first training samples. Non-finite
 values become 0 (the mean). Bands of one modality with different shapes are resampled
 (bilinear) to the largest. The GSD given to the encoder is the stored pixel size of the
-finest band used. Sizes that are not multiples of the patch size are centre-cropped to one
-for classification when that keeps at least 3/4 of each side, and zero-padded otherwise
-(always padded for segmentation, whose predictions are cropped back).
+finest band used. Inputs that say ``joint`` (GEO-Bench-2's
+:class:`~salibi.eval.geobench2_inputs.RoutedInputs`) are encoded together by the cross-modal
+encoder (``encode_joint``): the pooled feature is the mean over modalities of each one's mean
+joint token, the tokens are the joint tokens. Sizes that are not multiples of the patch size
+are centre-cropped to one for classification when that keeps at least 3/4 of each side, and
+zero-padded otherwise (always padded for segmentation, whose predictions are cropped back).
 """
 
 from __future__ import annotations
@@ -312,6 +315,7 @@ def extract_features(
     specs = task.specs
     segmentation = specs.label.kind == "segmentation"
     keep_tokens = keep_tokens and segmentation
+    joint_features = bool(getattr(inputs, "joint", False))
     blocks = tuple(sorted(set(token_blocks))) if segmentation else ()
     count = len(names)
     label_hw = tuple(specs.patch_size)
@@ -348,16 +352,27 @@ def extract_features(
         per_modality_tokens = []
         per_block: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in blocks]
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            for m, modality in enumerate(inputs.modalities):
-                images = torch.from_numpy(np.stack([b[1][m] for b in batch])).to(device, non_blocking=True)
-                gsd = batch[0][2][m]
+            stacked = [torch.from_numpy(np.stack([b[1][m] for b in batch])).to(device, non_blocking=True)
+                       for m in range(len(inputs.modalities))]  # fmt: skip
+            joint = None
+            if joint_features:  # one cross-modal pass; the hooks catch every encoder's blocks
                 captured.clear()
-                out = model.encode(images, modality=modality.modality, gsd=gsd).float()  # (B, N, D)
+                encoders = [m.modality for m in inputs.modalities]
+                joint = model.encode_joint(dict(zip(encoders, stacked)), dict(zip(encoders, batch[0][2])))
+            for m, modality in enumerate(inputs.modalities):
+                images = stacked[m]
+                if joint is None:
+                    captured.clear()
+                    out = model.encode(images, modality=modality.modality, gsd=batch[0][2][m]).float()  # (B, N, D)
+                else:
+                    out = joint[modality.modality].float()
                 rows, cols = images.shape[-2] // patch, images.shape[-1] // patch
                 per_modality_tokens.append((out, rows, cols))
                 for level, b in enumerate(blocks):
                     per_block[level].append((captured[(modality.modality, b)].float(), rows, cols))
-        feats = torch.cat([t.mean(dim=1) for t, _, _ in per_modality_tokens], dim=1).cpu().numpy()
+        means = [t.mean(dim=1) for t, _, _ in per_modality_tokens]
+        # Joint: the mean over modalities of each one's mean joint token (embed_joint); else concatenated.
+        feats = (torch.stack(means).mean(dim=0) if joint is not None else torch.cat(means, dim=1)).cpu().numpy()
         if pooled is None:
             pooled = np.zeros((count, feats.shape[1]), dtype=np.float32)
         pooled[index] = feats

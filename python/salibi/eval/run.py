@@ -13,6 +13,10 @@ partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.e
 once per seed when it is seeded, once otherwise. A partition ``P`` takes its train split from
 ``P_partition.json`` and validation and test from the default partition.
 
+GEO-Bench-2 roots (tortilla files; :mod:`salibi.eval.benchmarks`) are evaluated the same way:
+their datasets are the tasks, with the inputs chosen by sensor routing (joint features when
+two or more encoders match, ``features``) and recorded as ``inputs[TASK]``.
+
 A task is *skipped* when no requested protocol applies to its kind or its bands match no
 modality of the checkpoint, *failed* when reading or evaluating it raised; neither stops the
 other tasks. Given ``previous`` (a document of the same checkpoint), runs finished there with the
@@ -35,10 +39,11 @@ from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError
 from salibi.eval import protocols as P
 from salibi.eval import results as R
-from salibi.eval.bands import TaskInputs, default_band_names, map_task_bands
+from salibi.eval.bands import TaskInputs, default_band_names
+from salibi.eval.benchmarks import open_benchmark
 from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
-from salibi.eval.geobench import Task, default_root, discover_tasks
+from salibi.eval.geobench import Task, default_root
 from salibi.eval.segmentation_heads import SEG_STEPS
 from salibi.vocabulary import PROTOCOLS, TRAIN_SIZE_PARTITIONS
 
@@ -325,6 +330,8 @@ def evaluate_geobench(
     save_features: str | os.PathLike[str] | None = None,
     on_update: Callable[[dict[str, Any]], None] | None = None,
     outputs: dict[R.RunKey, RunOutput] | None = None,
+    benchmark: str = "auto",
+    features: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
 
@@ -337,8 +344,9 @@ def evaluate_geobench(
     document to resume. ``save_features``: a folder for each task's split features (HDF5).
     ``on_update``: receives the document after each task (e.g. to write it). ``outputs``: a
     dict filled with each run's per-test-sample output (:class:`RunOutput`). ``log``: one line
-    per step. Raises :class:`~salibi.errors.SalibiError` for arguments it cannot use; a task
-    that fails is reported under ``"failed"`` instead.
+    per step. ``benchmark``: ``auto``, ``geobench`` or ``geobench2``; ``features`` (GEO-Bench-2):
+    ``auto``, ``joint`` or one encoder. Raises :class:`~salibi.errors.SalibiError` for arguments
+    it cannot use; a task that fails is reported under ``"failed"`` instead.
     """
     protocol_list = P.normalise_protocols(_parse_list(protocols))
     if seeds < 1:
@@ -347,9 +355,10 @@ def evaluate_geobench(
     partition_list = resolve_partitions(partition, partitions)
     all_partitions = _parse_list(partitions) == ["all"]
     root_path = Path(root).expanduser() if root is not None else default_root()
-    available = discover_tasks(root_path)
-    wanted = _parse_list(tasks) or sorted(available)
-    missing = [t for t in wanted if t not in available]
+    found = open_benchmark(root_path, benchmark, features)
+    available = found.tasks
+    wanted = _parse_list(tasks) or sorted([*available, *found.skipped])
+    missing = [t for t in wanted if t not in available and t not in found.skipped]
     if missing:
         raise InputError(
             f"unknown GEO-Bench task(s) {', '.join(missing)} under {root_path}; available: {', '.join(sorted(available))}"
@@ -380,15 +389,21 @@ def evaluate_geobench(
         {p: {"deterministic": p in P.DETERMINISTIC, "parameters": settings.parameters(p)} for p in protocol_list},
         {"resamples": settings.resamples, "seed": settings.bootstrap_seed, "confidence": 0.95, "over": "test samples"},
     )
+    document["benchmark"], document["inputs"] = found.name, {}
     finished = R.finished_runs(previous)
     if previous is not None:
         document["runs"] = list(previous.get("runs", []))
         document["protocols"] = {**previous.get("protocols", {}), **document["protocols"]}
         document["skipped"] = {k: v for k, v in previous.get("skipped", {}).items() if k not in wanted}
         document["failed"] = {k: v for k, v in previous.get("failed", {}).items() if k not in wanted}
+        document["inputs"] = {k: v for k, v in previous.get("inputs", {}).items() if k not in wanted}
     describe = {"checkpoint": str(checkpoint_path)}
     for name in wanted:
-        task = Task(available[name])
+        if name in found.skipped:
+            document["skipped"][name] = found.skipped[name]
+            log(f"{name}: skipped: {found.skipped[name]}")
+            continue
+        task = available[name]
         try:
             kind = task.kind
             applicable = [p for p in protocol_list if kind in APPLIES_TO[p]]
@@ -400,7 +415,9 @@ def evaluate_geobench(
                 )
                 log(f"{name}: skipped: {document['skipped'][name]}")
                 continue
-            inputs = map_task_bands(task.specs, bands, gsd, task_name=name)
+            task, inputs, record = found.inputs(task, bands, gsd, features)
+            if record is not None:
+                document["inputs"][name] = record
             if not inputs.modalities:
                 document["skipped"][name] = inputs.reason
                 log(f"{name}: skipped: {inputs.reason}")
