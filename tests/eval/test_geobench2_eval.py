@@ -122,6 +122,7 @@ def test_features_choice_and_benchmark_on_the_command_line(root, checkpoint, tmp
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document["inputs"]["benv2"]["features"] == "lores" and list(document["tasks"]) == ["benv2"]
+    assert "GEO-Bench-2, partition" in result.output and "- benv2: lores: lores <- s2 (B02<-B02," in result.output
     assert "no usable lores encoder" in document["skipped"]["spacenet2"]
     v1 = CliRunner().invoke(
         cli,

@@ -163,8 +163,9 @@ def _protocol_rows(results: dict[str, Any], tasks: dict[str, Any], intervals: di
 def markdown_table(results: dict[str, Any]) -> str:
     """One row per task, protocol and metric: value, 95 % interval, chance; then skipped and failed tasks."""
     bootstrap = results.get("bootstrap", {})
+    name = _BENCHMARK_NAMES.get(str(results.get("benchmark", "geobench")), "GEO-Bench")
     lines = [
-        f"GEO-Bench, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`; "
+        f"{name}, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`; "
         f"interval: 95 % percentile bootstrap over test samples ({bootstrap.get('resamples', '?')} resamples); "
         "chance: the majority protocol",
         "",
@@ -178,10 +179,25 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines += rows
     else:
         lines.append("No task was evaluated.")
+    fed = {t: r for t, r in results.get("inputs", {}).items() if r.get("modalities")}
+    if fed:
+        lines += ["", "Inputs:"] + [f"- {t}: {_describe_inputs(r)}" for t, r in sorted(fed.items())]
     for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
         if results.get(key):
             lines += ["", f"{title}:"] + [f"- {t}: {reason}" for t, reason in sorted(results[key].items())]
     return "\n".join(lines) + "\n"
+
+
+_BENCHMARK_NAMES = {"geobench": "GEO-Bench", "geobench2": "GEO-Bench-2"}
+
+
+def _describe_inputs(record: dict[str, Any]) -> str:
+    """``joint: sar <- s1 (VV<-VV, VH<-VH) at 10 m + lores <- s2 (...) at 10 m`` (GEO-Bench-2's ``inputs[TASK]``)."""
+    parts = []
+    for m in record.get("modalities", []):
+        bands = ", ".join(f"{k}<-{v.split(':', 1)[-1]}" if v else f"{k}<-zeros" for k, v in m.get("bands", {}).items())
+        parts.append(f"{m.get('modality')} <- {m.get('source')} ({bands}) at {m.get('gsd'):g} m")
+    return f"{record.get('features', '?')}: " + " + ".join(parts)
 
 
 def partition_table(results: dict[str, Any]) -> str:
