@@ -409,8 +409,9 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in _TABLE}
 #: GEO-Bench-2 datasets (geobenchv2 0.9 classes) salibi does not evaluate, with the reason.
 SKIPPED: dict[str, str] = {
     "caffe": (
-        "its one band is SAR amplitude from seven sensors with different polarisations (HH or VV), which the "
-        "files do not record; the sar encoder's VV/VH bands cannot be matched to it"
+        "its one band is SAR amplitude from several missions (ERS, Envisat, RADARSAT-1, ALOS, TerraSAR-X, "
+        "TanDEM-X, Sentinel-1) with HH or VV polarisation, which the files do not record; the sar encoder's "
+        "VV/VH bands cannot be matched to it"
     ),
     "biomassters": "regression (above-ground biomass); salibi's protocols classify and segment",
     "everwatch": "object detection (bird bounding boxes); salibi's protocols classify and segment",
