@@ -19,6 +19,8 @@ MODALITY_HELP: dict[str, str] = {
 SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
 #: Position-information variants (DESIGN.md "Scale-ALiBi, exactly"); identical otherwise.
 VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
+#: Attention backends (salibi.models.flex): auto = flex on CUDA, sdpa elsewhere.
+ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "flex")
 #: Frozen-encoder evaluation protocols of ``salibi eval geobench`` (salibi.eval.protocols).
 PROTOCOLS: tuple[str, ...] = ("knn", "linear", "seg-linear", "seg-fpn", "majority")
 #: Former protocol names still accepted: name -> the protocol it means now.
