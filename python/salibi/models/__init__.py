@@ -21,6 +21,9 @@
                           # "reconstruction_<m>", "temperature")
     save_checkpoint(model, "ckpt/", bands=..., gsd=..., mean=..., std=..., step=100)
     model = load_checkpoint("ckpt/")        # or a run folder: its newest complete checkpoint
+    model = build("base", attention="flex")   # attention backend: "auto" (flex on CUDA, sdpa
+                          # elsewhere), "sdpa" (materialised biases) or "flex" (bias in the kernel);
+                          # load_checkpoint(..., attention=...) likewise
 
 Inputs: float tensors already normalised; H and W multiples of ``config.patch_size`` (they may
 differ); all chips of one sample cover the same ground footprint. ``batch["gsd"][m]`` is a float
@@ -73,14 +76,18 @@ def build(
     variant: str = "scale-alibi",
     modalities: Iterable[str] = MODALITIES,
     channels: Mapping[str, int] | None = None,
+    attention: str = "auto",
     **overrides: Any,
 ) -> ScaleAlibiModel:
     """A freshly initialised model of the named size (``tiny``, ``small``, ``base``, ``large``).
 
     ``channels``: input channels per modality (missing ones: sar 2, lores 3, hires 3).
+    ``attention``: the attention backend -- ``flex`` (the bias computed inside a FlexAttention
+    kernel, no bias tensors), ``sdpa`` (materialised biases), ``auto`` (``flex`` on CUDA,
+    ``sdpa`` elsewhere); the same numbers either way (:mod:`salibi.models.flex`).
     ``overrides``: any other :class:`ModelConfig` field (``mask_ratio``, ``ref_length``, ...).
     """
     config = ModelConfig.for_size(
         size, variant=variant, modalities=tuple(modalities), channels=dict(channels or {}), **overrides
     )
-    return ScaleAlibiModel(config)
+    return ScaleAlibiModel(config, attention=attention)

@@ -1,8 +1,9 @@
-"""Scale-ALiBi attention biases as torch tensors, on the model's device, built once per batch.
+"""Scale-ALiBi attention biases on the model's device, built once per batch, for either backend.
 
-The Rust core (:mod:`salibi.bias`) computes and caches the ground-distance tables; this module
-puts them on the model's device (once per geometry, device and dtype) and turns them into the
-additive ``attn_mask`` that :func:`torch.nn.functional.scaled_dot_product_attention` takes:
+The Rust core (:mod:`salibi.bias`) computes and caches the ground-distance tables; for the
+``sdpa`` backend this module puts them on the model's device (once per geometry, device and
+dtype) and turns them into the additive ``attn_mask`` that
+:func:`torch.nn.functional.scaled_dot_product_attention` takes:
 
     bias[b, h, i, j] = -m_h * distance(token q_i of sample b, token k_j of sample b) / L
 
@@ -20,6 +21,10 @@ On the CPU in float32, a bias between two token sets that each lie in one modali
 built by the core straight from the kept tokens (:func:`salibi.bias.masked_scale_alibi_bias`,
 the same float32 products, about twice as fast as gathering from the table); elsewhere (CUDA,
 reduced precision, sets spanning modalities) the table is gathered on the device.
+
+For the ``flex`` backend (:mod:`salibi.models.flex`) nothing of size ``nq * nk`` is built: a
+bias is a :class:`~salibi.models.flex.FlexBias`, the kept tokens' centres divided by ``L``
+(gathered from one cached ``(2, N_total)`` tensor) and ``-m_h``; the kernel computes the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 
 from salibi.bias import PatchGrid, alibi_slopes, ground_distance_table, masked_scale_alibi_bias
+from salibi.models.flex import FlexBias
 
 __all__ = ["TokenGeometry", "cache_clear", "cache_info", "device_cached", "negative_slopes", "set_cache_limit"]
 
@@ -126,7 +132,8 @@ class TokenGeometry:
 
     ``grids`` maps modality -> :class:`PatchGrid` (all with the same origin); ``ref_length`` is
     the one reference length ``L`` (metres) used for every bias of the call; ``dtype`` is the
-    dtype of the attention queries (biases are built in it).
+    dtype of the attention queries (``sdpa`` biases are built in it); ``backend`` the attention
+    backend the biases are for: ``sdpa`` (tensors) or ``flex`` (:class:`FlexBias`).
     """
 
     def __init__(
@@ -135,11 +142,15 @@ class TokenGeometry:
         ref_length: float,
         device: torch.device,
         dtype: torch.dtype,
+        backend: str = "sdpa",
     ) -> None:
+        if backend not in ("sdpa", "flex"):
+            raise ValueError(f"backend {backend!r}: expected 'sdpa' or 'flex' (resolve 'auto' first)")
         self.grids = dict(grids)
         self.ref_length = float(ref_length)
         self.device = torch.device(device)
         self.dtype = dtype
+        self.backend = backend
         self.offsets: dict[str, int] = {}
         total = 0
         for modality, grid in self.grids.items():
@@ -150,7 +161,7 @@ class TokenGeometry:
 
     def __repr__(self) -> str:
         grids = ", ".join(f"{m}={g.rows}x{g.cols}@{g.gsd:g}" for m, g in self.grids.items())
-        return f"TokenGeometry({grids}, L={self.ref_length:g} m)"
+        return f"TokenGeometry({grids}, L={self.ref_length:g} m, {self.backend})"
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -168,6 +179,15 @@ class TokenGeometry:
         table = np.block(blocks) if len(grids) > 1 else np.array(blocks[0][0])  # a writable copy
         return torch.from_numpy(table).to(device=self.device, dtype=self.dtype)
 
+    def positions(self) -> torch.Tensor:
+        """``(2, N_total)`` float32 x and y of every token's centre divided by ``L``, on the
+        device: the coordinates the flex kernel computes distances from. Cached."""
+        return _CACHE.get(("positions", *self._key[:3]), self._build_positions)
+
+    def _build_positions(self) -> torch.Tensor:
+        centres = np.concatenate([grid.centres() for grid in self.grids.values()]) / self.ref_length  # (N_total, 2)
+        return torch.from_numpy(np.ascontiguousarray(centres.T)).to(device=self.device, dtype=torch.float32)
+
     # -- token ids ----------------------------------------------------------------------------
 
     def ids(self, modality: str, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,11 +203,14 @@ class TokenGeometry:
 
     # -- biases -------------------------------------------------------------------------------
 
-    def bias(self, query_ids: torch.Tensor, key_ids: torch.Tensor, heads: int) -> torch.Tensor:
-        """``(B, H, nq, nk)`` bias between token sets given by global ids ``(B|1, nq)``, ``(B|1, nk)``.
+    def bias(self, query_ids: torch.Tensor, key_ids: torch.Tensor, heads: int) -> torch.Tensor | FlexBias:
+        """``(B, H, nq, nk)`` bias between token sets given by global ids ``(B|1, nq)``, ``(B|1, nk)``
+        (``sdpa``), or the tokens' coordinates for the kernel (``flex``).
 
         Batch dimensions of 1 broadcast; the result has batch 1 when both are 1.
         """
+        if self.backend == "flex":
+            return self._flex_bias(query_ids, key_ids, heads)
         if self.device.type == "cpu" and self.dtype == torch.float32 and query_ids.shape[0] == key_ids.shape[0]:
             query, key = self._in_one_grid(query_ids), self._in_one_grid(key_ids)
             if query is not None and key is not None:  # the core builds it from the kept tokens
@@ -210,10 +233,14 @@ class TokenGeometry:
                 return grid, (ids - offset).numpy()
         return None
 
-    def full_bias(self, query: str | Sequence[str], key: str | Sequence[str], heads: int) -> torch.Tensor:
+    def full_bias(self, query: str | Sequence[str], key: str | Sequence[str], heads: int) -> torch.Tensor | FlexBias:
         """``(1, H, Nq, Nk)`` bias between all tokens of one modality, or of consecutive ones (in
-        the geometry's order), and another: unmasked inference and the decoder. Cached."""
+        the geometry's order), and another: unmasked inference and the decoder. Cached (``sdpa``;
+        ``flex`` needs only the coordinates)."""
         query, key = _names(query), _names(key)
+        if self.backend == "flex":
+            ids = torch.arange(self.num_tokens, device=self.device).unsqueeze(0)  # (1, N_total)
+            return self._flex_bias(ids[:, self._span(query)], ids[:, self._span(key)], heads)
         return _CACHE.get(("bias", *self._key, query, key, heads), lambda: self._full_bias(query, key, heads))
 
     def _span(self, modalities: tuple[str, ...]) -> slice:
@@ -228,6 +255,12 @@ class TokenGeometry:
         block = self.table()[self._span(query), self._span(key)]
         slopes = negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
         return torch.mul(block, slopes, out=_aligned((1, heads, *block.shape), self.device, self.dtype))
+
+    def _flex_bias(self, query_ids: torch.Tensor, key_ids: torch.Tensor, heads: int) -> FlexBias:
+        positions = self.positions()
+        query, key = positions[:, query_ids], positions[:, key_ids]  # (2, B|1, nq), (2, B|1, nk)
+        slopes = negative_slopes(heads, self.device, torch.float32)  # (H,)
+        return FlexBias(query[0], query[1], key[0], key[1], slopes)
 
 
 def _aligned(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

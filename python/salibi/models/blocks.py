@@ -1,9 +1,11 @@
 """The model's building blocks: biased attention, transformer blocks, fusion stages, the encoder.
 
-Every attention layer takes an additive ``bias`` (the Scale-ALiBi or ALiBi distance penalty from
-:mod:`salibi.models.attention_bias`, or None) and runs through
-:func:`torch.nn.functional.scaled_dot_product_attention`. Shapes: ``B`` batch, ``N``/``M`` query
-and key tokens, ``D`` width, ``H`` heads.
+Every attention layer takes a ``bias`` (the Scale-ALiBi or ALiBi distance penalty from
+:mod:`salibi.models.attention_bias`) whose type chooses the kernel: a tensor, an additive mask
+for :func:`torch.nn.functional.scaled_dot_product_attention`; a
+:class:`~salibi.models.flex.FlexBias`, token coordinates from which FlexAttention computes the
+bias in the kernel; None, SDPA without a mask. Shapes: ``B`` batch, ``N``/``M`` query and key
+tokens, ``D`` width, ``H`` heads.
 """
 
 from __future__ import annotations
@@ -14,14 +16,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from salibi.models.attention_bias import device_cached
+from salibi.models.flex import FlexBias, flex_attend
 
-__all__ = ["Attention", "Block", "CrossAttention", "Encoder", "FusionBlock", "FusionStage", "Mlp", "sincos_embedding"]
+#: What an attention layer takes as its bias (see the module docstring).
+AttentionBias = torch.Tensor | FlexBias | None
+
+__all__ = [
+    "Attention",
+    "AttentionBias",
+    "Block",
+    "CrossAttention",
+    "Encoder",
+    "FusionBlock",
+    "FusionStage",
+    "Mlp",
+    "sincos_embedding",
+]
 
 
 def _heads_first(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, D) -> (B, H, N, D/H)."""
+    """(B, N, D) -> (B, H, N, D/H), a view."""
     b, n, d = x.shape
     return x.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+def _split_heads(x: torch.Tensor, parts: int, heads: int) -> tuple[torch.Tensor, ...]:
+    """(B, N, parts*D) -> ``parts`` views (B, H, N, D/H). Split along the last dimension, so the
+    backward pass joins the gradients with one concatenation straight into (B, N, parts*D)
+    (a stack over a leading dimension would need a second copy to get back to that layout)."""
+    return tuple(_heads_first(part, heads) for part in x.chunk(parts, dim=-1))
 
 
 class Attention(nn.Module):
@@ -33,9 +56,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        b, n, d = x.shape  # x: (B, N, D); bias: (B|1, H, N, N) or None
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, N, D/H)
+    def forward(self, x: torch.Tensor, bias: AttentionBias) -> torch.Tensor:
+        b, n, d = x.shape  # x: (B, N, D); bias: (B|1, H, N, N), FlexBias or None
+        q, k, v = _split_heads(self.qkv(x), 3, self.heads)  # (B, H, N, D/H)
         return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
 
 
@@ -49,16 +72,18 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        b, n, d = x.shape  # x: (B, N, D); context: (B, M, D); bias: (B|1, H, N, M) or None
-        m = context.shape[1]
+    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: AttentionBias) -> torch.Tensor:
+        b, n, d = x.shape  # x: (B, N, D); context: (B, M, D); bias: (B|1, H, N, M), FlexBias or None
         q = _heads_first(self.q(x), self.heads)  # (B, H, N, D/H)
-        k, v = self.kv(context).view(b, m, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H)
+        k, v = _split_heads(self.kv(context), 2, self.heads)  # (B, H, M, D/H)
         return self.proj(_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + bias) v, fused (flash / memory-efficient kernels)."""
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: AttentionBias) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v, fused: FlexAttention for a FlexBias, else SDPA (flash /
+    memory-efficient kernels)."""
+    if isinstance(bias, FlexBias):
+        return flex_attend(q, k, v, bias)
     if bias is not None and bias.dtype != q.dtype:
         bias = bias.to(q.dtype)  # CUDA kernels need the mask in the query dtype
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -79,7 +104,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: AttentionBias) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), bias)
         return x + self.mlp(self.norm2(x))
 
@@ -98,7 +123,7 @@ class FusionBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, self_bias: torch.Tensor | None, cross_bias: torch.Tensor | None
+        self, x: torch.Tensor, context: torch.Tensor, self_bias: AttentionBias, cross_bias: AttentionBias
     ) -> torch.Tensor:
         x = x + self.self_attn(self.norm1(x), self_bias)
         x = x + self.cross_attn(self.norm2(x), self.norm_context(context), cross_bias)
@@ -115,9 +140,9 @@ class FusionStage(nn.Module):
         self.b_layers = nn.ModuleList(FusionBlock(dim, heads, mlp_ratio) for _ in range(depth))
 
     def forward(
-        self, a: torch.Tensor, b: torch.Tensor, biases: dict[str, torch.Tensor | None]
+        self, a: torch.Tensor, b: torch.Tensor, biases: dict[str, AttentionBias]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # a: (B, k_a, D), b: (B, k_b, D); biases "aa", "ab", "bb", "ba": (B|1, H, k_q, k_k)
+        # a: (B, k_a, D), b: (B, k_b, D); biases "aa", "ab", "bb", "ba": (B|1, H, k_q, k_k), FlexBias or None
         for a_layer, b_layer in zip(self.a_layers, self.b_layers):
             a, b = a_layer(a, b, biases["aa"], biases["ab"]), b_layer(b, a, biases["bb"], biases["ba"])
         return a, b
@@ -135,7 +160,7 @@ class Encoder(nn.Module):
     def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, D)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: AttentionBias) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, bias)
         return self.norm(x)

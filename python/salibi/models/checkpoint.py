@@ -304,10 +304,13 @@ def _stored_ref_length(model: dict[str, Any], modalities: dict[str, Any]) -> Any
     return None
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ScaleAlibiModel:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", attention: str = "auto"
+) -> ScaleAlibiModel:
     """The model saved in ``path`` (checkpoint or run folder, see :func:`resolve_checkpoint`),
     on ``map_location``, in eval mode, with ``modality_info``, ``checkpoint_metadata`` and
-    ``checkpoint_path`` set."""
+    ``checkpoint_path`` set; ``attention``: its attention backend (``auto``, ``sdpa``, ``flex``;
+    see :func:`salibi.models.build`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -333,7 +336,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except (SafetensorError, OSError, ValueError) as err:
         raise DataFormatError(f"{weights}: cannot be read ({err}); use another checkpoint or save it again") from None
 
-    model = ScaleAlibiModel(config)
+    model = ScaleAlibiModel(config, attention=attention)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

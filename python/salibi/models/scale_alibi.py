@@ -18,6 +18,11 @@ top-left corner at the origin. One ``L`` for the model: ``config.ref_length``, a
 call's ``ref_length=`` argument overrides it), so a chip's GSD changes its bias in a unimodal
 ``encode`` as in pretraining. The biases are built once per batch from the
 core's cached tables (:mod:`salibi.models.attention_bias`) and shared by every layer.
+
+Attention backend (``attention``, :mod:`salibi.models.flex`): ``sdpa`` gives the layers the
+biases as tensors ``(B|1, H, k_q, k_k)``; ``flex`` gives them the tokens' coordinates and the
+kernel computes the bias (nothing of size ``k_q * k_k`` is stored); ``auto`` is ``flex`` on
+CUDA and ``sdpa`` elsewhere, decided at each call from the model's device.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from torch import nn
 from salibi.bias import PatchGrid
 from salibi.errors import InputError
 from salibi.models.attention_bias import TokenGeometry
-from salibi.models.blocks import Block, Encoder, FusionStage, Mlp, sincos_embedding
+from salibi.models.blocks import AttentionBias, Block, Encoder, FusionStage, Mlp, sincos_embedding
 from salibi.models.config import ModelConfig
+from salibi.models.flex import NO_BIAS, resolve_attention
 from salibi.models.losses import global_means, info_nce
 from salibi.vocabulary import MODALITIES
 
@@ -46,12 +52,16 @@ class ScaleAlibiModel(nn.Module):
     """Three unimodal encoders, two fusion stages, a contrastive head per modality, a decoder.
 
     Build with :func:`salibi.models.build`; see the package docstring for the API.
+    ``attention``: the attention backend, ``auto``, ``sdpa`` or ``flex`` (a setting of the
+    running model, not of its weights: checkpoints do not store it).
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, attention: str = "auto") -> None:
         super().__init__()
         config.validate()
         self.config = config
+        resolve_attention(attention, torch.device("cpu"))  # an InputError for an unknown name
+        self.attention = attention
         self.modalities: tuple[str, ...] = config.modalities
         #: per modality: channels, bands, gsd, mean, std (training-set facts; see checkpoint.py)
         self.modality_info: dict[str, dict[str, Any]] = {
@@ -120,11 +130,20 @@ class ScaleAlibiModel(nn.Module):
             return torch.get_autocast_dtype(kind)
         return self.logit_scale.dtype
 
+    def attention_backend(self) -> str:
+        """The backend ``attention`` means on the model's device now: ``sdpa`` or ``flex``."""
+        return resolve_attention(self.attention, self.device)
+
+    def unbiased(self) -> AttentionBias:
+        """What the layers get in the variants without a bias: nothing (SDPA) or flex without a score_mod."""
+        return NO_BIAS if self.attention_backend() == "flex" else None
+
     def geometry(
         self, sizes: Mapping[str, tuple[int, int]], gsd: Mapping[str, float], ref_length: float | None = None
     ) -> TokenGeometry | None:
         """The patch grids of one call (``sizes``: modality -> (H, W) in px) with the one
-        reference length of the call; ``None`` for the ``sincos`` and ``none`` variants."""
+        reference length of the call, for the model's attention backend; ``None`` for the
+        ``sincos`` and ``none`` variants."""
         variant, p = self.config.variant, self.config.patch_size
         if variant not in ("scale-alibi", "alibi"):
             return None
@@ -134,7 +153,7 @@ class ScaleAlibiModel(nn.Module):
         else:
             grids = {m: PatchGrid(h // p, w // p, p, gsd[m]) for m, (h, w) in sizes.items()}
             length = float(ref_length or self.config.ref_length or 0.0)  # validate() always sets ref_length
-        return TokenGeometry(grids, length, self.device, self._compute_dtype())
+        return TokenGeometry(grids, length, self.device, self._compute_dtype(), self.attention_backend())
 
     def patch_tokens(self, images: torch.Tensor, modality: str) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, D) patch embeddings (+ sin-cos positions in that variant)."""
@@ -171,7 +190,9 @@ class ScaleAlibiModel(nn.Module):
         images = self._check_images(images, modality)
         size = (images.shape[-2], images.shape[-1])
         geometry = self.geometry({modality: size}, {modality: self._check_gsd(gsd, modality)}, ref_length)
-        bias = geometry.full_bias(modality, modality, self.config.heads) if geometry else None  # (1, H, N, N)
+        bias = (
+            geometry.full_bias(modality, modality, self.config.heads) if geometry else self.unbiased()
+        )  # (1, H, N, N) or FlexBias
         return self.encoders[modality](self.patch_tokens(images, modality), bias)
 
     def embed(
@@ -194,14 +215,14 @@ class ScaleAlibiModel(nn.Module):
         p = self.config.patch_size
         geometry = self.geometry({m: (x.shape[-2], x.shape[-1]) for m, x in checked.items()}, gsds, ref_length)
         ids: dict[str, torch.Tensor] = {}
-        self_bias: dict[str, torch.Tensor | None] = {}
+        self_bias: dict[str, AttentionBias] = {}
         encoded: dict[str, torch.Tensor] = {}
         for m, x in checked.items():
             if geometry is not None:  # ids (1, N), bias (1, H, N, N): broadcast over the batch
                 ids[m], self_bias[m] = geometry.ids(m), geometry.full_bias(m, m, self.config.heads)
             else:
                 n = (x.shape[-2] // p) * (x.shape[-1] // p)
-                ids[m], self_bias[m] = torch.arange(n, device=self.device).unsqueeze(0), None
+                ids[m], self_bias[m] = torch.arange(n, device=self.device).unsqueeze(0), self.unbiased()
             encoded[m] = self.encoders[m](self.patch_tokens(x, m), self_bias[m])
         return self.fuse(encoded, ids, geometry, self_bias)
 
@@ -232,7 +253,7 @@ class ScaleAlibiModel(nn.Module):
         tokens: dict[str, torch.Tensor],
         ids: dict[str, torch.Tensor],
         geometry: TokenGeometry | None,
-        self_bias: dict[str, torch.Tensor | None],
+        self_bias: dict[str, AttentionBias],
     ) -> dict[str, torch.Tensor]:
         """Cross-modal encoder: SAR <-> low-res optical, then their joint tokens <-> high-res.
 
@@ -240,14 +261,14 @@ class ScaleAlibiModel(nn.Module):
         global token ids; self_bias: modality -> its encoder's bias (reused here). Returns
         modality -> (B, k_m, D) joint tokens. With two modalities only the stage joining them runs.
         """
-        built: dict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor | None] = {
+        built: dict[tuple[tuple[str, ...], tuple[str, ...]], AttentionBias] = {
             ((m,), (m,)): b for m, b in self_bias.items()
         }
 
-        def bias(q: tuple[str, ...], k: tuple[str, ...]) -> torch.Tensor | None:  # (B, H, k_q, k_k)
+        def bias(q: tuple[str, ...], k: tuple[str, ...]) -> AttentionBias:  # (B, H, k_q, k_k) or FlexBias
             if (q, k) not in built:
                 built[q, k] = (
-                    None
+                    self.unbiased()
                     if geometry is None
                     else geometry.bias(
                         torch.cat([ids[m] for m in q], dim=1), torch.cat([ids[m] for m in k], dim=1), self.config.heads
@@ -294,7 +315,9 @@ class ScaleAlibiModel(nn.Module):
             sizes.append(rows * cols)
         x = torch.cat(sequences, dim=1)  # (B, sum N_m, Dd)
         every = list(joint)
-        bias = geometry.full_bias(every, every, c.decoder_heads) if geometry else None  # (1, Hd, sum N, sum N)
+        bias = (
+            geometry.full_bias(every, every, c.decoder_heads) if geometry else self.unbiased()
+        )  # (1, Hd, sum N, sum N)
         for block in self.decoder_blocks:
             x = block(x, bias)
         x = self.decoder_norm(x)
@@ -354,7 +377,9 @@ class ScaleAlibiModel(nn.Module):
             patches = self.patch_tokens(x, m)  # (B, N_m, D)
             tokens[m] = patches.gather(1, keep[m].unsqueeze(-1).expand(-1, -1, patches.shape[-1]))  # (B, k_m, D)
             ids[m] = geometry.ids(m, keep[m]) if geometry is not None else keep[m]  # (B, k_m) global ids
-            self_bias[m] = geometry.bias(ids[m], ids[m], c.heads) if geometry is not None else None  # (B, H, k, k)
+            self_bias[m] = (
+                geometry.bias(ids[m], ids[m], c.heads) if geometry is not None else self.unbiased()
+            )  # (B, H, k, k)
 
         # 2. unimodal encoders (each bias is built once and reused by every layer)
         encoded = {m: self.encoders[m](tokens[m], self_bias[m]) for m in images}  # (B, k_m, D)
