@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from salibi.cli.options import batch_size_option, device_option, num_workers_option
+from salibi.cli.options import attention_option, batch_size_option, device_option, num_workers_option
 from salibi.vocabulary import PROTOCOL_ALIASES, PROTOCOLS, TRAIN_SIZE_PARTITIONS
 
 
@@ -116,6 +116,7 @@ def command() -> None:
 @batch_size_option(64)
 @num_workers_option
 @device_option
+@attention_option
 @click.option(
     "--compare",
     is_flag=True,
@@ -148,6 +149,7 @@ def geobench(
     batch_size: int,
     num_workers: int,
     device: str,
+    attention: str,
     compare: bool,
     aggregate: bool,
     results_files: tuple[str, ...],
@@ -191,7 +193,7 @@ def geobench(
     if partitions and partition != "default":
         raise click.UsageError("give --partition or --partitions, not both")
     _evaluate(ctx, checkpoint, root, tasks, partition, partitions, protocols, knn_k, knn_metric, seeds, output,
-              overwrite, save_features, batch_size, num_workers, device, benchmark, features)  # fmt: skip
+              overwrite, save_features, batch_size, num_workers, device, benchmark, features, attention)  # fmt: skip
 
 
 def _evaluate(
@@ -213,6 +215,7 @@ def _evaluate(
     device: str,
     benchmark: str = "auto",
     features: str = "auto",
+    attention: str = "auto",
 ) -> None:
     from salibi.eval.csv_export import write_csv
     from salibi.eval.protocols import ProtocolSettings
@@ -251,6 +254,7 @@ def _evaluate(
         on_update=save,
         benchmark=benchmark,
         features=features,
+        attention=attention,
     )
     write_results(results, paths.results)
     written = [paths.results, write_csv(results, paths.csv), write_bar_chart(results, paths.chart)]

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import click
 
-from salibi.vocabulary import MODALITIES
+from salibi.vocabulary import ATTENTION_BACKENDS, MODALITIES
 
 F = TypeVar("F", bound=Callable[..., object])
 T = TypeVar("T")
@@ -20,6 +20,18 @@ def device_option(f: F) -> F:
         default="auto",
         show_default=True,
         help="Where to run the model; auto picks CUDA when available.",
+    )(f)
+
+
+def attention_option(f: F) -> F:
+    return click.option(
+        "--attention",
+        type=click.Choice(ATTENTION_BACKENDS),
+        default="auto",
+        show_default=True,
+        help="Attention kernel: flex computes the Scale-ALiBi bias inside a FlexAttention kernel (no bias "
+        "tensors; CUDA for training), sdpa adds materialised biases; auto: flex on CUDA, sdpa elsewhere. "
+        "Same results.",
     )(f)
 
 

@@ -332,6 +332,7 @@ def evaluate_geobench(
     outputs: dict[R.RunKey, RunOutput] | None = None,
     benchmark: str = "auto",
     features: str = "auto",
+    attention: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
 
@@ -345,7 +346,8 @@ def evaluate_geobench(
     ``on_update``: receives the document after each task (e.g. to write it). ``outputs``: a
     dict filled with each run's per-test-sample output (:class:`RunOutput`). ``log``: one line
     per step. ``benchmark``: ``auto``, ``geobench`` or ``geobench2``; ``features`` (GEO-Bench-2):
-    ``auto``, ``joint`` or one encoder. Raises :class:`~salibi.errors.SalibiError` for arguments
+    ``auto``, ``joint`` or one encoder. ``attention``: the loaded model's attention backend
+    (``auto``, ``sdpa``, ``flex``; :func:`salibi.models.build`). Raises :class:`~salibi.errors.SalibiError` for arguments
     it cannot use; a task that fails is reported under ``"failed"`` instead.
     """
     protocol_list = P.normalise_protocols(_parse_list(protocols))
@@ -369,7 +371,7 @@ def evaluate_geobench(
         from salibi.models import load_checkpoint, resolve_checkpoint
 
         checkpoint_path = resolve_checkpoint(checkpoint)
-        model = load_checkpoint(checkpoint_path, map_location=torch_device)
+        model = load_checkpoint(checkpoint_path, map_location=torch_device, attention=attention)
     else:
         checkpoint_path = Path(checkpoint)
         model = model.to(torch_device).eval()
