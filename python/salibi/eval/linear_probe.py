@@ -1,7 +1,8 @@
 """Linear probe: logistic regression on frozen features, as torchgeo-bench defines it.
 
 For each ``C`` of ``10 ** linspace(-6, 4, 40)`` a logistic regression is fitted on the
-training split by full-batch L-BFGS (torch, float64, on the evaluation device), minimising
+training split by full-batch L-BFGS (scipy's L-BFGS-B, scikit-learn's solver, driving a float64 loss
+and gradient computed by numpy on the CPU or by torch on the evaluation device), minimising
 
     mean over samples of the cross-entropy  +  ||W||^2 / (2 C n)          (bias not penalised)
 
@@ -31,8 +32,10 @@ __all__ = ["C_GRID", "LinearProbeOutput", "LogisticModel", "fit_logistic", "line
 #: The regularisation sweep: 40 values of C from 1e-6 to 1e4, log-spaced (torchgeo-bench's c_range).
 C_GRID: tuple[float, ...] = tuple(float(c) for c in 10 ** np.linspace(-6, 4, 40))
 MAX_ITER = 1000
-TOLERANCE_GRAD = 1e-9
-TOLERANCE_CHANGE = 1e-12
+#: L-BFGS-B stops when every gradient component is below this (scikit-learn's ``tol``, tighter).
+GRADIENT_TOLERANCE = 1e-6
+#: Feature matrices smaller than this (elements) are fitted on one BLAS thread.
+SMALL_PROBLEM = 1 << 21
 
 
 @dataclass
@@ -78,47 +81,93 @@ class LinearProbeOutput:
     validation: list[float]  # the validation metric of each C of the sweep
 
 
-def _solve(
-    x: Any, targets: Any, multilabel: bool, c: float, start: tuple[np.ndarray, np.ndarray] | None, max_iter: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _numpy_objective(x: np.ndarray, onehot: np.ndarray, multilabel: bool, penalty: float) -> Any:
+    n, dim = x.shape
+    classes = onehot.shape[1]
+    size = classes * dim
+
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        weight, bias = theta[:size].reshape(classes, dim), theta[size:]
+        logits = x @ weight.T + bias
+        if multilabel:
+            loss = (np.logaddexp(0.0, logits) - onehot * logits).sum() / n
+            residual = (0.5 * (1.0 + np.tanh(0.5 * logits)) - onehot) / n  # sigmoid without overflow
+        else:
+            top = logits.max(1, keepdims=True)
+            log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(1))
+            loss = (log_norm - (logits * onehot).sum(1)).mean()
+            residual = (np.exp(logits - log_norm[:, None]) - onehot) / n
+        loss += penalty * float((weight * weight).sum())
+        gradient = np.concatenate([(residual.T @ x + 2.0 * penalty * weight).reshape(-1), residual.sum(0)])
+        return float(loss), gradient
+
+    return loss_and_gradient
+
+
+def _torch_objective(x: Any, onehot: Any, multilabel: bool, penalty: float) -> Any:
     import torch
-    import torch.nn.functional as F
 
     n, dim = x.shape
-    classes = targets.shape[1] if multilabel else int(targets.max().item()) + 1
-    options = {"dtype": x.dtype, "device": x.device}
-    if start is None:
-        weight = torch.zeros(classes, dim, **options)
-        bias = torch.zeros(classes, **options)
-    else:
-        weight, bias = torch.tensor(start[0], **options), torch.tensor(start[1], **options)
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
-    penalty = 1.0 / (2.0 * c * n)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=10,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=TOLERANCE_GRAD,
-        tolerance_change=TOLERANCE_CHANGE,
-    )
+    classes = onehot.shape[1]
+    size = classes * dim
 
-    def closure() -> Any:
-        optimizer.zero_grad(set_to_none=True)
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        parameters = torch.from_numpy(theta).to(x.device)
+        weight, bias = parameters[:size].view(classes, dim), parameters[size:]
         logits = torch.addmm(bias, x, weight.T)
         if multilabel:
-            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n
+            loss = (torch.nn.functional.softplus(logits) - onehot * logits).sum() / n
+            residual = (torch.sigmoid(logits) - onehot) / n
         else:
-            loss = F.cross_entropy(logits, targets)
+            log_norm = torch.logsumexp(logits, dim=1)
+            loss = (log_norm - (logits * onehot).sum(1)).mean()
+            residual = (torch.exp(logits - log_norm[:, None]) - onehot) / n
         loss = loss + penalty * (weight * weight).sum()
-        loss.backward()
-        return loss
+        gradient = torch.cat([(residual.T @ x + 2.0 * penalty * weight).reshape(-1), residual.sum(0)])
+        return float(loss), gradient.cpu().numpy()
 
-    optimizer.step(closure)
-    iterations = int(optimizer.state[weight].get("n_iter", 0))
-    return weight.detach().cpu().numpy(), bias.detach().cpu().numpy(), iterations
+    return loss_and_gradient
+
+
+def _solve(
+    x: np.ndarray,
+    onehot: np.ndarray,
+    multilabel: bool,
+    c: float,
+    start: tuple[np.ndarray, np.ndarray] | None,
+    max_iter: int,
+    device: Any,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Minimise the objective with scipy's L-BFGS-B (scikit-learn's solver) from ``start``; the
+    loss and its analytic gradient are computed by numpy on the CPU, by torch on another device."""
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs; ships with scikit-learn
+
+    n, dim = x.shape
+    classes = onehot.shape[1]
+    penalty = 1.0 / (2.0 * c * n)
+    if str(device) == "cpu":
+        objective = _numpy_objective(x, onehot, multilabel, penalty)
+    else:
+        import torch
+
+        as_tensor = {"device": device, "dtype": torch.float64}
+        objective = _torch_objective(
+            torch.as_tensor(x, **as_tensor), torch.as_tensor(onehot, **as_tensor), multilabel, penalty
+        )
+    size = classes * dim
+    theta0 = np.zeros(size + classes) if start is None else np.concatenate([start[0].reshape(-1), start[1]])
+    # Small products run faster on one BLAS thread than on several waiting for each other.
+    with threadpool_limits(1 if x.size < SMALL_PROBLEM else None):
+        result = minimize(
+            objective,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "gtol": GRADIENT_TOLERANCE, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
+        )
+    theta = result.x
+    return theta[:size].reshape(classes, dim), theta[size:].copy(), int(result.nit)
 
 
 def fit_logistic(
@@ -137,13 +186,13 @@ def fit_logistic(
     """
     import torch
 
+    device = torch.device(device)
     if c <= 0:
         raise InputError(f"linear probe: C = {c} must be positive")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y)
     if len(x) == 0:
         raise InputError("linear probe: no training samples")
-    device = torch.device(device)
     multilabel = kind == "multilabel"
     if multilabel:
         labels = y.astype(np.float64)
@@ -165,13 +214,11 @@ def fit_logistic(
     initial = None
     if start is not None and np.array_equal(start.columns, columns) and start.weight.shape[1] == x.shape[1]:
         initial = (start.weight, start.bias)
-    features = torch.from_numpy(x).to(device)
     if multilabel:
-        targets = torch.from_numpy(targets_np).to(device)
+        onehot = targets_np
     else:
-        targets = torch.from_numpy(targets_np.astype(np.int64)).to(device)
-    with torch.enable_grad():
-        weight, bias, iterations = _solve(features, targets, multilabel, c, initial, max_iter)
+        onehot = np.eye(len(columns))[targets_np.astype(np.int64)]
+    weight, bias, iterations = _solve(x, onehot, multilabel, c, initial, max_iter, device)
     return LogisticModel(kind, n_classes, columns, weight, bias, constant, iterations)
 
 
