@@ -3,6 +3,7 @@ read in place, ../shared/data."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import rasterio
 import torch
 
-from salibi.embed import embed_folder, read_embeddings
+from salibi.embed import embed, embed_folder, read_embeddings
 
 from .make_tiles import MEAN, STD, make_checkpoint, make_mixed, make_resume_set
 
@@ -39,7 +40,9 @@ def mixed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def mixed_run(mixed, checkpoint, tmp_path_factory):
     """(summary, Embeddings) of one run over the mixed folder."""
     output = tmp_path_factory.mktemp("mixed_out") / "mixed.h5"
-    summary = embed_folder(mixed[0], checkpoint, output, batch_size=4, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # its unnamed bands' assumptions (tested elsewhere)
+        summary = embed_folder(mixed[0], checkpoint, output, batch_size=4, progress=False)
     return summary, read_embeddings(output)
 
 
@@ -81,3 +84,17 @@ def expected_embedding(
     with torch.no_grad():
         tokens = model.encode(torch.from_numpy(padded)[None], modality=modality, gsd=gsd)[0]
     return tokens.reshape(rows, cols, -1).mean(dim=(0, 1)).numpy()
+
+
+@pytest.fixture(scope="session")
+def naip_outputs(checkpoint, tmp_path_factory):
+    """The NAIP 5 m quarter-quad as a scene of 320 m chips (11 x 14), embedded once into ``naip.h5``
+    and once into ``naip.parquet``: ``(folder, summary of the .h5 run, warnings said by it)``."""
+    from .make_tiles import NAIP
+
+    folder = tmp_path_factory.mktemp("naip")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        summary = embed(NAIP, checkpoint, folder / "naip.h5", chip_size_m=320, batch_size=32, progress=False)
+        embed(NAIP, checkpoint, folder / "naip.parquet", chip_size_m=320, batch_size=32, progress=False)
+    return folder, summary, [str(w.message) for w in said]

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from salibi.cli.options import batch_size_option, checkpoint_option, device_option, num_workers_option
+from salibi.cli.options import (
+    attention_option,
+    batch_size_option,
+    checkpoint_option,
+    device_option,
+    num_workers_option,
+)
 from salibi.errors import InputError
 from salibi.vocabulary import MODALITIES
 
@@ -87,6 +93,7 @@ from salibi.vocabulary import MODALITIES
 )
 @batch_size_option(32)
 @device_option
+@attention_option
 @num_workers_option
 @click.option(
     "--gpus", type=click.IntRange(min=0), default=0, metavar="N", help="Embed on N local GPUs (one rank each)."
@@ -109,6 +116,7 @@ def command(
     crs: str | None,
     batch_size: int,
     device: str,
+    attention: str,
     num_workers: int,
     gpus: int,
     cpu_procs: int,
@@ -161,6 +169,7 @@ def command(
         crs=crs,
         batch_size=batch_size,
         device=device,
+        attention=attention,
         num_workers=num_workers,
         gpus=gpus,
         cpu_procs=cpu_procs,

@@ -23,8 +23,12 @@ def read_routed(ds: Any, route: BandRoute, is_complex: bool, window: Any = None)
     """The routed bands of ``ds`` (over ``window``, else whole) in the encoder's order:
     ``(values (C, h, w) float32, invalid (C, h, w) bool)``; a filled band is 0 and valid.
     Complex pixels become intensity ``|z|^2``, as ``salibi align`` stores SLC."""
+    from rasterio.errors import NodataShadowWarning
+
     real = [i for i in route.indexes if i > 0]
-    data = ds.read(real, window=window, masked=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NodataShadowWarning)  # nodata and an alpha band: GDAL uses nodata, as we do
+        data = ds.read(real, window=window, masked=True)
     values, invalid = np.ma.getdata(data), np.ma.getmaskarray(data)
     if is_complex:
         values = values.real.astype(np.float32) ** 2 + values.imag.astype(np.float32) ** 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,13 @@ class EmbedJob:
     crs: str | None = None
     batch_size: int = 32
     device: str = "auto"
+    attention: str = "auto"  # the model's attention backend (salibi.vocabulary.ATTENTION_BACKENDS)
     num_workers: int = 0
     gpus: int = 0
     cpu_procs: int = 0
     progress: bool = True
     window_patches: int = DEFAULT_WINDOW_PATCHES
+    launched: bool = False  # a rank that embed() started itself: its parent says the band assumptions
 
 
 @dataclass
@@ -73,6 +76,7 @@ class EmbedSummary:
     area_km2: float = 0.0  # ground covered by the rows this run embedded
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
     notes: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)  # band assumptions made (each said once, as a warning)
 
     @property
     def tiles_found(self) -> int:
@@ -131,7 +135,7 @@ def embed(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
-        results = launch_local(_rank_main, (replace(job, device="cuda" if job.gpus else "cpu"),), ranks)
+        results = launch_local(_rank_main, (replace(job, device="cuda" if job.gpus else "cpu", launched=True),), ranks)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         raise SalibiError(
@@ -140,6 +144,8 @@ def embed(
     result = results[0]
     if isinstance(result, BaseException):
         raise result
+    for assumption in result.assumptions:  # the ranks kept them for this process to say
+        warnings.warn(assumption, UserWarning, stacklevel=2)
     return result
 
 
@@ -258,7 +264,7 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
     started = time.perf_counter()
     output = Path(job.output)
     device = rank_device(job.device, context)
-    model = load_checkpoint(job.checkpoint, map_location=device)
+    model = load_checkpoint(job.checkpoint, map_location=device, attention=job.attention)
     if job.modality != "auto" and job.modality not in model.modalities:
         raise InputError(
             f"--modality {job.modality}: the checkpoint {model.checkpoint_path} has no {job.modality} encoder "
@@ -302,7 +308,7 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
             job.num_workers,
             job.progress and context.is_main,
             failures=plan.failures if context.is_main else [],
-            warn=context.is_main,
+            warn=context.is_main and not job.launched,
         )
         every = context.gather(counts)  # all ranks finished and flushed their parts
         rows = store.merge() if context.is_main else 0
@@ -341,6 +347,7 @@ def _summary(
         area_km2=sum(c.area_m2 for c in every) / 1e6,
         failures=[f for c in every for f in c.failures],
         notes=list(notes),
+        assumptions=list(dict.fromkeys(a for c in every for a in c.assumptions)),
     )
     per_tile = sorted({m for c in every for m in c.per_tile_normalised})
     if per_tile:

@@ -1,0 +1,127 @@
+"""GeoParquet output read back with geopandas and pyarrow: CRS, footprints equal to rasterio's chip
+bounds, embeddings equal to the HDF5 output's; one file per CRS or reprojected with --crs; resume.
+
+DuckDB is not installed here and its spatial extension cannot be downloaded, so the file is checked
+against the GeoParquet 1.1 metadata with pyarrow and read with geopandas.read_parquet instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import geopandas
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+from rasterio.warp import transform as transform_points
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+
+from salibi.embed import embed, read_embeddings
+from salibi.errors import InputError
+
+from .make_tiles import NAIP, SPAIN_S2
+
+
+@pytest.fixture(scope="module")
+def naip_parquet(naip_outputs):
+    return naip_outputs[0]
+
+
+def test_geopandas_reads_crs_footprints_and_embeddings(naip_parquet):
+    frame = geopandas.read_parquet(naip_parquet / "naip.parquet")
+    with rasterio.open(NAIP) as ds:
+        assert frame.crs == ds.crs  # EPSG:26914
+        transform = ds.transform
+    assert len(frame) == 154 and list(frame.geom_type.unique()) == ["Polygon"]
+    for _, row in frame.iterrows():
+        expected = shapely.box(*window_bounds(Window(*row["chip"]), transform))
+        assert row.geometry.equals_exact(expected, tolerance=0), row["path"]
+    h5 = read_embeddings(naip_parquet / "naip.h5")
+    for _, row in frame.sample(10, random_state=0).iterrows():
+        np.testing.assert_array_equal(np.asarray(row["embedding"], np.float32), h5.embedding[h5.row_of(row["path"])])
+    assert set(frame["bands"]) == {"1,2,3 (assumed)"} and set(frame["modality"]) == {"lores"}
+
+
+def test_the_file_is_geoparquet_1_1(naip_parquet):
+    schema = pq.read_schema(naip_parquet / "naip.parquet")
+    geo = json.loads(schema.metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    column = geo["columns"]["geometry"]
+    assert column["encoding"] == "WKB" and column["geometry_types"] == ["Polygon"]
+    assert column["crs"]["id"] == {"authority": "EPSG", "code": 26914}  # PROJJSON
+    assert column["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    assert schema.field("geometry").type == pa.binary()
+    assert schema.field("embedding").type == pa.list_(pa.float32(), 64)  # fixed-size float32 list
+    assert schema.field("chip").type == pa.list_(pa.int64(), 4)
+    salibi = json.loads(schema.metadata[b"salibi"])
+    assert salibi["format"] == "salibi-embeddings" and salibi["format_version"] == 2 and salibi["chip_size_m"] == 320
+    # the covering bbox column equals each footprint's bounds
+    table = pq.read_table(naip_parquet / "naip.parquet", columns=["bbox", "geometry"])
+    boxes = shapely.bounds(shapely.from_wkb(table.column("geometry").to_pylist()))
+    bbox = table.column("bbox").combine_chunks()
+    np.testing.assert_array_equal(boxes[:, 0], bbox.field("xmin").to_numpy())
+    np.testing.assert_array_equal(boxes[:, 3], bbox.field("ymax").to_numpy())
+
+
+@pytest.mark.slow
+def test_several_crs_make_one_file_each_and_crs_reprojects_to_one(checkpoint, tmp_path):
+    """NAIP (EPSG:26914) and Sentinel-2 (cut on UTM 30N): two files; --crs EPSG:4326: one."""
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    shutil.copy(NAIP, scenes / NAIP.name)
+    shutil.copy(SPAIN_S2, scenes / SPAIN_S2.name)
+    out = tmp_path / "mixed.parquet"
+    with pytest.warns(UserWarning):
+        summary = embed(scenes, checkpoint, out, chip_size_m=640, batch_size=32, progress=False)
+    files = sorted(p.name for p in tmp_path.glob("mixed*.parquet"))
+    assert files == ["mixed.epsg-26914.parquet", "mixed.epsg-32630.parquet"] and not out.exists()
+    assert any("one GeoParquet file per CRS" in note for note in summary.notes)
+    frames = {name: geopandas.read_parquet(tmp_path / name) for name in files}
+    assert frames["mixed.epsg-26914.parquet"].crs.to_epsg() == 26914
+    assert frames["mixed.epsg-32630.parquet"].crs.to_epsg() == 32630
+    assert set(frames["mixed.epsg-26914.parquet"]["source"]) == {NAIP.name}
+    table = read_embeddings(out)  # the output's name reads every file of it
+    assert len(table) == summary.rows == sum(len(f) for f in frames.values())
+
+    one = tmp_path / "wgs84.parquet"
+    with pytest.warns(UserWarning):
+        embed(scenes, checkpoint, one, chip_size_m=640, batch_size=32, crs="EPSG:4326", progress=False)
+    frame = geopandas.read_parquet(one)
+    assert frame.crs.to_epsg() == 4326 and len(frame) == len(table)
+    # every reprojected footprint holds its chip's centre, carried over by GDAL
+    native = {p: (b, c) for p, b, c in zip(table.path, table.bounds, table.crs)}
+    for _, row in frame.iterrows():
+        bounds, crs = native[row["path"]]
+        x, y = transform_points(crs, "EPSG:4326", [(bounds[0] + bounds[2]) / 2], [(bounds[1] + bounds[3]) / 2])
+        assert row.geometry.contains(shapely.Point(x[0], y[0])), row["path"]
+
+
+def test_resume_appends_to_a_geoparquet_output(naip_parquet, checkpoint, tmp_path):
+    """An output of one scene, continued with a folder holding it and another: each chip once."""
+    out = tmp_path / "naip.parquet"
+    shutil.copy(naip_parquet / "naip.parquet", out)
+    before = geopandas.read_parquet(out)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    shutil.copy(NAIP, folder / NAIP.name)
+    other = NAIP.with_name("m_4709963_se_14_1_20200831.tif")
+    shutil.copy(other, folder / other.name)
+    with pytest.warns(UserWarning):
+        summary = embed(folder, checkpoint, out, chip_size_m=320, batch_size=32, progress=False)
+    assert (summary.skipped, summary.embedded, summary.rows) == (154, 154, 308)
+    after = geopandas.read_parquet(out)
+    assert len(after) == 308 and after["path"].is_unique
+    assert after["path"].head(154).tolist() == before["path"].tolist()  # earlier rows first, unchanged
+    assert not (tmp_path / "naip.parquet.parts").exists()
+
+
+def test_crs_is_for_geoparquet_only(checkpoint, tmp_path):
+    with pytest.raises(InputError, match="--crs EPSG:4326: reprojects GeoParquet footprints"):
+        embed(NAIP, checkpoint, tmp_path / "out.h5", chip_size_m=320, crs="EPSG:4326", progress=False)
+    with pytest.raises(InputError, match="the extension says the format"):
+        embed(NAIP, checkpoint, tmp_path / "out.csv", chip_size_m=320, progress=False)
