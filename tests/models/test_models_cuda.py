@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cuda
 
 def test_bf16_autocast_training_step_on_cuda():
     torch.manual_seed(0)
-    model = build("tiny").cuda()
+    model = build("tiny", attention="sdpa").cuda()  # (flex's biases: tests/models/test_flex_cuda.py)
     biases = []
     model.fusion_high.a_layers[0].cross_attn.register_forward_pre_hook(lambda _m, args: biases.append(args[2]))
     batch = make_batch(batch=4)
