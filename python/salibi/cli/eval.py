@@ -118,6 +118,13 @@ def command() -> None:
 @device_option
 @attention_option
 @click.option(
+    "--baseline",
+    type=click.Choice(["random-init"]),
+    default=None,
+    help="Also evaluate the same model untrained (its run's initial weights, same bands and statistics) and "
+    "print both, each difference with its paired 95 % interval; its results go to OUTPUT.random-init.json.",
+)
+@click.option(
     "--compare",
     is_flag=True,
     help="Instead of evaluating, print one table comparing the results files given as arguments.",
@@ -150,6 +157,7 @@ def geobench(
     num_workers: int,
     device: str,
     attention: str,
+    baseline: str | None,
     compare: bool,
     aggregate: bool,
     results_files: tuple[str, ...],
@@ -193,7 +201,8 @@ def geobench(
     if partitions and partition != "default":
         raise click.UsageError("give --partition or --partitions, not both")
     _evaluate(ctx, checkpoint, root, tasks, partition, partitions, protocols, knn_k, knn_metric, seeds, output,
-              overwrite, save_features, batch_size, num_workers, device, benchmark, features, attention)  # fmt: skip
+              overwrite, save_features, batch_size, num_workers, device, benchmark, features, attention,
+              baseline)  # fmt: skip
 
 
 def _evaluate(
@@ -216,6 +225,7 @@ def _evaluate(
     benchmark: str = "auto",
     features: str = "auto",
     attention: str = "auto",
+    baseline: str | None = None,
 ) -> None:
     from salibi.eval.csv_export import write_csv
     from salibi.eval.protocols import ProtocolSettings
@@ -263,6 +273,19 @@ def _evaluate(
     curve = partition_table(results)
     if curve:
         click.echo("\nData efficiency (train-size partitions):\n\n" + curve, nl=False)
+    if baseline == "random-init":
+        from salibi.ablate.random_init import baseline_output, comparison_rows, comparison_table, evaluate_random_init
+
+        untrained, description = evaluate_random_init(
+            checkpoint, output, overwrite, attention, root=root, tasks=tasks, partition=partition,
+            partitions=partitions, protocols=protocols, seeds=seeds, batch_size=batch_size, device=device,
+            num_workers=num_workers, log=_progress, settings=ProtocolSettings(knn_k=knn_k, knn_metric=knn_metric),
+            benchmark=benchmark, features=features,
+        )  # fmt: skip
+        table = comparison_table(comparison_rows(results, untrained), label="checkpoint")
+        click.echo(f"\n{description}\n\n{table}", nl=False)
+        written.append(baseline_output(output))
+        results["failed"].update({f"{t} (random init)": why for t, why in untrained["failed"].items()})
     click.echo("Results: " + ", ".join(str(p) for p in written if p is not None), err=True)
     if results["failed"]:
         click.echo(f"Error: {len(results['failed'])} task(s) failed: {', '.join(sorted(results['failed']))}", err=True)
