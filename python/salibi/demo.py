@@ -10,11 +10,18 @@ The samples come from packages on PyPI (``data/README.md`` names each package an
    (10 m) and Landsat-7 over Raleigh (28.5 m) -> ``DIR/embeddings.h5``: one encoder for two
    sensors, three GSDs;
 4. ``eval geobench``: the shipped Raleigh land-cover tasks (Landsat-7 at 28.5 m, 7 classes;
-   classification and segmentation) in GEO-Bench's layout (``DIR/geobench/``) -> ``DIR/eval.json``.
+   classification and segmentation) in GEO-Bench's layout (``DIR/geobench/``) -> ``DIR/eval.json``;
+   and the same model *untrained* (the run's own initial weights, checked against its record)
+   through the same evaluation -> ``DIR/eval.random-init.json``: the reference that says what
+   pretraining added, each difference with its paired interval over the same test samples.
 
 The model is trained at 10 m on Sentinel-2 over Europe and evaluated at 28.5 m on Landsat-7 over
 North Carolina: another sensor, GSD and continent. At this size (150 chips, 300 steps) the demo
-shows that every step works on real data; it is not a benchmark.
+shows that every step works on real data; it is not a benchmark, and it does not show that
+pretraining helped unless a paired interval against random init excludes 0.
+
+``only="align"`` stops after step 1 (``salibi demo --only align``): the aligned set alone, e.g.
+for ``salibi ablate DIR/aligned``.
 """
 
 from __future__ import annotations
@@ -30,12 +37,25 @@ from typing import Any
 
 import numpy as np
 
+from salibi.errors import InputError
 from salibi.samples import sample_path
 
 TILE_PX = 64
 #: Sentinel-2 bands of the demo's low-res optical encoder: the six bands Landsat ETM+ also has.
 S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 CHIP_M = 240
+#: What the demo writes into its folder (replaced by each run of it).
+DEMO_OUTPUTS = (
+    "aligned",
+    "run",
+    "tiles",
+    "geobench",
+    "embeddings.h5",
+    "embeddings.h5.parts",
+    "eval.json",
+    "eval.png",
+    "eval.random-init.json",
+)
 
 
 @dataclass
@@ -48,6 +68,9 @@ class DemoSummary:
     checkpoint: str | None = None
     embedded: Any = None
     results: dict[str, Any] = field(default_factory=dict)
+    #: the untrained model's results on the same tasks, and what it is
+    baseline: dict[str, Any] = field(default_factory=dict)
+    baseline_description: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -151,13 +174,17 @@ def run_demo(
     batch_size: int = 16,
     samples: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
+    only: str | None = None,
 ) -> DemoSummary:
-    """Run the four steps into ``out`` (its demo outputs are replaced; nothing else is touched)."""
+    """Run the four steps into ``out`` (its demo outputs are replaced; nothing else is touched);
+    ``only="align"``: the first step alone (only ``out/aligned`` is replaced)."""
+    from salibi.ablate.random_init import baseline_label, random_init_reference
     from salibi.align import align
     from salibi.embed import embed_folder
     from salibi.eval.report import write_bar_chart, write_results
     from salibi.eval.run import evaluate_geobench
     from salibi.eval.sample_tasks import write_landcover_task
+    from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain
 
     samples_dir = Path(samples) if samples is not None else sample_path()
@@ -165,7 +192,10 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = DemoSummary(out=out)
-    for stale in ("aligned", "run", "tiles", "geobench", "embeddings.h5", "embeddings.h5.parts"):
+    if only not in (None, "align"):
+        raise InputError(f"only={only!r}: the one step that runs alone is 'align'")
+    outputs = ("aligned",) if only == "align" else DEMO_OUTPUTS
+    for stale in outputs:
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -192,6 +222,8 @@ def run_demo(
     kept, train, _ = summary.chips
     log(f"    {len(pairs)} files, {kept} chips ({train} train), sar VV VH + lores {' '.join(S2_BANDS)}")
     summary.seconds["align"] = time.perf_counter() - clock
+    if only == "align":
+        return summary
 
     clock = time.perf_counter()
     log(f"2/4 pretrain: tiny model, {steps} steps of {batch_size} chips on the CPU")
@@ -232,4 +264,14 @@ def run_demo(
     write_results(summary.results, out / "eval.json")
     write_bar_chart(summary.results, out / "eval.png")
     summary.seconds["eval"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    checkpoint = resolve_checkpoint(out / "run")
+    twin, summary.baseline_description = random_init_reference(checkpoint, load_checkpoint(checkpoint))
+    log("    the same model untrained, through the same evaluation (the reference for what pretraining added)")
+    summary.baseline = evaluate_geobench(
+        baseline_label(checkpoint), root=root, device="cpu", model=twin, log=lambda message: None
+    )
+    write_results(summary.baseline, out / "eval.random-init.json")
+    summary.seconds["eval random init"] = time.perf_counter() - clock
     return summary

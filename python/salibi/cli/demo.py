@@ -27,23 +27,39 @@ import click
     default=None,
     help="The sample-data folder [default: the samples shipped with salibi].",
 )
-def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(["align"]),
+    default=None,
+    help="Run this step alone: 'align' writes OUT/aligned/*.h5 only (e.g. for salibi ablate OUT/aligned).",
+)
+def command(out: str, steps: int, batch_size: int, samples: str | None, only: str | None) -> None:
     """The main job end to end on real data: align six Sentinel-1/2 pairs, pretrain the tiny model
-    on the CPU, embed tiles of three sensors and GSDs, evaluate on Landsat-7 land cover at 28.5 m.
+    on the CPU, embed tiles of three sensors and GSDs, evaluate on Landsat-7 land cover at 28.5 m,
+    beside the same model untrained (random init) and the majority class.
 
     \b
     About 30 s on 2 CPU cores. Output layout:
-      OUT/aligned/*.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json (+ eval.png, tiles/, geobench/)
+      OUT/aligned/*.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json  OUT/eval.random-init.json
+      (+ eval.png, tiles/, geobench/)
     """
+    from salibi.ablate.random_init import comparison_rows, comparison_table
     from salibi.demo import run_demo
-    from salibi.eval.report import markdown_table
 
-    summary = run_demo(out, steps=steps, batch_size=batch_size, samples=samples, log=click.echo)
+    summary = run_demo(out, steps=steps, batch_size=batch_size, samples=samples, log=click.echo, only=only)
+    kept, train, val = summary.chips
+    if only == "align":
+        click.echo(
+            f"aligned     {summary.out / 'aligned'}: {len(summary.aligned)} files, {kept} chips "
+            f"({train} train, {val} validation)"
+        )
+        return
     embedded = summary.embedded
     click.echo("")
-    click.echo(markdown_table(summary.results).rstrip())
+    click.echo(summary.baseline_description)
     click.echo("")
-    kept, train, val = summary.chips
+    click.echo(comparison_table(comparison_rows(summary.results, summary.baseline)).rstrip())
+    click.echo("")
     click.echo(
         f"aligned     {summary.out / 'aligned'}: {len(summary.aligned)} files, {kept} chips "
         f"({train} train, {val} validation)"
@@ -56,7 +72,10 @@ def command(out: str, steps: int, batch_size: int, samples: str | None) -> None:
         f"embedded    {embedded.output}: {embedded.rows} rows ({embedded.failed} failed), "
         f"{embedded.tiles_per_second:.1f} tiles/s"
     )
-    click.echo(f"evaluated   {summary.out / 'eval.json'} (chart: {summary.out / 'eval.png'})")
+    click.echo(
+        f"evaluated   {summary.out / 'eval.json'} (chart: {summary.out / 'eval.png'}), untrained reference "
+        f"{summary.out / 'eval.random-init.json'}"
+    )
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary.seconds.items())
     click.echo(f"time        {timing}")
     if summary.results.get("failed"):
