@@ -172,3 +172,19 @@ def test_a_chip_size_that_is_not_whole_pixels_fails_the_scene_with_the_fix(check
     path, reason = summary.failures[0]
     assert path == NAIP.name
     assert "--chip-size-m 322 m is not a whole number of" in reason and "e.g. 320 or 325" in reason
+
+
+def test_a_scene_refused_once_and_embedded_later_leaves_no_failure(checkpoint, tmp_path):
+    """Named as polarisations the NAIP scene has none of the low-res encoder's bands: refused (one
+    failure for the scene, no chips); named red, green, blue, nir the same output then holds its
+    chips and no failure."""
+    out = tmp_path / "naip.parquet"
+    polarisations = ("VV", "VH", "HH", "HV")
+    refused = embed(NAIP, checkpoint, out, chip_size_m=640, band_names=polarisations, modality="lores", progress=False)
+    assert refused.failed == 1 and refused.found == 0 and "from 1 scene(s)" in refused.format()
+    assert "none of its bands (VV, VH, HH, HV) is one of the lores encoder's" in refused.failures[0][1]
+    assert read_embeddings(out).failed_path == [NAIP.name]
+    done = embed(NAIP, checkpoint, out, chip_size_m=640, band_names=("red", "green", "blue", "nir"), progress=False)
+    assert done.embedded == 35 and sorted(p.name for p in tmp_path.glob("naip*.parquet")) == ["naip.parquet"]
+    table = read_embeddings(out)
+    assert len(table) == 35 and table.failed_path == [] and set(table.bands) == {"red,green,blue"}

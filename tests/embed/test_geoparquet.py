@@ -125,3 +125,33 @@ def test_crs_is_for_geoparquet_only(checkpoint, tmp_path):
         embed(NAIP, checkpoint, tmp_path / "out.h5", chip_size_m=320, crs="EPSG:4326", progress=False)
     with pytest.raises(InputError, match="the extension says the format"):
         embed(NAIP, checkpoint, tmp_path / "out.csv", chip_size_m=320, progress=False)
+
+
+def test_tiles_to_geoparquet_with_a_plain_png_and_resume(mixed, checkpoint, tmp_path):
+    """Tiles of a folder on EPSG:4326, 32631 and 26914 plus a PNG without georeference (--gsd):
+    one file per CRS and one without (null geometries); strict JSON metadata; a second run adds nothing."""
+    import warnings
+
+    folder, _ = mixed
+    out = tmp_path / "tiles.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        first = embed(folder, checkpoint, out, gsd=0.5, progress=False)
+        again = embed(folder, checkpoint, out, gsd=0.5, progress=False)
+    names = sorted(p.name for p in tmp_path.glob("tiles.*.parquet"))
+    assert names == [
+        "tiles.epsg-26914.parquet",
+        "tiles.epsg-32631.parquet",
+        "tiles.epsg-4326.parquet",
+        "tiles.no-crs.parquet",
+    ]
+    plain = geopandas.read_parquet(tmp_path / "tiles.no-crs.parquet")
+    assert plain["path"].tolist() == ["photos/plain.png"] and plain.geometry.isna().all() and plain.crs is None
+    meta = json.loads(pq.read_schema(tmp_path / "tiles.no-crs.parquet").metadata[b"salibi"])  # strict JSON: no NaN
+    assert meta["chip_size_m"] is None and sorted(p for p, _ in meta["failed"]) == [
+        "broken/truncated.tif",
+        "sn6/pan.tif",
+    ]
+    assert (first.embedded, again.embedded, again.skipped, again.rows) == (10, 0, 10, 10)
+    table = read_embeddings(out)
+    assert len(table) == 10 and sorted(table.failed_path) == ["broken/truncated.tif", "sn6/pan.tif"]

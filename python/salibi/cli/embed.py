@@ -179,8 +179,10 @@ def command(
         return
     click.echo(summary.format())
     if summary.failed and not summary.embedded and not summary.skipped:
-        reason = summary.failures[0][1]
+        first, reason = summary.failures[0]
+        what = (
+            f"none of the {summary.failed} tile(s)" if summary.unit == "tiles" else f"nothing ({summary.failed} failed)"
+        )
         raise InputError(
-            f"none of the {summary.failed} {summary.unit.rstrip('s')}(s) could be embedded (first: {summary.failures[0][0]}: "
-            f"{reason}); their reasons are in {output} failed_reason"
+            f"{what} could be embedded (first: {first}: {reason}); their reasons are in {output} failed_reason"
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def _arrow() -> tuple[Any, Any]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
+        import shapely  # noqa: F401  (footprints)
     except ImportError:  # pragma: no cover - pinned in requirements.txt
         from salibi.errors import InputError
 
@@ -77,9 +79,9 @@ def crs_tag(wkt: str) -> str:
     return f"epsg-{code}" if code else "crs-" + hashlib.sha256(wkt.encode()).hexdigest()[:8]
 
 
-def tagged_path(base: Path, wkt: str) -> Path:
-    """The file of the rows on ``wkt`` when an output holds several CRSs."""
-    return base.with_name(f"{base.stem}.{crs_tag(wkt)}{base.suffix}")
+def tagged_path(base: Path, tag: str) -> Path:
+    """The file of the rows on the CRS tagged ``tag`` (:func:`crs_tag`) when an output holds several."""
+    return base.with_name(f"{base.stem}.{tag}{base.suffix}")
 
 
 def parquet_meta(path: Path) -> dict[str, Any] | None:
@@ -141,7 +143,11 @@ def _schema(dim: int, crs_wkt: str, salibi: dict[str, Any]) -> Any:
             }
         },
     }
-    return pa.schema(fields, metadata={"geo": json.dumps(geo), "salibi": json.dumps({**salibi, "crs_wkt": crs_wkt})})
+    # Strict JSON (DuckDB and others parse it): NaN -- whole tiles, no chip grid -- is written as null.
+    plain = {
+        k: None if isinstance(v, float) and math.isnan(v) else v for k, v in {**salibi, "crs_wkt": crs_wkt}.items()
+    }
+    return pa.schema(fields, metadata={"geo": json.dumps(geo), "salibi": json.dumps(plain, allow_nan=False)})
 
 
 def footprints(columns: Columns, crs_wkt: str) -> Any:

@@ -192,7 +192,7 @@ def scene_map(
 def _on_grid(table: Embeddings, rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
     """(4, H, W) uint8 RGBA of three principal components, and the geotransform (a, b, c, d, e, f)."""
     chip = float(np.median(bounds[:, 2] - bounds[:, 0]))
-    stride = float(table.attrs.get("stride_m", math.nan))
+    stride = float(table.attrs.get("stride_m") or math.nan)  # no chip grid (tiles, aligned sets): from the bounds
     if not (math.isfinite(stride) and stride > 0):
         steps = np.diff(np.unique(np.round(bounds[:, 0], 6)))
         stride = float(steps.min()) if len(steps) else chip

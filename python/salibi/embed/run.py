@@ -63,6 +63,7 @@ class EmbedSummary:
     kind: str  # tiles, scenes, aligned set
     unit: str  # tiles, chips, rows
     found: int  # rows the input makes
+    sources: int  # files (tiles, scenes) or aligned sets read
     embedded: int  # rows added by this run
     skipped: int  # rows already in the output (or its parts) before this run
     failed: int  # tiles, scenes or chips this run could not embed
@@ -93,6 +94,10 @@ class EmbedSummary:
     def km2_per_second(self) -> float:
         return self.area_km2 / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def _origin(self) -> str:
+        return f" from {self.sources} scene(s)" if self.kind == "scenes" else ""
+
     def format(self, max_failures: int = 5) -> str:
         """The summary line (and the first failures, notes) that ``salibi embed`` prints."""
         nodata = f", {self.nodata} over --max-nodata" if self.nodata else ""
@@ -100,7 +105,7 @@ class EmbedSummary:
         ranks = f" x {self.ranks} ranks" if self.ranks > 1 else ""
         lines = [
             f"embedded {self.embedded}, skipped {self.skipped} (already in the output), failed {self.failed}{nodata} "
-            f"of {self.found} {self.unit} in {self.seconds:.1f} s ({self.rows_per_second:.1f} {self.unit}/s{area}) on "
+            f"of {self.found} {self.unit}{self._origin} in {self.seconds:.1f} s ({self.rows_per_second:.1f} {self.unit}/s{area}) on "
             f"{self.device}{ranks} -> {self.output} ({self.rows} rows)"
         ]
         for path, reason in self.failures[:max_failures]:
@@ -334,8 +339,9 @@ def _summary(
         kind=plan.kind,
         unit=plan.unit,
         found=plan.found,
+        sources=plan.sources,
         embedded=sum(c.embedded for c in every),
-        skipped=plan.found - len(plan.failures) - sum(item_size(item) for item in plan.items),
+        skipped=plan.found - sum(item_size(item) for item in plan.items),
         failed=sum(c.failed for c in every),
         nodata=sum(c.nodata for c in every),
         rows=rows,

@@ -212,7 +212,8 @@ class EmbeddingStore:
                 f"{self.attrs['checkpoint']} (sha256 {self.attrs['checkpoint_sha256'][:12]}...); embeddings of "
                 "different checkpoints do not mix: choose another -o"
             )
-        chip, stride = attrs.get("chip_size_m", math.nan), attrs.get("stride_m", math.nan)
+        # absent (version 1) or null (GeoParquet's JSON): no chip grid
+        chip, stride = (math.nan if attrs.get(k) is None else float(attrs[k]) for k in ("chip_size_m", "stride_m"))
         if not (_same(chip, self.attrs["chip_size_m"]) and _same(stride, self.attrs["stride_m"])):
             raise OutputExistsError(
                 f"{where} of another chip grid ({_grid(chip, stride)}) than this run ("
@@ -275,7 +276,8 @@ class EmbeddingStore:
         return total
 
     def _notes(self, sources: list[Path], seen_paths: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """The latest failure and no-data skip of each path that has no row, over ``sources`` in order."""
+        """The latest failure and no-data skip of each path that has no row (nor chip rows, for a
+        scene), over ``sources`` in order."""
         from salibi.embed.geoparquet import parquet_meta
         from salibi.embed.hdf5 import hdf5_notes
 
@@ -292,7 +294,9 @@ class EmbeddingStore:
                     failed.pop(path, None)
                     skipped.pop(path, None)
                     notes[path] = reason
-        keep = lambda notes: {p: r for p, r in notes.items() if p not in seen_paths}  # noqa: E731
+        # A path with a row is done; so is a scene that failed once and has chip rows (FILE#rRcC) now.
+        done = seen_paths | {p.rpartition("#")[0] for p in seen_paths if "#" in p}
+        keep = lambda notes: {p: r for p, r in notes.items() if p not in done}  # noqa: E731
         return keep(failed), keep(skipped)
 
     def _first_seen(self, keys: list[tuple[str, str]], seen: set[tuple[str, str]]) -> np.ndarray:
@@ -335,27 +339,39 @@ class EmbeddingStore:
         return total
 
     def _merge_parquet(self, parts: list[Path]) -> int:
-        from salibi.embed.geoparquet import GeoParquetWriter, parquet_keys, parquet_meta, tagged_path
+        from salibi.embed.geoparquet import GeoParquetWriter, crs_tag, parquet_keys, parquet_meta, tagged_path
         from salibi.embed.hdf5 import iter_hdf5
+
+        tags: dict[str, str] = {}  # WKT -> file tag: one file per CRS, however GDAL spelled its WKT
+
+        def tag(wkt: str) -> str:
+            if wkt not in tags:
+                tags[wkt] = crs_tag(wkt)
+            return tags[wkt]
 
         existing = self.output_files()
         seen: set[tuple[str, str]] = set()
+        existing_crs = {}  # the files with rows (a file of failures only makes no CRS group; its notes are kept)
         for file in existing:
-            self._first_seen(parquet_keys(file), seen)
-        existing_crs = {file: (parquet_meta(file) or {}).get("crs_wkt", "") for file in existing}
-        masks, groups = [], set(existing_crs.values())
+            if self._first_seen(parquet_keys(file), seen).size:
+                existing_crs[file] = (parquet_meta(file) or {}).get("crs_wkt", "")
         fixed = self.attrs["geometry_crs"]
+        groups: dict[str, str] = {}  # tag -> the WKT its file states (the first met)
+        for wkt in existing_crs.values():
+            groups.setdefault(tag(wkt), wkt)
+        masks = []
         for part in parts:
             columns = Columns.concat(list(iter_hdf5(part)), self.dim)
             mask = self._first_seen(columns.keys(), seen)
             masks.append(mask)
-            groups.update({fixed} if fixed else set(columns.crs[mask].tolist()))
+            for wkt in {fixed} if fixed else set(columns.crs[mask].tolist()):
+                groups.setdefault(tag(wkt), wkt)
         if not groups:
-            groups = {fixed}
+            groups = {tag(fixed): fixed}
         failed, skipped = self._notes(existing + parts, {p for p, _ in seen})
-        targets = {g: self.path if len(groups) == 1 else tagged_path(self.path, g) for g in sorted(groups)}
+        targets = {t: self.path if len(groups) == 1 else tagged_path(self.path, t) for t in sorted(groups)}
         meta = {
-            **{k: v for k, v in self.attrs_for_file().items()},
+            **self.attrs_for_file(),
             "output": self.path.name,
             "failed": list(failed.items()),
             "skipped": list(skipped.items()),
@@ -365,10 +381,10 @@ class EmbeddingStore:
             for k, (group, target) in enumerate(targets.items()):
                 temporary = self.parts / f"merged-{k}.parquet.tmp"
                 staged.append((temporary, target))
-                writer = GeoParquetWriter(temporary, self.dim, group, meta)
+                writer = GeoParquetWriter(temporary, self.dim, groups[group], meta)
                 try:
-                    for file, crs in existing_crs.items():
-                        if crs == group:
+                    for file, wkt in existing_crs.items():
+                        if tag(wkt) == group:
                             writer.copy(file)
                     for part, mask in zip(parts, masks):
                         at = 0
@@ -376,7 +392,7 @@ class EmbeddingStore:
                             chunk = mask[at : at + len(columns)]
                             at += len(columns)
                             if not fixed:
-                                chunk = chunk & (columns.crs == group)
+                                chunk = chunk & np.array([tag(c) == group for c in columns.crs.tolist()], bool)
                             writer.write(columns.select(chunk))
                 finally:
                     writer.close()

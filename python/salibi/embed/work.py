@@ -46,6 +46,7 @@ class Plan:
     kind: str
     found: int
     items: list[Item]
+    sources: int = 1  # files (tiles, scenes) or sets read
     failures: list[Chip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -91,15 +92,14 @@ def plan_work(
             )
     if chip_size_m is None:
         tiles: list[Item] = [TileWork(rel, str(path)) for rel, path in found if rel not in done.rows]
-        return Plan("tiles", len(found), tiles)
-    plan = Plan("scenes", 0, [])
+        return Plan("tiles", len(found), tiles, sources=len(found))
+    plan = Plan("scenes", 0, [], sources=len(found))
     for rel, path in found:
         scene = plan_scene(rel, path, settings, chip_size_m, stride_m)
         if isinstance(scene, ScenePlan):
             plan.found += scene.chips
             plan.items.extend(scene_work(scene, done.rows))
-        else:
-            plan.found += 1
+        else:  # the whole scene failed: one failure, no chips
             plan.failures.append(scene)
     return plan
 
