@@ -131,3 +131,15 @@ def test_help_says_how_tiles_are_sized():
     text = " ".join(result.output.split())
     for words in ("zero-padded", "never cropped", "32x32 patches", "--gsd", "--num-workers", "Resumable"):
         assert words in text, words
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpus_without_a_gpu_and_ranks_of_two_kinds(resume_tiles, checkpoint, tmp_path):
+    base = [resume_tiles[0], "--checkpoint", checkpoint, "-o", tmp_path / "out.h5"]
+    result = run(*base, "--gpus", 2)
+    assert result.exit_code == 1
+    assert "--gpus 2: this machine has 0 usable CUDA GPU(s); embed on CPU processes with --cpu-procs N" in error_line(
+        result
+    )
+    result = run(*base, "--gpus", 2, "--cpu-procs", 2)
+    assert result.exit_code == 1 and "give one of them" in error_line(result)

@@ -19,7 +19,7 @@ from salibi.embed.routing import ModalitySpec
 from salibi.embed.store import EmbeddingStore, output_attrs
 from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
-from salibi.errors import InputError, MissingInputError, SalibiError
+from salibi.errors import DeviceError, InputError, MissingInputError, SalibiError
 from salibi.vocabulary import MODALITIES
 
 __all__ = ["FILL_CHOICES", "EmbedJob", "EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
@@ -129,14 +129,14 @@ def embed(
     itself. See :mod:`salibi.embed`."""
     job = EmbedJob(source=str(source), checkpoint=str(checkpoint), output=str(output), **options)
     _check(job)
-    from salibi.train.distributed import TorchrunEnv, check_gpus, launch_local
+    from salibi.train.distributed import TorchrunEnv, launch_local
 
     env = TorchrunEnv.from_environ()
     ranks = job.gpus or job.cpu_procs
     if env is not None or ranks <= 1:
         return _run_rank(job, env)
     if job.gpus:
-        check_gpus(job.gpus)
+        _check_gpus(job.gpus)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
@@ -212,6 +212,17 @@ def _check(job: EmbedJob) -> None:
             f"--crs {job.crs}: reprojects GeoParquet footprints; an HDF5 output keeps each row's bounds on its "
             "own CRS (write -o ....parquet, or leave --crs out)"
         )
+
+
+def _check_gpus(requested: int) -> None:
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested > available:
+        hint = (
+            "embed on CPU processes with --cpu-procs N instead" if not available else f"use --gpus {available} or fewer"
+        )
+        raise DeviceError(f"--gpus {requested}: this machine has {available} usable CUDA GPU(s); {hint}")
 
 
 def _rank_main(job: EmbedJob) -> EmbedSummary | SalibiError:
