@@ -18,11 +18,11 @@ from .conftest import expected_embedding
 from .make_tiles import NAIP, SAMPLES, SN6, SPAIN_S2, crop, make_checkpoint, write_png
 
 
-def spec(*bands, gsd=None):
-    return ModalitySpec(len(bands), tuple(bands), gsd, None, None)
+def spec(*bands):
+    return ModalitySpec(len(bands), tuple(bands), None, None)
 
 
-SWIR_LORES = {"lores": spec("B11", "B12", "B8A", gsd=20.0), "hires": spec("red", "green", "blue", gsd=1.0)}
+SWIR_LORES = {"lores": spec("B11", "B12", "B8A"), "hires": spec("red", "green", "blue")}
 
 
 def unnamed(count):
@@ -40,14 +40,14 @@ def test_unnamed_bands_are_taken_in_order_only_with_the_assumption_named():
 
 
 def test_names_decide_and_the_gsd_only_breaks_ties():
-    specs = {"lores": spec("B04", "B03", "B02", gsd=10.0), "hires": spec("red", "green", "blue", gsd=1.0)}
+    specs = {"lores": spec("B04", "B03", "B02"), "hires": spec("red", "green", "blue")}
     rgb = RasterBands(("Red", "Green", "Blue"), (False,) * 3)
     assert route(rgb, 0.5, specs).modality == "hires"  # both fit: below 5 m high-res
     assert route(rgb, 10.0, specs).modality == "lores"
     s2 = RasterBands(("B2", "B3", "B4", "B8"), (False,) * 4)
     chosen = route(s2, 10.0, specs)
     assert (chosen.modality, chosen.indexes, chosen.label) == ("lores", (3, 2, 1), "B4,B3,B2")
-    sar = {"sar": spec("VV", "VH", gsd=10.0), **specs}
+    sar = {"sar": spec("VV", "VH"), **specs}
     assert route(RasterBands(("VH", "VV"), (False,) * 2), 10.0, sar).indexes == (2, 1)
     # two unnamed bands look like SAR; three unnamed float bands in dB too
     assert route(unnamed(2), 10.0, sar).modality == "sar"

@@ -202,10 +202,10 @@ def test_band_names_that_mean_the_same_band():
     """What the band contract counts as the same band: identities, not spellings."""
     from salibi.embed.routing import ModalitySpec
 
-    spec = ModalitySpec(1, None, None, None, None)
+    spec = ModalitySpec(1, None, None, None)
 
     def same(wanted: str, have: str, modality: str = "lores") -> bool:
-        specs = {modality: ModalitySpec(1, (wanted,), None, None, None)}
+        specs = {modality: ModalitySpec(1, (wanted,), None, None)}
         try:
             return route(RasterBands((have,), (False,)), 10.0, specs, modality=modality).label == have
         except Exception:

@@ -60,11 +60,10 @@ class BandRefusal(Exception):
 
 @dataclass(frozen=True)
 class ModalitySpec:
-    """What the checkpoint says about one modality's input: band count, names, GSD and statistics."""
+    """What the checkpoint says about one modality's input: band count, names and statistics."""
 
     channels: int
     bands: tuple[str, ...] | None
-    gsd: float | None
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
 

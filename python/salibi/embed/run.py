@@ -237,15 +237,14 @@ def _rank_main(job: EmbedJob) -> EmbedSummary | SalibiError:
 
 
 def checkpoint_specs(model: Any) -> dict[str, ModalitySpec]:
-    """Per modality of ``model``: its band count and the band names, GSD and statistics saved with
-    it (a list of the wrong length counts as missing)."""
+    """Per modality of ``model``: its band count and the band names and statistics saved with it
+    (a list of the wrong length counts as missing)."""
     specs = {}
     for m in model.modalities:
         info = model.modality_info.get(m) or {}
         channels = int(model.config.channels[m])
         bands, mean, std = (_per_band(info.get(key), channels) for key in ("bands", "mean", "std"))
-        gsd = info.get("gsd")
-        specs[m] = ModalitySpec(channels, bands, float(gsd) if gsd else None, mean, std)
+        specs[m] = ModalitySpec(channels, bands, mean, std)
     return specs
 
 
