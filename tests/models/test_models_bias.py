@@ -100,9 +100,10 @@ def test_cross_attention_bias_matches_ground_formula(variant):
     if variant == "scale-alibi":
         ref = 8 * 10.0  # the coarsest patch footprint of the call
         pos = {m: centres(sizes[m][0] // 8, sizes[m][1] // 8, 8, gsd[m]) for m in sizes}
-    else:  # each chip's own patch grid, GSD ignored: patch units
+    else:  # each chip's own patch grid, GSD ignored: patch units, the grids centred on one another
         ref = 1.0
-        pos = {m: centres(sizes[m][0] // 8, sizes[m][1] // 8, 1, 1.0) for m in sizes}
+        grids = {m: (sizes[m][0] // 8, sizes[m][1] // 8) for m in sizes}
+        pos = {m: centres(rows, cols, 1, 1.0) - np.array([cols / 2, -rows / 2]) for m, (rows, cols) in grids.items()}
     keep = {m: kept(noise[m]) for m in sizes}
     for b in range(2):
         joint = np.concatenate([pos["sar"][keep["sar"][b]], pos["lores"][keep["lores"][b]]])

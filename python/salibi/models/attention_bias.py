@@ -9,7 +9,8 @@ dtype) and turns them into the additive ``attn_mask`` that
 
 A :class:`TokenGeometry` describes the chips of one forward call: one :class:`PatchGrid` per
 modality, all on the same ground footprint with their top-left corner at the common origin
-``(0, 0)``. Tokens of all modalities are numbered globally (modality ``m``'s patch ``i``, in
+``(0, 0)`` (``scale-alibi``), or each in its own patch units, centred on one another
+(``alibi``: :func:`patch_unit_grid`). Tokens of all modalities are numbered globally (modality ``m``'s patch ``i``, in
 row-major order, is token ``offsets[m] + i``), so any set of tokens -- the kept tokens of one
 modality, or the joint SAR + low-res tokens of the fusion encoder -- is a ``(B, k)`` tensor of
 global ids, and the bias between two such sets is the sub-table at those ids of one cached
@@ -39,7 +40,30 @@ import torch
 from salibi.bias import PatchGrid, alibi_slopes, ground_distance_table, masked_scale_alibi_bias
 from salibi.models.flex import FlexBias
 
-__all__ = ["TokenGeometry", "cache_clear", "cache_info", "device_cached", "negative_slopes", "set_cache_limit"]
+__all__ = [
+    "TokenGeometry",
+    "cache_clear",
+    "cache_info",
+    "device_cached",
+    "negative_slopes",
+    "patch_unit_grid",
+    "set_cache_limit",
+]
+
+
+def patch_unit_grid(rows: int, cols: int, patch_px: int) -> PatchGrid:
+    """A chip's patch grid in its own patch units, centred on the origin: the GSD-blind convention
+    of the ``alibi`` variant's bias and of the ``sincos`` variant's embedding coordinates.
+
+    A patch is ``patch_px`` units wide (GSD 1), so with ``L = patch_px`` distances count patches;
+    the grid's centre is at ``(0, 0)``, so the grids of all chips of one sample (one footprint)
+    are centred on one another whatever their GSDs: the centre patches of a 3 x 3 and a 1 x 1
+    grid are at distance 0. Both backends take the grid as it is (the ``sdpa`` tables and the
+    core's masked biases from its origin, the ``flex`` coordinates from :meth:`PatchGrid.centres`).
+    Scale-ALiBi needs no such convention: its grids lie on the ground, where chips of one
+    footprint coincide.
+    """
+    return PatchGrid(rows, cols, patch_px, 1.0, (-cols * patch_px / 2.0, rows * patch_px / 2.0))
 
 
 class _DeviceCache:
@@ -130,8 +154,9 @@ def negative_slopes(heads: int, device: torch.device, dtype: torch.dtype) -> tor
 class TokenGeometry:
     """The patch grids of one forward call, and the attention biases between their tokens.
 
-    ``grids`` maps modality -> :class:`PatchGrid` (all with the same origin); ``ref_length`` is
-    the one reference length ``L`` (metres) used for every bias of the call; ``dtype`` is the
+    ``grids`` maps modality -> :class:`PatchGrid` (placed by the variant: on the ground, or
+    centred in patch units by :func:`patch_unit_grid`); ``ref_length`` is the one reference
+    length ``L`` (metres) used for every bias of the call; ``dtype`` is the
     dtype of the attention queries (``sdpa`` biases are built in it); ``backend`` the attention
     backend the biases are for: ``sdpa`` (tensors) or ``flex`` (:class:`FlexBias`).
     """

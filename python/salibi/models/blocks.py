@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salibi.models.attention_bias import device_cached
+from salibi.models.attention_bias import device_cached, patch_unit_grid
 from salibi.models.flex import FlexBias, flex_attend
 
 #: What an attention layer takes as its bias (see the module docstring).
@@ -168,11 +168,14 @@ class Encoder(nn.Module):
 
 def sincos_embedding(rows: int, cols: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(1, rows*cols, dim)`` fixed 2-D sin-cos position embedding on a patch grid (row-major):
-    the first half of the channels encodes the row, the second half the column (as MAE)."""
+    the first half of the channels encodes the row, the second half the column (as MAE), in
+    patches from the grid's centre (:func:`~salibi.models.attention_bias.patch_unit_grid`, the
+    ``alibi`` variant's convention): grids of one footprint are centred on one another."""
 
     def build() -> torch.Tensor:
         omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-        r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+        centres = patch_unit_grid(rows, cols, 1).centres()  # (rows*cols, 2): x east, y north, row-major
+        c, r = centres[:, 0], -centres[:, 1]  # column and row offsets from the grid's centre, in patches
         parts = [f(coord.reshape(-1, 1) * omega) for coord in (r, c) for f in (np.sin, np.cos)]
         return torch.from_numpy(np.concatenate(parts, axis=1)).to(device=device, dtype=dtype).unsqueeze(0)
 

@@ -12,9 +12,11 @@ modality ``m`` (``(H/p) * (W/p)``, row-major), ``k_m`` kept patches, ``D`` width
 
 Positions: no position embedding in the ``scale-alibi`` and ``alibi`` variants. Every
 attention layer (self, cross, decoder) adds ``-m_h * distance / L`` to its logits, with the
-distance between patch centres on the ground (``scale-alibi``) or on each chip's own patch
-grid in patch units (``alibi``); all chips of a sample share one ground footprint with their
-top-left corner at the origin. One ``L`` for the model: ``config.ref_length``, always set (a
+distance between patch centres on the ground (``scale-alibi``: all chips of a sample share one
+ground footprint, top-left corner at the origin) or on each chip's own patch grid in patch
+units, the grids centred on one another (``alibi``, the GSD-blind control:
+:func:`~salibi.models.attention_bias.patch_unit_grid`; ``sincos`` embeds the same
+coordinates). One ``L`` for the model: ``config.ref_length``, always set (a
 call's ``ref_length=`` argument overrides it), so a chip's GSD changes its bias in a unimodal
 ``encode`` as in pretraining. The biases are built once per batch from the
 core's cached tables (:mod:`salibi.models.attention_bias`) and shared by every layer.
@@ -40,7 +42,7 @@ from torch import nn
 
 from salibi.bias import PatchGrid
 from salibi.errors import InputError
-from salibi.models.attention_bias import TokenGeometry
+from salibi.models.attention_bias import TokenGeometry, patch_unit_grid
 from salibi.models.blocks import AttentionBias, Block, Encoder, FusionStage, Mlp, sincos_embedding
 from salibi.models.config import ModelConfig
 from salibi.models.flex import NO_BIAS, resolve_attention
@@ -147,8 +149,8 @@ class ScaleAlibiModel(nn.Module):
         variant, p = self.config.variant, self.config.patch_size
         if variant not in ("scale-alibi", "alibi"):
             return None
-        if variant == "alibi":  # each chip's own patch grid, GSD ignored: distances in patches
-            grids = {m: PatchGrid(h // p, w // p, p, 1.0) for m, (h, w) in sizes.items()}
+        if variant == "alibi":  # each chip's own patch grid, GSD ignored, grids centred: distances in patches
+            grids = {m: patch_unit_grid(h // p, w // p, p) for m, (h, w) in sizes.items()}
             length = float(p)
         else:
             grids = {m: PatchGrid(h // p, w // p, p, gsd[m]) for m, (h, w) in sizes.items()}
