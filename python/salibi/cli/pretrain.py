@@ -32,9 +32,9 @@ from salibi.vocabulary import SIZES, VARIANTS
 @click.option(
     "--cpu-procs",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Ranks over gloo on the CPU (machines without GPUs, tests).",
+    default=None,
+    help="Ranks over gloo on the CPU, also on a machine with GPUs (which then stay unused) [default: 1 "
+    "when there is no GPU].",
 )
 @click.option(
     "--batch-size",
@@ -97,6 +97,14 @@ from salibi.vocabulary import SIZES, VARIANTS
 )
 @click.option("--log", "log", type=click.Choice(["tensorboard"]), multiple=True, help="Also log to TensorBoard.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest complete checkpoint.")
+@click.option(
+    "--stop-grace",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds the ranks get after Ctrl-C or SIGTERM to finish their step and save before they are killed "
+    "(a large checkpoint on a network filesystem needs longer; under torchrun use its --shutdown-timeout).",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
 def command(
@@ -106,7 +114,7 @@ def command(
     model: str,
     variant: str,
     gpus: int | None,
-    cpu_procs: int,
+    cpu_procs: int | None,
     batch_size: int,
     max_steps: int | None,
     epochs: float | None,
@@ -122,23 +130,27 @@ def command(
     log_every: int,
     log: tuple[str, ...],
     resume: bool,
+    stop_grace: float,
     quiet: bool,
 ) -> None:
     """Pretrain Scale-ALiBi encoders on aligned sets (DDP on N GPUs, gloo on CPU, or under torchrun).
 
     \b
     Resumes exactly with --resume (same data order, masks, RNG and schedule). SIGTERM or
-    Ctrl-C finishes the current step, saves a checkpoint and exits.
+    Ctrl-C (once) finishes the current step, saves a checkpoint and exits with status 0,
+    printing the command that continues; a second Ctrl-C stops at once (the newest saved
+    checkpoint stays). DataLoader workers leave the stop to their rank.
     """
     if max_steps is not None and epochs is not None:
         raise click.UsageError("give --max-steps or --epochs, not both")
-    if gpus and ctx.get_parameter_source("cpu_procs") == ParameterSource.COMMANDLINE:
+    if gpus and cpu_procs is not None:
         raise click.UsageError("--gpus and --cpu-procs choose different devices: give one of them")
-    if gpus is None:
-        import torch
+    import torch
 
-        gpus = 1 if torch.cuda.is_available() else 0
     from salibi.train import PretrainConfig, pretrain
+    from salibi.train.config import choose_devices
+
+    gpus, cpu_procs = choose_devices(gpus, cpu_procs, torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
     config = PretrainConfig(
         data=list(data),
@@ -163,9 +175,12 @@ def command(
         gpus=gpus,
         cpu_procs=cpu_procs,
         progress=not quiet,
+        stop_grace=stop_grace,
     )
     explicit = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     summary = pretrain(config, explicit=explicit)
+    if summary.get("rank", 0) != 0:  # a rank of a torchrun job: rank 0 reports
+        return
     if summary.get("already_complete"):
         click.echo(
             f"{out}: already trained {summary['step']} of {summary['total_steps']} steps; "
@@ -179,6 +194,12 @@ def command(
         again = shlex.join(
             ["salibi", *sys.argv[1:]] if "--resume" in sys.argv else ["salibi", *sys.argv[1:], "--resume"]
         )
+        if summary.get("trained", 1) == 0 and not summary.get("checkpoint"):
+            click.echo(
+                f"stopped by {summary['stopped_by']} before step {summary['step'] + 1}: nothing new to save "
+                f"({summary.get('newest', 'no checkpoint')})\ncontinue with: {again}"
+            )
+            return
         click.echo(
             f"stopped by {summary['stopped_by']} after step {summary['step']}{loss}{where}\ncontinue with: {again}"
         )

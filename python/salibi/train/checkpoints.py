@@ -20,6 +20,7 @@ folder; a damaged newest checkpoint is skipped on resume. Folder names and ``las
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -28,14 +29,16 @@ from typing import Any
 
 import torch
 
-from salibi.errors import DataFormatError, MissingInputError
+from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
 from salibi.fileio import staging_dir
 from salibi.runs import checkpoints_dir, newest_complete, read_last, step_checkpoints, step_name, write_last
 from salibi.vocabulary import TRAINER_FORMAT, TRAINER_FORMAT_VERSION
 
 __all__ = [
+    "RunLock",
     "check_trainer_state",
     "checkpoints_dir",
+    "describe_newest",
     "flatten_optimizer",
     "load_trainer_state",
     "newest_resumable",
@@ -49,6 +52,67 @@ __all__ = [
 
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
+LOCK = ".lock"
+
+
+class RunLock:
+    """The one process that writes a run folder (rank 0) holds ``run/.lock`` (``flock``) while it
+    lives, so a second ``salibi pretrain --out`` the same folder -- or the same command run again
+    while the ranks of a killed launcher still finish their checkpoint -- is refused, not
+    interleaved. The kernel releases the lock when the process dies, however it dies."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = Path(run) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock; OutputExistsError naming the process that holds it."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise OutputExistsError(
+                f"{self.path.parent}: another salibi pretrain (process {holder}) is training in this run folder; "
+                "wait for it to save and exit (or stop it), then run the command again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def check_free(self) -> None:
+        """Raise as :meth:`acquire` would, without keeping (or creating) the lock: the launcher,
+        before the ranks start."""
+        if self.path.is_file():
+            self.acquire().release()
+
+
+def describe_newest(run: Path) -> str:
+    """ "the newest complete checkpoint is runs/X/checkpoints/step_0000200" (or that there is none)."""
+    from salibi.models.checkpoint import check_checkpoint
+
+    if not step_checkpoints(run):
+        return f"{run} has no checkpoint yet"
+    found = newest_complete(checkpoints_dir(run), check_checkpoint)
+    return f"the newest complete checkpoint is {found}" if found else f"{run} has no complete checkpoint"
+
+
+def remove_staging_leftovers(run: Path) -> None:
+    """Delete the half-written ``.step_*.tmp`` folders of a killed save (only the lock holder may)."""
+    folder = checkpoints_dir(run)
+    if folder.is_dir():
+        for leftover in folder.glob(".step_*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 # -- optimizer state without pickle ---------------------------------------------------------------

@@ -52,6 +52,8 @@ class PretrainConfig:
     gpus: int | None = None
     cpu_procs: int = 1
     progress: bool = True
+    #: seconds the ranks get to finish their step and save after a stop signal, before they are killed
+    stop_grace: float = 120.0
 
     @property
     def use_cuda(self) -> bool:
@@ -62,3 +64,17 @@ class PretrainConfig:
         """The ranks ``pretrain`` starts itself when torchrun did not start it: ``gpus`` or
         ``cpu_procs``."""
         return self.gpus if self.gpus else self.cpu_procs
+
+
+def choose_devices(gpus: int | None, cpu_procs: int | None, cuda_devices: int) -> tuple[int, int]:
+    """``(gpus, cpu_procs)`` a run uses, given the options (None: not given) and the number of
+    CUDA devices this machine has. ``--cpu-procs N`` always means N CPU ranks over gloo, GPUs or
+    not (it used to be ignored where a GPU was); without either option: one GPU if there is one,
+    else one CPU process. Giving both is a usage error the CLI reports (ValueError here)."""
+    if gpus and cpu_procs is not None:
+        raise ValueError("--gpus and --cpu-procs choose different devices: give one of them")
+    if cpu_procs is not None:
+        return 0, cpu_procs
+    if gpus is None:
+        gpus = 1 if cuda_devices > 0 else 0
+    return gpus, 1

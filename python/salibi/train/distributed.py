@@ -13,9 +13,10 @@ The environment is read once per process, into a :class:`TorchrunEnv`, and passe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +106,19 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def launch_local(entrypoint: Callable[..., Any], args: tuple[Any, ...], nprocs: int) -> dict[int, Any]:
+def launch_local(
+    entrypoint: Callable[..., Any], args: tuple[Any, ...], nprocs: int, handle_stop_signals: bool = True
+) -> dict[int, Any]:
     """Run ``entrypoint(*args)`` on ``nprocs`` local ranks with torch's elastic launcher
-    (standalone rendezvous on a free local port, no restarts). Returns each rank's result."""
+    (standalone rendezvous on a free local port, no restarts). Returns each rank's result.
+
+    ``handle_stop_signals=False``: the caller takes SIGINT and SIGTERM itself (as
+    :class:`salibi.train.stopping.StopRelay` does) and torch's agent handles only SIGHUP and
+    SIGQUIT -- otherwise the agent forwards SIGINT/SIGTERM to the ranks, which a terminal's
+    Ctrl-C or a process-group signal has already reached, and kills them 30 s later."""
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    signals = "SIGTERM,SIGINT,SIGHUP,SIGQUIT" if handle_stop_signals else "SIGHUP,SIGQUIT"
 
     config = LaunchConfig(
         min_nodes=1,
@@ -120,17 +130,43 @@ def launch_local(entrypoint: Callable[..., Any], args: tuple[Any, ...], nprocs: 
         max_restarts=0,
         monitor_interval=0.2,
         start_method="spawn",
+        signals_to_handle=signals,
     )
-    return elastic_launch(config, entrypoint)(*args)
+    if handle_stop_signals:
+        return elastic_launch(config, entrypoint)(*args)
+    # The caller reports failed ranks as one line: the agent's own log of them is noise then.
+    with _quiet_loggers(("torch.distributed.elastic", "torch.multiprocessing")):
+        return elastic_launch(config, entrypoint)(*args)
+
+
+@contextlib.contextmanager
+def _quiet_loggers(prefixes: tuple[str, ...]) -> Iterator[None]:
+    import logging
+
+    names = [name for name in logging.Logger.manager.loggerDict if name.startswith(prefixes)]
+    loggers = [logging.getLogger(name) for name in names]
+    states = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, state in zip(loggers, states):
+            logger.disabled = state
 
 
 def any_rank(flag: bool, rank: Rank) -> bool:
     """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
+    return max_over_ranks(1 if flag else 0, rank) > 0
+
+
+def max_over_ranks(value: int, rank: Rank) -> int:
+    """The largest of every rank's ``value`` (a small integer, e.g. a signal number), on every rank."""
     if not rank.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=rank.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+        return value
+    tensor = torch.tensor([float(value)], device=rank.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def gather_rng_states(rank: Rank) -> dict[str, torch.Tensor]:

@@ -6,16 +6,19 @@ One optimizer step consumes one *global* batch (``batch_size`` samples, drawn fr
 (seed, step, modality) and sliced per sample, so a run gives the same masks and the same losses
 on 1 process or N ranks, and after ``--resume``. Rank 0 logs (:mod:`salibi.train.metrics`) and
 saves (:mod:`salibi.train.checkpoints`); every rank contributes its RNG state to a checkpoint.
+A stop (:mod:`salibi.train.stopping`) is answered after the current step: save first, then exit.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
+import threading
+import time
+import traceback
 import warnings
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +28,7 @@ import numpy as np
 from salibi.errors import SalibiError
 from salibi.train.config import PretrainConfig
 from salibi.train.plan import RunPlan, learning_rate
+from salibi.train.stopping import StopRequest
 from salibi.vocabulary import MODALITIES
 
 if TYPE_CHECKING:
@@ -32,23 +36,16 @@ if TYPE_CHECKING:
 
     from salibi.train.distributed import Rank, TorchrunEnv
 
-__all__ = ["PretrainConfig", "StopRequest", "learning_rate", "mask_noise", "rank_main", "run_rank"]
-
-
-class StopRequest:
-    """SIGTERM/SIGINT: finish the current step, save, exit. A second SIGINT stops at once."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
+__all__ = [
+    "PretrainConfig",
+    "StopRequest",
+    "decays",
+    "learning_rate",
+    "mask_noise",
+    "rank_main",
+    "run_rank",
+    "some_modality_unmasked",
+]
 
 
 def mask_noise(
@@ -71,36 +68,97 @@ def mask_noise(
 # -- a rank's entry point -------------------------------------------------------------------------
 
 
-def rank_main(plan: RunPlan) -> dict[str, Any]:
-    """The entry point of a rank process that :func:`salibi.train.distributed.launch_local`
-    started: its torchrun environment is read here, once."""
+def rank_main(plan: RunPlan, relay: str) -> dict[str, Any]:
+    """The entry point of a rank process that :func:`salibi.train.launch.pretrain` started through
+    :func:`salibi.train.distributed.launch_local`, sharing the folder ``relay`` with its
+    :class:`~salibi.train.stopping.StopRelay`. A failure is left there as one line and the process
+    exits with status 1 (the launcher says it); tracebacks are printed for bugs only."""
     from salibi.train.distributed import TorchrunEnv
+    from salibi.train.stopping import (
+        die_with_parent,
+        ignore_stop_signals,
+        rank_finished,
+        register_rank,
+        report_rank_error,
+    )
 
-    return run_rank(plan, TorchrunEnv.from_environ())
-
-
-def run_rank(plan: RunPlan, env: TorchrunEnv | None) -> dict[str, Any]:
-    """Train as the rank ``env`` describes (a single process when None); rank 0's summary."""
-    from salibi.train import distributed
-
-    rank = distributed.setup(env, plan.config.use_cuda)
+    stop = StopRequest(escalate=False, stop_file=Path(relay) / "stop")
+    stop.install()  # first thing: from now on any number of SIGINT/SIGTERM is one stop request
+    parent = os.getppid()
+    die_with_parent()  # a killed launcher stops its ranks (they save) instead of leaving them training
+    env = TorchrunEnv.from_environ()
+    number = env.rank if env is not None else 0
+    registration = register_rank(relay, number)
     try:
-        result = _train(plan, rank)
-    finally:
-        distributed.teardown()
-    if result["stopped_by"] and rank.distributed:
-        # The launcher (ours or torchrun) is shutting the job down and will not collect return
-        # values: leave now that the checkpoint is saved, instead of waiting to be killed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        result = run_rank(plan, env, stop)
+    except BaseException as err:
+        if isinstance(err, SalibiError):
+            report_rank_error(relay, number, "salibi", str(err))
+        elif _peer_failed(err):
+            report_rank_error(relay, number, "peer", f"{type(err).__name__}: {err}")
+        else:
+            report_rank_error(relay, number, "bug", f"{type(err).__name__}: {err}")
+            traceback.print_exc()
+        _leave(1)
+    ignore_stop_signals()  # done: a later signal must not turn the exit into a death by signal
+    rank_finished(registration)
+    # torch's wrapper waits for the launcher to collect the result: a killed launcher never will.
+    threading.Thread(target=_leave_when_orphaned, args=(parent,), daemon=True).start()
     return result
+
+
+def _leave_when_orphaned(parent: int) -> None:
+    """Exit (status 0: the run saved) once this process's launcher ``parent`` is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    _leave(0)
+
+
+def _leave(status: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _peer_failed(err: BaseException) -> bool:
+    """Whether ``err`` is a collective failing because another rank died (that rank's failure is
+    the one to report)."""
+    import torch.distributed as dist
+
+    text = str(err).lower()
+    return isinstance(err, dist.DistError) or any(
+        words in text for words in ("connection closed", "connection reset", "broken pipe", "timed out")
+    )
+
+
+def run_rank(plan: RunPlan, env: TorchrunEnv | None, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Train as the rank ``env`` describes (a single process when None); rank 0's summary. Rank 0
+    holds the run folder's :class:`~salibi.train.checkpoints.RunLock` while it trains."""
+    from salibi.train import distributed
+    from salibi.train.checkpoints import RunLock, remove_staging_leftovers
+
+    if stop is None:  # alone (a second Ctrl-C stops at once), or a rank torchrun started
+        stop = StopRequest(escalate=env is None)
+        stop.install()
+    run = Path(plan.config.out)
+    lock = RunLock(run).acquire() if env is None or env.rank == 0 else None
+    try:
+        if lock is not None:
+            remove_staging_leftovers(run)
+        rank = distributed.setup(env, plan.config.use_cuda)
+        try:
+            return _train(plan, rank, stop)
+        finally:
+            distributed.teardown()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 # -- the loop -------------------------------------------------------------------------------------
 
 
-def _train(plan: RunPlan, rank: Rank) -> dict[str, Any]:
+def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
     import torch
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader
@@ -109,23 +167,27 @@ def _train(plan: RunPlan, rank: Rank) -> dict[str, Any]:
     from salibi.train import distributed
     from salibi.train.metrics import MetricsLog
     from salibi.train.sampler import GlobalBatchPlan, MicroBatchSampler, local_micro_batches
+    from salibi.train.stopping import ignore_stop_signals
 
     config = plan.config
     run = Path(config.out)
-    stop = StopRequest()
-    stop.install()
 
     dataset = AlignedDataset(config.data, split="train")
     modalities = tuple(dataset.modalities)
     batches = GlobalBatchPlan(dataset.file_indices(), config.batch_size, config.seed)
-    model = _build_model(config, dataset.modality_info, modalities, rank)
+    model = _build_model(plan, dataset.modality_info, modalities, rank)
     patch = model.config.patch_size
     optimizer = _build_optimizer(model, plan)
     _check_ranks_agree(plan, rank)
     step = _restore(plan, model, optimizer, rank) if plan.resume_from is not None else 0
 
     ddp = (
-        DistributedDataParallel(model, device_ids=[rank.device.index] if rank.device.type == "cuda" else None)
+        DistributedDataParallel(
+            model,
+            device_ids=[rank.device.index] if rank.device.type == "cuda" else None,
+            # Parameters without a gradient in some steps (decoder and fusion when nothing is masked)
+            find_unused_parameters=some_modality_unmasked(plan, patch),
+        )
         if rank.distributed
         else model
     )
@@ -141,14 +203,19 @@ def _train(plan: RunPlan, rank: Rank) -> dict[str, Any]:
     )
     world = rank.world_size
     last_saved: Path | None = None
+    started = step
     model.train()
     try:
-        while step < plan.total_steps and stop.signal_name is None:
+        while step < plan.total_steps and not stop.requested():
             epoch, in_epoch = divmod(step, plan.steps_per_epoch)
             epoch_end = min(plan.steps_per_epoch, in_epoch + plan.total_steps - step)
             sampler = MicroBatchSampler(batches, epoch, in_epoch, rank.rank, world, config.accumulate, epoch_end)
             loader = DataLoader(
-                dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=rank.device.type == "cuda"
+                dataset,
+                batch_sampler=sampler,
+                num_workers=config.num_workers,
+                pin_memory=rank.device.type == "cuda",
+                worker_init_fn=ignore_stop_signals if config.num_workers else None,  # the rank decides a stop
             )
             loader_iter = iter(loader)
             micro_rows = local_micro_batches(np.arange(config.batch_size), rank.rank, world, config.accumulate)
@@ -176,58 +243,95 @@ def _train(plan: RunPlan, rank: Rank) -> dict[str, Any]:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 optimizer.step()
                 step += 1
-                log.step(
-                    step, {**sums, "lr": lr, "grad_norm": float(grad_norm), "epoch": epoch}, samples=config.batch_size
-                )
-                stopping = distributed.any_rank(stop.signal_name is not None, rank)
-                if stopping and stop.signal_name is None:
-                    stop.signal_name = "SIGTERM (another rank)"
+                with _disk_errors(run, f"record step {step} in metrics.jsonl"):
+                    log.step(
+                        step,
+                        {**sums, "lr": lr, "grad_norm": float(grad_norm), "epoch": epoch},
+                        samples=config.batch_size,
+                    )
+                stopping = stop.agree(distributed.max_over_ranks(stop.code(), rank))
                 if step % config.save_every == 0 or step == plan.total_steps or stopping:
-                    last_saved = _save(run, step, epoch, model, optimizer, dataset.modality_info, plan, rank)
+                    # When stopping, the checkpoint comes first and old ones are left for the next run to prune.
+                    last_saved = _save(run, step, epoch, model, optimizer, plan, rank, prune=not stopping)
                 if stopping:
                     break
             del loader_iter, loader
     finally:
         log.close()
     return {
+        "rank": rank.rank,
         "step": step,
+        "trained": step - started,
         "stopped_by": stop.signal_name,
         "checkpoint": str(last_saved) if last_saved else None,
         "last": log.last,
     }
 
 
+def some_modality_unmasked(plan: RunPlan, patch: int) -> bool:
+    """Whether some step may hide no patch of some modality (``--mask-ratio 0``, or chips of so
+    few patches that none is masked): its decoder head, and with no masking at all the fusion
+    stages and the decoder, then get no gradient, which DDP must be told to expect."""
+    ratio = plan.config.mask_ratio
+    for f in plan.data.files:
+        for m in plan.data.modalities:
+            h, w = f.modalities[m].chip
+            n = (h // patch) * (w // patch)
+            if max(1, int(n * (1.0 - ratio))) >= n:
+                return True
+    return False
+
+
+@contextmanager
+def _disk_errors(run: Path, what: str) -> Iterator[None]:
+    """OSError (a full disk, a folder gone) as a SalibiError that says what was lost and what is left."""
+    try:
+        yield
+    except OSError as err:
+        from salibi.train.checkpoints import describe_newest
+
+        raise SalibiError(
+            f"{run}: could not {what} ({err.strerror or err}); {describe_newest(run)}: "
+            "free space or fix the folder, then run the same command with --resume"
+        ) from None
+
+
 # -- the pieces of a rank's set-up ----------------------------------------------------------------
 
 
-def _build_model(
-    config: PretrainConfig, info: dict[str, dict[str, Any]], modalities: tuple[str, ...], rank: Rank
-) -> Any:
-    """The model on this rank's device, with identical initial weights on every rank."""
-    import torch
+def _build_model(plan: RunPlan, info: dict[str, dict[str, Any]], modalities: tuple[str, ...], rank: Rank) -> Any:
+    """The model on this rank's device, with identical initial weights on every rank
+    (:func:`~salibi.train.initial_weights.initial_model`: one reference length, a patch of the
+    coarsest GSD of all training files). A run started afresh records them (rank 0)."""
+    from salibi.train.initial_weights import initial_model, record_initial_weights
 
-    from salibi.models import ModelConfig, build
-
-    torch.manual_seed(config.seed)
-    coarsest = max(float(info[m]["gsd"]) for m in modalities)
-    model = build(
-        config.model,
-        variant=config.variant,
-        modalities=modalities,
-        channels={m: int(info[m]["channels"]) for m in modalities},
-        mask_ratio=config.mask_ratio,
-        ref_length=ModelConfig.for_size(config.model).patch_size * coarsest,
-    )
+    config = plan.config
+    channels = {m: int(info[m]["channels"]) for m in modalities}
+    model = initial_model(config, modalities, channels, plan.data.coarsest_gsd())
+    if rank.is_main and plan.resume_from is None:
+        with _disk_errors(Path(config.out), "record the initial weights"):
+            record_initial_weights(config.out, model, config.seed, config.variant)
     return model.to(rank.device)
 
 
+#: Parameters that are not weights of a layer: no weight decay (as MAE and CLIP): the mask and
+#: modality tokens of the decoder, and the contrastive temperature.
+NO_DECAY = ("mask_token", "modality_tokens.", "logit_scale")
+
+
+def decays(name: str, parameter: torch.nn.Parameter) -> bool:
+    """Whether AdamW decays ``parameter``: weight matrices and convolutions, not biases, norms,
+    tokens or the temperature."""
+    return parameter.ndim >= 2 and not any(part in name for part in NO_DECAY)
+
+
 def _build_optimizer(model: torch.nn.Module, plan: RunPlan) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and the temperature."""
+    """AdamW; no weight decay on biases, norms, tokens and the temperature (:func:`decays`)."""
     import torch
 
     config = plan.config
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "temperature" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "temperature" not in n)]
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=learning_rate(0, config, plan.total_steps, plan.warmup_steps),
@@ -288,11 +392,12 @@ def _save(
     epoch: int,
     model: Any,
     optimizer: torch.optim.Optimizer,
-    info: dict[str, dict[str, Any]],
     plan: RunPlan,
     rank: Rank,
+    prune: bool = True,
 ) -> Path | None:
-    """Every rank contributes its RNG state; rank 0 writes the checkpoint."""
+    """Every rank contributes its RNG state; rank 0 writes the checkpoint (with the statistics of
+    all training files, pooled), then prunes old ones (``prune``)."""
     from salibi.models.checkpoint import write_checkpoint
     from salibi.train import checkpoints, distributed
 
@@ -300,6 +405,7 @@ def _save(
     if not rank.is_main:
         return None
     config = plan.config
+    info = plan.data.pooled_info()
     tensors, optimizer_meta = checkpoints.flatten_optimizer(optimizer.state_dict())
     meta = {
         "step": step,
@@ -320,9 +426,12 @@ def _save(
             std={m: info[m]["std"] for m in model.modalities},
             step=step,
             data=[str(p) for p in config.data],
+            data_gsd={m: info[m]["gsd_per_file"] for m in model.modalities},
             variant=config.variant,
         )
 
-    folder = checkpoints.save_training_checkpoint(run, step, write_model, {**tensors, **rng}, meta)
-    checkpoints.prune(run, config.keep)
+    with _disk_errors(run, f"save the checkpoint of step {step}"):
+        folder = checkpoints.save_training_checkpoint(run, step, write_model, {**tensors, **rng}, meta)
+    if prune:
+        checkpoints.prune(run, config.keep)
     return folder

@@ -96,12 +96,15 @@ def console_status(record: dict[str, Any]) -> str:
 
 def truncate_metrics(path: Path, start_step: int) -> None:
     """On resume, drop the records of steps after the checkpoint (the interrupted run logged
-    them, the resumed run logs them again)."""
+    them, the resumed run logs them again), and a last line a killed run left half-written."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= start_step
-    ]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # cut short by a kill or a full disk
+        if isinstance(record, dict) and record.get("step", 0) <= start_step:
+            kept.append(line)
     write_atomic(path, "".join(line + "\n" for line in kept))

@@ -1,9 +1,11 @@
 """The run plan: everything the parent process works out before any rank starts.
 
-:func:`plan_run` checks what a user can get wrong (GPUs, an existing run, the batch against the
-ranks and the data), takes a resumed run's stored settings, and works out the schedule and the
-checkpoint to resume from. It returns a :class:`RunPlan` and leaves the :class:`PretrainConfig`
-it was given as it was: the plan carries the configuration the run actually uses.
+:func:`plan_run` checks what a user can get wrong (GPUs, an existing run or one still being
+written, the data -- each file once, whole patches, the data a resumed run was trained on --,
+the batch against the ranks and the data, and whether a step fits in memory), takes a resumed
+run's stored settings, and works out the schedule and the checkpoint to resume from. It returns
+a :class:`RunPlan` and leaves the :class:`PretrainConfig` it was given as it was: the plan
+carries the configuration the run actually uses.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import write_atomic
 from salibi.train.config import RUN_DEFINING, PretrainConfig
+from salibi.train.data_facts import DataFacts, check_whole_patches, read_data_facts
 from salibi.vocabulary import RUN_FORMAT, RUN_FORMAT_VERSION
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ class RunPlan:
     start_step: int
     #: the checkpoint folder to resume from (None: start afresh)
     resume_from: str | None
+    #: the training files' headers: chips, GSDs, statistics (read once, here)
+    data: DataFacts
 
 
 def learning_rate(step: int, config: PretrainConfig, total_steps: int, warmup_steps: int) -> float:
@@ -73,6 +78,7 @@ def write_run(plan: RunPlan) -> None:
         "config": dataclasses.asdict(plan.config),
         "total_steps": plan.total_steps,
         "steps_per_epoch": plan.steps_per_epoch,
+        "data_fingerprint": plan.data.fingerprint(),
     }
     write_atomic(run / RUN_JSON, json.dumps(document, indent=2) + "\n")
 
@@ -81,7 +87,7 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
     """Check everything a user can get wrong before any rank starts; work out the schedule and
     where to resume. ``explicit``: option names the user set (checked against a resumed run);
     ``env``: the torchrun environment when torchrun started this process."""
-    from salibi.data import AlignedDataset
+    from salibi.models import ModelConfig
     from salibi.train import checkpoints
     from salibi.train.sampler import GlobalBatchPlan
 
@@ -90,9 +96,15 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
 
         check_gpus(config.gpus)
     run = Path(config.out)
+    if run.exists() and not run.is_dir():
+        raise InputError(f"--out {run}: is a file; give a folder for the run (runs/NAME)")
+    checkpoints.RunLock(run).check_free()
+    data = read_data_facts(config.data)
     existing = checkpoints.step_checkpoints(run)
     if config.resume and (run / RUN_JSON).is_file():
-        config = _resumed_config(config, read_run(run)["config"], explicit, run)
+        document = read_run(run)
+        config = _resumed_config(config, document["config"], explicit, run)
+        _check_resumed_data(config.data, data, document, run)
     elif existing and not config.resume:
         raise OutputExistsError(
             f"{run} already holds a run (checkpoints up to step {existing[-1][0]}): pass --resume to continue it, "
@@ -105,19 +117,23 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
             f"--batch-size {config.batch_size} is the global batch: it must be divisible by the number of ranks "
             f"({world_size}) times --accumulate ({config.accumulate})"
         )
-    dataset = AlignedDataset(config.data, split="train")
-    if len(dataset.modalities) < 2:
+    if len(data.modalities) < 2:
         raise InputError(
             f"{', '.join(config.data)}: pretraining needs two modalities present in every file; found "
-            f"{', '.join(dataset.modalities) or 'none'}"
+            f"{', '.join(data.modalities) or 'none'}"
         )
-    steps_per_epoch = GlobalBatchPlan(dataset.file_indices(), config.batch_size, config.seed).steps_per_epoch
+    model = ModelConfig.for_size(config.model)
+    check_whole_patches(data, model.patch_size, config.model)
+    counts = [f.train_chips for f in data.files]
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    batches = GlobalBatchPlan([range(a, a + n) for a, n in zip(starts, counts)], config.batch_size, config.seed)
+    steps_per_epoch = batches.steps_per_epoch
     if steps_per_epoch == 0:
-        largest = max((len(i) for i in dataset.file_indices()), default=0)
         raise InputError(
-            f"--batch-size {config.batch_size} is larger than the training split of every file (largest: {largest} "
-            "chips): lower --batch-size or align more data"
+            f"--batch-size {config.batch_size} is larger than the training split of every file (largest: "
+            f"{max(counts, default=0)} chips): lower --batch-size or align more data"
         )
+    _check_memory(config, data, model, world_size, env)
     if config.max_steps is not None:
         total = config.max_steps
     else:
@@ -132,7 +148,42 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
         assert found is not None
         folder, meta = found
         start, resume_from = int(meta["step"]), str(folder)
-    return RunPlan(config, world_size, total, steps_per_epoch, warmup, start, resume_from)
+    return RunPlan(config, world_size, total, steps_per_epoch, warmup, start, resume_from, data)
+
+
+def _check_memory(
+    config: PretrainConfig, data: DataFacts, model: Any, world_size: int, env: TorchrunEnv | None
+) -> None:
+    """InputError when one micro-batch of the largest chips would not fit on one rank's device."""
+    from salibi.train.memory import check_step_memory, count_parameters, device_memory, estimate_step_memory
+
+    micro_batch = config.batch_size // (world_size * config.accumulate)
+    amp = config.amp if config.amp is not None else config.use_cuda
+    local_ranks = env.local_world_size if env is not None else config.local_ranks
+    available, where = device_memory(config.use_cuda, local_ranks)
+    build = dataclasses.replace(
+        model, modalities=data.modalities, channels={m: data.files[0].modalities[m].channels for m in data.modalities}
+    )
+    parameters = count_parameters(build)
+    for f in data.files:
+        chips = {m: f.modalities[m].chip for m in data.modalities}
+        estimate = estimate_step_memory(build, chips, config.mask_ratio, micro_batch, 2 if amp else 4, parameters)
+        check_step_memory(estimate, available, where, config.model)
+
+
+def _check_resumed_data(given: list[str], data: DataFacts, document: dict[str, Any], run: Path) -> None:
+    """InputError unless the files given are the data ``run`` was trained on, in the same order:
+    the same headers (chips, GSDs, bands, statistics) wherever they now lie. A run described
+    before fingerprints were stored must be given the very paths it recorded."""
+    stored_paths = list(document["config"].get("data") or [])
+    stored = document.get("data_fingerprint")
+    same = data.fingerprint() == stored if stored is not None else [str(p) for p in given] == stored_paths
+    if not same:
+        raise InputError(
+            f"--resume: {', '.join(map(str, given))} are not the data {run} was trained on "
+            f"({', '.join(stored_paths)}: the number of files, their order, chips, GSDs, bands or statistics differ); "
+            "give the run's files in the same order, or start a new run with another --out"
+        )
 
 
 def _resumed_config(
@@ -150,4 +201,6 @@ def _resumed_config(
             f"{run} was started with other settings: {'; '.join(conflicts)}. "
             "Drop those options to resume it, or start a new run with another --out"
         )
-    return dataclasses.replace(config, **{name: stored[name] for name in RUN_DEFINING if name in stored})
+    # The data are the files given (checked against the run's by _check_resumed_data): they may have moved.
+    kept = {name: stored[name] for name in RUN_DEFINING if name in stored and name != "data"}
+    return dataclasses.replace(config, **kept)
