@@ -85,7 +85,8 @@ def test_reading_window_by_window_changes_nothing(naip_run, checkpoint, tmp_path
     _, reference, _ = naip_run
     monkeypatch.setattr(scenes_module, "READ_BYTES", 1)
     out = tmp_path / "one_by_one.h5"
-    summary = embed(NAIP, checkpoint, out, chip_size_m=320, batch_size=16, progress=False)
+    names = ("red", "green", "blue", "nir")  # bands 1, 2, 3 as in the reference, named: no warning
+    summary = embed(NAIP, checkpoint, out, chip_size_m=320, batch_size=16, band_names=names, progress=False)
     assert summary.embedded == 154
     table = read_embeddings(out)
     for i, path in enumerate(table.path):
@@ -97,7 +98,10 @@ def test_reading_window_by_window_changes_nothing(naip_run, checkpoint, tmp_path
 @pytest.mark.slow
 def test_a_stride_overlaps_the_chips(checkpoint, tmp_path):
     out = tmp_path / "stride.h5"
-    summary = embed(NAIP, checkpoint, out, chip_size_m=320, stride_m=160, batch_size=32, progress=False)
+    names = ("red", "green", "blue", "nir")
+    summary = embed(
+        NAIP, checkpoint, out, chip_size_m=320, stride_m=160, batch_size=32, band_names=names, progress=False
+    )
     with rasterio.open(NAIP) as ds:
         rows = int((ds.height * 5 - 320) // 160) + 1
         cols = int((ds.width * 5 - 320) // 160) + 1
