@@ -151,6 +151,9 @@ def run_ablation(settings: AblationSettings, log: Log = _quiet, dry_run: bool = 
         if training.train_run(settings, spec, log):
             study.trained.append(spec.label)
         training.check_run_initialisation(spec, shared)
+    for seed in seeds:
+        compared = training.check_runs_alike([s for s in specs if s.seed == seed])
+        log(f"seed {seed}: the runs were planned alike but for the variant ({', '.join(compared)})")
 
     # name -> (label, checkpoint or run folder) per seed, in seed order; the untrained model last
     checkpoints: dict[str, list[tuple[str, str]]] = {v: [] for v in settings.variants}

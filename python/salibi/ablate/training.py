@@ -28,6 +28,7 @@ from salibi.fileio import write_atomic
 
 __all__ = [
     "check_run_initialisation",
+    "check_runs_alike",
     "check_shared_initialisation",
     "run_progress",
     "train_run",
@@ -113,6 +114,34 @@ def check_run_initialisation(spec: RunSpec, shared: dict[str, Any]) -> None:
             f"({len(different)} parameters differ, e.g. {', '.join(different[:3])}); remove the folder so the "
             "study trains it again"
         )
+
+
+def check_runs_alike(specs: list[RunSpec]) -> list[str]:
+    """SalibiError unless the runs (one seed, several variants) were planned alike: every
+    run-defining setting but the variant (data, batch, schedule, mask ratio, seed, ...), the
+    schedule's steps and the data's fingerprint, as each run's ``run.json`` records them -- the
+    data order and the masks are functions of these. Returns the names compared."""
+    from salibi.train.config import RUN_DEFINING
+
+    described = {}
+    for spec in specs:
+        document = json.loads((spec.folder / "run.json").read_text(encoding="utf-8"))
+        config = document.get("config", {})
+        described[spec.label] = {
+            **{name: config.get(name) for name in RUN_DEFINING if name != "variant"},
+            "total_steps": document.get("total_steps"),
+            "steps_per_epoch": document.get("steps_per_epoch"),
+            "data_fingerprint": document.get("data_fingerprint"),
+        }
+    first, *others = described.values()
+    for label, values in zip(list(described)[1:], others):
+        different = sorted(name for name in first if first[name] != values[name])
+        if different:
+            raise SalibiError(
+                f"{label} was not planned like {next(iter(described))}: {', '.join(different)} differ (see their "
+                "run.json); remove the study's runs folder and start the study again"
+            )
+    return sorted(first)
 
 
 def train_run(settings: AblationSettings, spec: RunSpec, log: Log) -> bool:
