@@ -1,12 +1,15 @@
 """Pretraining-step throughput on synthetic data: samples/s, tokens/s, peak memory, MFU.
 
     python tests/benchmarks/gpu_train_step.py [--model base] [--batch 32] [--steps 50] [--device auto]
+                                              [--attention auto|sdpa|flex]
 
 One step = forward (mask 0.5, all three modalities) + backward + AdamW, in bf16 autocast on CUDA.
 Synthetic chips of one 1280 m footprint: SAR 2x128x128 and low-res optical 4x128x128 at 10 m,
 high-res optical 3x512x512 at 2.5 m -> 64 + 64 + 1024 = 1152 patches of 16 px per sample.
-FLOPs are counted once with torch's FlopCounterMode; MFU uses the dense bf16 peak of the GPU.
-Runs on CPU too (use --model tiny --batch 4 --steps 3 to check the script).
+FLOPs are counted once with torch's FlopCounterMode, on SDPA's path (flex does the same
+arithmetic); MFU uses the dense bf16 peak of the GPU. ``--attention`` chooses the backend of the
+timed steps (auto: flex on CUDA). Runs on CPU too (use --model tiny --batch 4 --steps 3
+--attention sdpa to check the script; torch has no FlexAttention backward on the CPU).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from salibi.models import build
-from salibi.vocabulary import SIZES
+from salibi.vocabulary import ATTENTION_BACKENDS, SIZES
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--attention", default="auto", choices=ATTENTION_BACKENDS)
     args = parser.parse_args()
     device = torch.device(
         "cuda"
@@ -64,11 +68,17 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         return float(out["loss"].detach())
 
-    for _ in range(args.warmup):
-        step()
+    model.attention = "sdpa"
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    model.attention = args.attention
+    compile_start = time.perf_counter()
+    for _ in range(args.warmup):  # (flex: compiles each shape family here)
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    warmup_seconds = time.perf_counter() - compile_start
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -83,7 +93,8 @@ def main() -> None:
     achieved = flops / seconds / 1e12
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     print(
-        f"{args.model} on {name}: batch {args.batch}, {tokens} patches per sample, {args.steps} steps, loss {loss:.4f}"
+        f"{args.model} on {name}, attention {model.attention_backend()}: batch {args.batch}, {tokens} patches per "
+        f"sample, {args.steps} steps, loss {loss:.4f} ({args.warmup} warm-up steps {warmup_seconds:.1f} s)"
     )
     print(
         f"  {seconds * 1e3:.1f} ms/step   {args.batch / seconds:.1f} samples/s   "
