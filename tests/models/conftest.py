@@ -14,6 +14,10 @@ from salibi.models import build
 SIZES = {"sar": (24, 24), "lores": (24, 24), "hires": (96, 96)}
 GSD = {"sar": 10.0, "lores": 10.0, "hires": 2.5}
 CHANNELS = {"sar": 2, "lores": 3, "hires": 3}
+# Small chips of one 160 m footprint (sar and lores 2 x 2 patches at 10 m, hires 4 x 4 at 5 m):
+# few shapes for the flex backend to compile.
+SMALL = {"sar": (16, 16), "lores": (16, 16), "hires": (32, 32)}
+SMALL_GSD = {"sar": 10.0, "lores": 10.0, "hires": 5.0}
 
 
 def make_batch(batch=4, modalities=("sar", "lores", "hires"), sizes=SIZES, gsd=GSD, channels=CHANNELS, seed=0):
