@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from salibi.cli.options import num_workers_option
+from salibi.cli.options import attention_option, num_workers_option
 from salibi.vocabulary import SIZES, VARIANTS
 
 
@@ -79,6 +79,7 @@ from salibi.vocabulary import SIZES, VARIANTS
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, data order and masks.")
 @num_workers_option
+@attention_option
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast [default: on with CUDA, off on CPU].")
 @click.option(
     "--save-every",
@@ -124,6 +125,7 @@ def command(
     accumulate: int,
     seed: int,
     num_workers: int,
+    attention: str,
     amp: bool | None,
     save_every: int,
     keep: int,
@@ -166,6 +168,7 @@ def command(
         seed=seed,
         accumulate=accumulate,
         num_workers=num_workers,
+        attention=attention,
         amp=amp,
         save_every=save_every,
         keep=keep,

@@ -54,6 +54,9 @@ class PretrainConfig:
     progress: bool = True
     #: seconds the ranks get to finish their step and save after a stop signal, before they are killed
     stop_grace: float = 120.0
+    #: the model's attention backend (auto, sdpa, flex; salibi.models.build): not run-defining,
+    #: every backend gives the same numbers
+    attention: str = "auto"
 
     @property
     def use_cuda(self) -> bool:

@@ -60,6 +60,7 @@ def initial_model(
         channels=dict(channels),
         mask_ratio=config.mask_ratio,
         ref_length=ModelConfig.for_size(config.model).patch_size * coarsest_gsd,
+        attention=config.attention,
     )
 
 
