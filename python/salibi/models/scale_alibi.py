@@ -211,8 +211,8 @@ class ScaleAlibiModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Unmasked cross-modal encoding (inference) of co-located chips of two or more modalities:
         modality -> (B, C_m, H_m, W_m) normalised images and metres per pixel -> modality ->
-        (B, N_m, D) joint tokens of the cross-modal encoder. One ``L`` for the call, as in
-        pretraining (``config.ref_length`` or the coarsest modality's patch footprint)."""
+        (B, N_m, D) joint tokens of the cross-modal encoder. ``L`` is the model's
+        ``config.ref_length`` (``ref_length`` overrides it for this call), as in pretraining."""
         checked, gsds = self._read_batch({**images, "gsd": gsd})
         p = self.config.patch_size
         geometry = self.geometry({m: (x.shape[-2], x.shape[-1]) for m, x in checked.items()}, gsds, ref_length)
