@@ -11,7 +11,7 @@ own encoder when ``per_modality`` is asked.
   whole patches.
 - Rows: ``path`` ``SET#INDEX`` (the set's file name and the chip's row in it), ``source`` the set,
   ``bounds`` its ``/bounds``, ``crs`` its CRS, ``chip`` -1 (not a raster window); ``gsd`` of a
-  joint row is its coarsest modality's (the scale of the bias reference length), ``bands``
+  joint row is its coarsest modality's, ``bands``
   ``sar: VV,VH; lores: B04,B03,B02``.
 - The joint row is :meth:`~salibi.models.ScaleAlibiModel.encode_joint`'s tokens averaged per
   modality, then over modalities; a per-modality row is the mean of that encoder's tokens
