@@ -285,13 +285,18 @@ def some_modality_unmasked(plan: RunPlan, patch: int) -> bool:
 @contextmanager
 def _disk_errors(run: Path, what: str) -> Iterator[None]:
     """OSError (a full disk, a folder gone) as a SalibiError that says what was lost and what is left."""
+    from safetensors import SafetensorError
+
     try:
         yield
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
+        if isinstance(err, SafetensorError) and "I/O error" not in str(err):
+            raise  # not the disk: a bug
         from salibi.train.checkpoints import describe_newest
 
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).rsplit(": ", 1)[-1]
         raise SalibiError(
-            f"{run}: could not {what} ({err.strerror or err}); {describe_newest(run)}: "
+            f"{run}: could not {what} ({reason}); {describe_newest(run)}: "
             "free space or fix the folder, then run the same command with --resume"
         ) from None
 

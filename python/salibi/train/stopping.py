@@ -67,7 +67,7 @@ class StopRequest:
 
     def agree(self, code: int) -> bool:
         """Take the ranks' agreed ``code`` (:meth:`code`'s maximum over them): whether to stop."""
-        if code and self.signal_name is None:
+        if code and not self.requested():  # asked of another rank (the relay's file may be here now)
             self.signal_name = f"{signal.Signals(code).name} (to another rank)"
         return code > 0
 

@@ -1,0 +1,197 @@
+"""The fault matrix's tools: the real command in fresh processes, signals to a process group, to the
+launcher or to one rank, a small tmpfs for a full disk, and an unprivileged user for permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SALIBI = str(Path(sys.executable).with_name("salibi"))
+#: One thread per process keeps multi-process runs quick on a shared 2-core machine.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+NOBODY = 65534
+
+
+def run_salibi(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The installed command, to its end."""
+    return subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env or ENV, timeout=timeout)
+
+
+def start_salibi(*args: str) -> subprocess.Popen:
+    """The installed command in a session of its own: a signal to its process group is a terminal's."""
+    return subprocess.Popen(
+        [SALIBI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+    )
+
+
+def metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = 300) -> None:
+    """Until ``metrics.jsonl`` records ``step`` (the run is past its start-up and training)."""
+    deadline = time.monotonic() + timeout
+    while not any(r["step"] >= step for r in metrics(run)):
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before step {step}: {process.communicate()}")
+        assert time.monotonic() < deadline, f"step {step} not reached in {timeout} s"
+        time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``, oldest first."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def rank_pids(launcher: int) -> list[int]:
+    """The rank processes a launcher started (torch's elastic launcher spawns them in rank order)."""
+    ranks = []
+    for pid in children(launcher):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                ranks.append(pid)
+        except OSError:
+            pass
+    return ranks
+
+
+def wait_gone(pids: list[int], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in pids):
+        assert time.monotonic() < deadline, f"processes {pids} still running after {timeout} s"
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def send(process: subprocess.Popen, signum: int, target: str) -> list[int]:
+    """``signum`` to ``target``: "group" (a terminal's Ctrl-C, ``kill -TERM -PGID``, SLURM), "launcher",
+    or "rank N". Returns the rank processes as they were."""
+    ranks = rank_pids(process.pid)
+    if target == "group":
+        os.killpg(process.pid, signum)
+    elif target == "launcher":
+        os.kill(process.pid, signum)
+    else:
+        os.kill(ranks[int(target.split()[1])], signum)
+    return ranks
+
+
+def one_error_line(stderr: str) -> str:
+    """The one line a failed command printed (warnings aside): no traceback, nothing else."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("Warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    assert "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    return (
+        sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*")) if (run / "checkpoints").exists() else []
+    )
+
+
+def align_pair(samples: Path, output: Path) -> Path:
+    """25 chips of 240 m (24 px at 10 m) of a shipped BigEarthNet pair, all for training."""
+    from salibi.align import align
+
+    pair = ("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48", "S2A_MSIL2A_20170613T101031_87_48")
+    s1, s2 = (samples / "bigearthnet" / name for name in pair)
+    align(
+        sar=[s1 / f"{pair[0]}_VV.tif", s1 / f"{pair[0]}_VH.tif"],
+        lores=[s2 / f"{pair[1]}_{band}.tif" for band in ("B04", "B03", "B02", "B08")],
+        output=output,
+        tile_size_m=240,
+        gsd={"sar": 10.0, "lores": 10.0},
+        val_fraction=0.0,
+        band_names={"sar": ["VV", "VH"], "lores": ["B04", "B03", "B02", "B08"]},
+        progress=False,
+    )
+    return output
+
+
+@pytest.fixture(scope="session")
+def aligned_set(tmp_path_factory, samples) -> Path:
+    return align_pair(samples, tmp_path_factory.mktemp("faults") / "s1s2.h5")
+
+
+class Tmpfs:
+    """A tmpfs of a given size (root only): a disk that fills up for real."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mount(self, size: str) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(self.path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"a small tmpfs could not be mounted for a full disk ({result.stderr.strip()}): needs root")
+        return self.path
+
+    def grow(self, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Tmpfs]:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk is a small tmpfs, which only root can mount")
+    disk = Tmpfs(tmp_path / "disk")
+    yield disk
+    disk.unmount()
+
+
+def as_nobody(command: list[str]) -> list[str]:
+    """``command`` as the unprivileged user ``nobody`` (the tests run as root in CI, and root
+    reads and writes whatever the permissions say); skipped where that cannot be done."""
+    if os.geteuid() != 0:
+        return command  # already unprivileged
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run a command as an unprivileged user")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *command]
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A folder every user may enter (pytest's own are root's alone), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="salibi-faults-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
