@@ -17,7 +17,7 @@ from salibi.errors import SalibiError
 
 
 class SalibiGroup(click.Group):
-    """A click group that reports user errors as one line and exit status 1."""
+    """A click group that reports user errors as one line and exit status 1 (usage errors: 2)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -31,6 +31,13 @@ class SalibiGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:
+            # A usage error is one line too (click's own adds the usage and a hint), exit status 2.
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            click.echo(f"Error: {err.format_message()} (see '{where} --help')", err=True)
+            ctx.exit(2)
 
 
 def _fail(ctx: click.Context, message: str) -> NoReturn:
