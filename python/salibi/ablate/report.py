@@ -227,8 +227,9 @@ def _reading(document: Mapping[str, Any]) -> list[str]:
         if apart:
             parts.append(f"the paired interval excludes 0 for {', '.join(apart)}")
         if overlapping:
+            subject = "it" if apart else "the paired interval"
             parts.append(
-                f"it includes 0 for {', '.join(overlapping)}: no difference from {REFERENCE} is shown "
+                f"{subject} includes 0 for {', '.join(overlapping)}: no difference from {REFERENCE} is shown "
                 "(nor shown to be absent) at this size"
             )
         sentences.append(f"- {task}, {protocol} {metric} ({n} test samples): " + "; ".join(parts) + ".")
