@@ -52,6 +52,15 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
     assert set(results["tasks"]["raleigh-landcover"]) == {"knn", "linear", "majority"}
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
+    # Beside every number of the checkpoint: the same model untrained, on the same test samples,
+    # with the difference's paired interval; the untrained model is the run's own initial weights.
+    untrained = json.loads((out / "eval.random-init.json").read_text())
+    assert untrained["checkpoint"].endswith("(random-init)") and untrained["failed"] == {}
+    assert set(untrained["tasks"]) == set(results["tasks"])
+    assert "random init: the initial weights of the run" in result.stdout
+    assert "| raleigh-landcover | knn | accuracy |" in result.stdout and "paired 95 % interval" in result.stdout
+    assert "raleigh-landcover knn: " in result.stdout and "random init" in result.stdout.split("paired 95 %")[1]
+
     # Running it again replaces the demo outputs instead of failing on them.
     again = subprocess.run(
         [SALIBI, "demo", "--out", str(out), "--steps", "2"], capture_output=True, text=True, env=env, timeout=900
@@ -90,3 +99,14 @@ def test_missing_samples_are_one_line_naming_the_fix(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "SALIBI_SAMPLES" in result.stderr and "make_samples.py" in result.stderr
+
+
+def test_only_align_writes_the_aligned_set_alone(tmp_path):
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)  # other outputs are left alone
+    result = subprocess.run(
+        [SALIBI, "demo", "--out", str(out), "--only", "align"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list((out / "aligned").glob("*.h5"))) == 6 and "150 chips" in result.stdout
+    assert (out / "run").is_dir() and not (out / "eval.json").exists() and "2/4 pretrain" not in result.stdout
