@@ -78,7 +78,7 @@ class RunLock:
             os.close(fd)
             raise OutputExistsError(
                 f"{self.path.parent}: another salibi pretrain (process {holder}) is training in this run folder; "
-                "wait for it to save and exit (or stop it), then run the command again"
+                "wait for it to save and exit (or stop it), then run the same command again"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
@@ -91,10 +91,23 @@ class RunLock:
             self._fd = None
 
     def check_free(self) -> None:
-        """Raise as :meth:`acquire` would, without keeping (or creating) the lock: the launcher,
-        before the ranks start."""
-        if self.path.is_file():
-            self.acquire().release()
+        """Raise as :meth:`acquire` would, without keeping, creating or writing the lock: the
+        launcher, before the ranks start."""
+        import fcntl
+
+        if not self.path.is_file():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise OutputExistsError(
+                f"{self.path.parent}: another salibi pretrain (process {holder}) is training in this run folder; "
+                "wait for it to save and exit (or stop it), then run the same command again"
+            ) from None
+        finally:
+            os.close(fd)
 
 
 def describe_newest(run: Path) -> str:

@@ -151,13 +151,18 @@ def _modality_facts(path: Path, f: Any, m: str) -> ModalityFacts:
     gsd = float(group.attrs["gsd"])
     if not all(math.isfinite(v) for v in mean + std) or any(v < 0 for v in std):
         raise DataFormatError(
-            f"{path}: the {m} band statistics are not numbers (mean {mean}, std {std}): some band has no valid "
+            f"{path}: the {m} band statistics are not numbers (mean {_numbers(mean)}, std {_numbers(std)}): some band "
+            "has no valid "
             f"pixel in the training chips; {_RECREATE} from rasters with valid data"
         )
     if not (math.isfinite(gsd) and gsd > 0):
         raise DataFormatError(f"{path}: {m} GSD {gsd} is not a positive number of metres; {_RECREATE}")
     bands = tuple(b.decode() if isinstance(b, bytes) else str(b) for b in group.attrs["bands"])
     return ModalityFacts(int(shape[1]), (int(shape[2]), int(shape[3])), gsd, bands, tuple(mean), tuple(std))
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
 
 
 def check_whole_patches(facts: DataFacts, patch: int, model: str) -> None:
