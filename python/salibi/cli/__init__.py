@@ -27,7 +27,7 @@ class SalibiGroup(click.Group):
         except OSError as err:
             # Library code names files in its own errors; this is the net for the rest
             # (permission denied, disk full, ...), which carry a filename themselves.
-            _fail(ctx, f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+            _fail(ctx, _os_error(err))
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
@@ -41,8 +41,26 @@ class SalibiGroup(click.Group):
 
 
 def _fail(ctx: click.Context, message: str) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {' '.join(message.split())}", err=True)  # one line, whatever the message holds
     ctx.exit(1)
+
+
+def _os_error(err: OSError) -> str:
+    """The system's words and the file: HDF5's many-line reports ("Unable to synchronously create
+    file (file write failed: time = ..., filename = '...', errno = 28, ...)") become
+    "No space left on device: FILE"."""
+    import os
+    import re
+
+    filename = err.filename
+    if filename is None:
+        found = re.search(r"filename = '([^']*)'", str(err))
+        filename = found.group(1) if found else None
+    if err.errno and (err.strerror is None or "\n" in str(err) or "errno = " in str(err)):
+        reason = os.strerror(err.errno)
+    else:
+        reason = err.strerror or str(err)
+    return f"{reason}: {filename}" if filename else reason
 
 
 @click.group(cls=SalibiGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
