@@ -6,9 +6,10 @@ micro-batch the decoder's ``(decoder_heads, N, N)`` bias over every token; all g
 *square* of the tokens per chip. The default alignment (960 m chips at NAIP's 0.6 m: 10,000
 high-res tokens) makes the masked bias alone ~0.6 GB per sample for ``base`` in bf16 -- a
 failure that would otherwise surface inside a rank, minutes in. :func:`estimate_step_memory`
-adds up those biases, the activations kept for the backward pass and the weights, gradients and
-AdamW state; :func:`check_step_memory` refuses a run whose estimate exceeds the memory of one
-rank's device, with the numbers and what to change.
+adds up those biases (none with ``--attention flex``, which computes them inside its kernel),
+the activations kept for the backward pass and the weights, gradients and AdamW state;
+:func:`check_step_memory` refuses a run whose estimate exceeds the memory of one rank's device,
+with the numbers and what to change.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def estimate_step_memory(
     micro_batch: int,
     element_bytes: int,
     parameters: int | None = None,
+    materialised_biases: bool = True,
 ) -> StepMemory:
-    """One micro-batch of ``micro_batch`` samples whose ``chips`` are (H, W) px per modality."""
+    """One micro-batch of ``micro_batch`` samples whose ``chips`` are (H, W) px per modality;
+    ``materialised_biases=False``: the flex backend, which holds no bias tensor."""
     p = config.patch_size
     tokens = {}
     for m, (h, w) in chips.items():
@@ -83,6 +86,8 @@ def estimate_step_memory(
         per_sample += config.heads * (sum(kept[m] for m in low) + kept["hires"]) ** 2
     every = sum(n for n, _ in tokens.values())
     biases = (per_sample * micro_batch + config.decoder_heads * every * every) * element_bytes
+    if not materialised_biases:
+        biases = 0
     width = _ACTIVATIONS_PER_WIDTH
     encoder = sum(k * config.depth * config.dim for k in kept.values())
     fusion = 2 * config.fusion_depth * sum(kept.values()) * config.dim * 2  # self + cross layers
@@ -116,8 +121,11 @@ def _available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def check_step_memory(estimate: StepMemory, available: int, where: str, model: str) -> None:
-    """InputError naming the numbers and the fix when ``estimate`` does not fit in ``available``."""
+def check_step_memory(
+    estimate: StepMemory, available: int, where: str, model: str, flex_possible: bool = False
+) -> None:
+    """InputError naming the numbers and the fix when ``estimate`` does not fit in ``available``;
+    ``flex_possible``: suggest ``--attention flex`` too (on CUDA, with materialised biases)."""
     if estimate.total <= available:
         return
     largest = max(estimate.tokens, key=lambda m: estimate.tokens[m][0])
@@ -129,6 +137,11 @@ def check_step_memory(estimate: StepMemory, available: int, where: str, model: s
         f"({estimate.micro_batch} chips per rank and micro-batch; {largest} has {n} tokens per chip (~{side}x{side}), "
         f"{k} kept; the biases grow with their square), {estimate.activations / GIB:.1f} GiB of activations, "
         f"{estimate.parameters / GIB:.1f} GiB for the {model} model's weights and optimizer. "
-        "Lower --batch-size (or raise --accumulate), or re-align with fewer tokens per chip: a coarser "
+        + (
+            "Use --attention flex (no bias tensors), lower --batch-size"
+            if flex_possible and estimate.biases
+            else "Lower --batch-size"
+        )
+        + " (or raise --accumulate), or re-align with fewer tokens per chip: a coarser "
         f"`salibi align --gsd {largest}=...` or a smaller --tile-size-m (half the side, 1/16 of the biases)"
     )

@@ -165,10 +165,17 @@ def _check_memory(
         model, modalities=data.modalities, channels={m: data.files[0].modalities[m].channels for m in data.modalities}
     )
     parameters = count_parameters(build)
+    import torch
+
+    from salibi.models.flex import resolve_attention
+
+    flex = resolve_attention(config.attention, torch.device("cuda" if config.use_cuda else "cpu")) == "flex"
     for f in data.files:
         chips = {m: f.modalities[m].chip for m in data.modalities}
-        estimate = estimate_step_memory(build, chips, config.mask_ratio, micro_batch, 2 if amp else 4, parameters)
-        check_step_memory(estimate, available, where, config.model)
+        estimate = estimate_step_memory(
+            build, chips, config.mask_ratio, micro_batch, 2 if amp else 4, parameters, materialised_biases=not flex
+        )
+        check_step_memory(estimate, available, where, config.model, flex_possible=config.use_cuda and not flex)
 
 
 def _check_resumed_data(given: list[str], data: DataFacts, document: dict[str, Any], run: Path) -> None:
