@@ -155,7 +155,8 @@ def _describe(document: Mapping[str, Any]) -> str:
     steps = f"{settings.get('max_steps')} steps" if settings.get("max_steps") else f"{settings.get('epochs')} epochs"
     data = settings.get("data") or []
     seeds = document.get("seeds", [])
-    tasks = ", ".join(f"{t} ({n} test samples)" for t, n in sorted(document.get("n_test", {}).items()))
+    compared = {task for task, _, _ in _rows(document)}
+    tasks = ", ".join(f"{t} ({n} test samples)" for t, n in sorted(document.get("n_test", {}).items()) if t in compared)
     return (
         f"Model `{settings.get('model')}`, {steps} of {settings.get('batch_size')} chips, lr {settings.get('lr')}, "
         f"on {len(data)} aligned file(s); {len(seeds)} pretraining seed(s); evaluated on {tasks or 'no task'}."
@@ -197,6 +198,13 @@ def summary_text(document: Mapping[str, Any]) -> str:
                 f"| {task} | {protocol} | {metric} | {name} | {_number(value)} | {_pair(interval)} | {delta} | "
                 f"{paired} | {_number(chance)} |"
             )
+    chance_only = sorted(set(variants.get(REFERENCE, {})) - {task for task, _, _ in _rows(document)})
+    if chance_only:
+        lines += [
+            "",
+            f"Only chance was computed on {', '.join(chance_only)}: no protocol of --protocol applies to it "
+            "(segmentation tasks need seg-linear or seg-fpn).",
+        ]
     lines += ["", "Reading:", ""]
     lines += _reading(document) or ["No task was evaluated."]
     if document.get("skipped"):
