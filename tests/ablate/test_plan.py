@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,15 @@ def test_cli_dry_run_prints_the_commands_and_usage_errors_exit_2(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert wrong.returncode == 2 and "include scale-alibi" in wrong.stderr
+
+
+def test_under_torchrun_the_study_points_to_its_dry_run(tmp_path):
+    data = tmp_path / "a.h5"
+    data.write_bytes(b"")
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2"}
+    result = subprocess.run(
+        [SALIBI, "ablate", str(data), "--out", str(tmp_path / "s"), "--max-steps", "2"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "--dry-run" in result.stderr
+    assert not (tmp_path / "s").exists()

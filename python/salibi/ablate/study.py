@@ -64,7 +64,8 @@ class AblationStudy:
 
 
 def _check_not_a_rank() -> None:
-    if os.environ.get("RANK") is not None and os.environ.get("WORLD_SIZE") not in (None, "1"):
+    """InputError under torchrun: the study's runs would inherit this process's rank and rendezvous."""
+    if os.environ.get("RANK") is not None and os.environ.get("WORLD_SIZE") is not None:
         raise InputError(
             "salibi ablate starts its own pretraining runs: run it outside torchrun (with --gpus N on one node), or "
             "run the commands of salibi ablate --dry-run under torchrun, then salibi ablate again to evaluate"
