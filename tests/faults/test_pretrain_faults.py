@@ -28,16 +28,20 @@ COMMON = ["--batch-size", "4", "--log-every", "1", "--save-every", "2", "--max-s
 
 # (signal, target) per launch, in order; every chain then runs to the end.
 CHAINS = {
-    "two-ranks": (
-        ["--cpu-procs", "2", "--num-workers", "0"],
-        [("SIGINT", "group"), ("SIGINT", "rank 1"), ("SIGKILL", "launcher"), ("SIGKILL", "rank 1")],
-    ),
     "two-ranks-with-workers": (
         ["--cpu-procs", "2", "--num-workers", "1"],
-        [("SIGTERM", "group"), ("SIGTERM", "rank 0")],  # the launcher alone: tests/train/test_pretrain.py
+        [
+            ("SIGTERM", "group"),
+            ("SIGINT", "rank 1"),
+            ("SIGTERM", "rank 0"),
+            ("SIGKILL", "launcher"),
+            ("SIGKILL", "rank 1"),
+        ],
     ),
-    "one-process-with-worker": (["--num-workers", "1"], [("SIGINT", "group"), ("SIGTERM", "group")]),
+    "one-process": (["--num-workers", "0"], [("SIGINT", "group"), ("SIGTERM", "group")]),
 }
+# Also here: SIGINT to a two-rank group without workers, SIGTERM to a process with workers
+# (test_a_signal_to_the_process_group_...); SIGTERM to the launcher alone: tests/train/test_pretrain.py.
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def _interrupt(command: list[str], run: Path, signum: int, target: str, after: i
         if signum == signal.SIGKILL:  # a rank killed: the job fails, in one line naming what is left
             assert process.returncode == 1, (what, out, err)
             line = one_error_line(err)
-            assert "was killed by SIGKILL" in line and "newest complete checkpoint" in line, line
+            assert f"rank {target.split()[1]} was killed" in line and "newest complete checkpoint" in line, line
         else:
             assert process.returncode == 0, (what, out, err)
             assert "stopped by SIG" in out and "continue with:" in out and "--resume" in out, (what, out)

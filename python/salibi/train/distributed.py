@@ -134,7 +134,11 @@ def launch_local(
     )
     if handle_stop_signals:
         return elastic_launch(config, entrypoint)(*args)
-    # The caller reports failed ranks as one line: the agent's own log of them is noise then.
+    # The caller reports failed ranks as one line: the agent's own log of them is noise then, and
+    # so is the resource tracker's note (at exit) on the semaphores of ranks that were killed.
+    quiet_tracker = "ignore:resource_tracker:UserWarning"
+    if quiet_tracker not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), quiet_tracker)))
     with _quiet_loggers(("torch.distributed.elastic", "torch.multiprocessing")):
         return elastic_launch(config, entrypoint)(*args)
 
