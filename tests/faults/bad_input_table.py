@@ -386,6 +386,8 @@ CASES: tuple[Case, ...] = (
     Case("pretrain-unreadable", "pretrain", "unreadable permission", ("{case}/locked.h5", *OUT),
          "Error: Invalid value for 'DATA...': File 'locked.h5' is not readable. (see 'salibi pretrain --help')",
          copy("set", "locked.h5", 0o000), status=2, unprivileged=True),
+    Case("pretrain-read-only-out", "pretrain", "an output folder without write permission", ("{set}", *OUT[:1], "{case}/ro/run", *OUT[2:]),
+         "Error: Permission denied: ro/run", read_only_folder("ro"), unprivileged=True),
     Case("pretrain-usage", "pretrain", "a malformed option value", ("{set}", *OUT, "--mask-ratio", "1"),
          "Error: Invalid value for '--mask-ratio': 1.0 is not in the range 0<=x<1. (see 'salibi pretrain --help')",
          status=2),
@@ -431,6 +433,9 @@ CASES: tuple[Case, ...] = (
     Case("eval-compare-truncated", "eval", "truncated results JSON", ("geobench", "--compare", "{case}/a.json"),
          "Error: a.json is not JSON (Expecting value: line 2 column 1 (char 6)); pass files written by salibi eval "
          "geobench", text("a.json", '{"x":\n')),
+    Case("eval-unreadable-checkpoint", "eval", "an unreadable checkpoint folder", ("geobench", "--checkpoint", "{case}/ckpt", *EVAL[2:]),
+         "Error: Invalid value for '--checkpoint': Path 'ckpt' is not readable. (see 'salibi eval geobench --help')",
+         checkpoint_with("ckpt", lambda f: f.chmod(0o000)), status=2, unprivileged=True),
     # embed
     Case("embed-missing", "embed", "a folder that does not exist", ("{case}/none", *EMBED),
          "Error: none: no such file or folder; give a folder of tiles or scenes, a raster or an aligned set"),
@@ -448,6 +453,9 @@ CASES: tuple[Case, ...] = (
     Case("embed-other-checkpoint", "embed", "an output made with another checkpoint", ("{tiles}", *EMBED),
          "Error: -o out.h5 holds embeddings of another checkpoint (sha256 …, variant scale-alibi) than ckpt (sha256 …); "
          "embeddings of different checkpoints do not mix: choose another -o", embeddings_of("other", "out.h5")),
+    Case("embed-read-only-output", "embed", "an output folder without write permission", ("{tiles}", *EMBED[:2], "-o", "{case}/ro/out.h5"),
+         "Error: -o ro/out.h5: cannot write there (Permission denied); choose a writable location",
+         read_only_folder("ro"), unprivileged=True),
     Case("embed-usage", "embed", "a malformed option value", ("{tiles}", *EMBED, "--gsd", "-1"),
          "Error: Invalid value for '--gsd': -1.0 is not in the range x>0. (see 'salibi embed --help')", status=2),
 )  # fmt: skip
