@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["affine_apply", "envelope", "gdal_reason", "round_significant"]
+__all__ = ["affine_apply", "envelope", "gdal_reason", "pixel_size_m", "round_significant"]
 
 
 def gdal_reason(err: BaseException, limit: int = 300) -> str:
@@ -40,3 +40,27 @@ def envelope(transform: Any, width: int, height: int) -> tuple[float, float, flo
     corners = [affine_apply(transform, c, r) for c, r in ((0, 0), (width, 0), (0, height), (width, height))]
     xs, ys = zip(*corners)
     return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))
+
+
+_WGS84_A = 6378137.0
+_WGS84_E2 = 6.69437999014e-3
+
+
+def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> float:
+    """Metres per pixel: the coarser of the column and row steps of ``transform`` (a geographic
+    CRS is converted on the WGS84 ellipsoid at the raster's centre latitude)."""
+    if crs.is_geographic:
+        name, radians_per_unit = crs.units_factor
+        degrees_per_unit = math.degrees(radians_per_unit)
+        _, lat = transform @ (width / 2, height / 2)
+        phi = math.radians(lat * degrees_per_unit)
+        metres_per_degree_lat = 111132.954 - 559.822 * math.cos(2 * phi) + 1.175 * math.cos(4 * phi)
+        metres_per_degree_lon = (math.pi * _WGS84_A * math.cos(phi)) / (
+            180 * math.sqrt(1 - _WGS84_E2 * math.sin(phi) ** 2)
+        )
+        sx, sy = metres_per_degree_lon * degrees_per_unit, metres_per_degree_lat * degrees_per_unit
+        column_step = math.hypot(transform.a * sx, transform.d * sy)
+        row_step = math.hypot(transform.b * sx, transform.e * sy)
+        return max(column_step, row_step)
+    _, metres_per_unit = crs.linear_units_factor
+    return max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)) * metres_per_unit

@@ -23,6 +23,10 @@ VARIANTS: tuple[str, ...] = ("scale-alibi", "alibi", "sincos", "none")
 ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "flex")
 #: Frozen-encoder evaluation protocols of ``salibi eval geobench`` (salibi.eval.protocols).
 PROTOCOLS: tuple[str, ...] = ("knn", "linear", "seg-linear", "seg-fpn", "majority")
+#: Benchmark layouts ``salibi eval geobench --root`` reads (auto: told apart by the files).
+BENCHMARKS: tuple[str, ...] = ("auto", "geobench", "geobench2")
+#: What feeds a multi-modal task's probes: the cross-modal encoder's joint tokens or one encoder.
+EVAL_FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
 #: Former protocol names still accepted: name -> the protocol it means now.
 PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
 #: Train-size partitions of every GEO-Bench task (``<name>_partition.json``), smallest first.

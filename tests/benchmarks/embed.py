@@ -198,8 +198,7 @@ def scenes(tmp: Path, args: argparse.Namespace, device: str) -> None:
 def tiles(tmp: Path, args: argparse.Namespace, device: str) -> None:
     """A folder of Sentinel-2 tiles, one row each, against one tile at a time (every band read)."""
     from salibi.embed import find_tiles
-    from salibi.embed.tiles import pixel_size_m
-    from salibi.rasters import round_significant
+    from salibi.rasters import pixel_size_m, round_significant
 
     folder = tmp / "tiles"
     folder.mkdir()

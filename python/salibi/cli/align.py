@@ -77,7 +77,8 @@ def _files_options(f: F) -> F:
     multiple=True,
     metavar="MODALITY=A,B,...",
     help="Names of a modality's kept bands, in order, e.g. --band-names lores=red,green,blue "
-    "(default: the files' band descriptions, else FILE:BAND).",
+    "(default: the files' band descriptions, else the band a Sentinel-1/2 or Landsat band file's name "
+    "states, e.g. ..._B04.jp2 -> B04, else FILE:BAND).",
 )
 @click.option(
     "--crs",

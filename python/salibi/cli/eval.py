@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from salibi.cli.options import attention_option, batch_size_option, device_option, num_workers_option
-from salibi.vocabulary import PROTOCOL_ALIASES, PROTOCOLS, TRAIN_SIZE_PARTITIONS
+from salibi.vocabulary import BENCHMARKS, EVAL_FEATURES, PROTOCOL_ALIASES, PROTOCOLS, TRAIN_SIZE_PARTITIONS
 
 
 def _protocol_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -43,14 +43,14 @@ def command() -> None:
 )
 @click.option(
     "--benchmark",
-    type=click.Choice(["auto", "geobench", "geobench2"]),
+    type=click.Choice(BENCHMARKS),
     default="auto",
     show_default=True,
     help="Which layout --root holds; auto: GEO-Bench-2 when it holds .tortilla files.",
 )
 @click.option(
     "--features",
-    type=click.Choice(["auto", "joint", "sar", "lores", "hires"]),
+    type=click.Choice(EVAL_FEATURES),
     default="auto",
     show_default=True,
     help="GEO-Bench-2: joint (the cross-modal encoder's pooled tokens of every matching encoder), or one encoder; "

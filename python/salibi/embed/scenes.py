@@ -33,9 +33,9 @@ from typing import Any
 from salibi.embed.pixels import invalid_fraction, normalise, read_routed, to_windows
 from salibi.embed.records import Chip, ReadSettings, chip_id
 from salibi.embed.routing import BandRoute
-from salibi.embed.tiles import TileFailure, georeference, open_raster, pixel_size_m, route_raster
+from salibi.embed.tiles import TileFailure, georeference, open_raster, route_raster
 from salibi.errors import InputError
-from salibi.rasters import gdal_reason, round_significant
+from salibi.rasters import gdal_reason, pixel_size_m, round_significant
 
 __all__ = ["MAX_CHIPS_PER_ITEM", "READ_BYTES", "ScenePlan", "SceneView", "SceneWork", "plan_scene", "read_scene_work"]
 

@@ -21,7 +21,7 @@ from salibi.embed.pixels import normalise, read_routed, to_windows
 from salibi.embed.records import Chip, ReadSettings
 from salibi.embed.routing import BandRefusal, BandRoute, RasterBands, raster_bands, route
 from salibi.embed.store import PARTS_SUFFIX
-from salibi.rasters import envelope, gdal_reason, round_significant
+from salibi.rasters import envelope, gdal_reason, pixel_size_m, round_significant
 
 __all__ = [
     "DEFAULT_WINDOW_PATCHES",
@@ -33,7 +33,6 @@ __all__ = [
     "georeference",
     "looks_like_db",
     "open_raster",
-    "pixel_size_m",
     "read_tile",
     "route_raster",
 ]
@@ -109,30 +108,6 @@ def georeference(ds: Any, default_gsd: float | None) -> Georeference:
     if default_gsd is not None:
         return Georeference((math.nan,) * 4, "", round_significant(default_gsd, 3))
     raise TileFailure("no georeference: pass --gsd")
-
-
-_WGS84_A = 6378137.0
-_WGS84_E2 = 6.69437999014e-3
-
-
-def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> float:
-    """Metres per pixel: the coarser of the column and row steps of ``transform`` (a geographic
-    CRS is converted on the WGS84 ellipsoid at the raster's centre latitude)."""
-    if crs.is_geographic:
-        name, radians_per_unit = crs.units_factor
-        degrees_per_unit = math.degrees(radians_per_unit)
-        _, lat = transform @ (width / 2, height / 2)
-        phi = math.radians(lat * degrees_per_unit)
-        metres_per_degree_lat = 111132.954 - 559.822 * math.cos(2 * phi) + 1.175 * math.cos(4 * phi)
-        metres_per_degree_lon = (math.pi * _WGS84_A * math.cos(phi)) / (
-            180 * math.sqrt(1 - _WGS84_E2 * math.sin(phi) ** 2)
-        )
-        sx, sy = metres_per_degree_lon * degrees_per_unit, metres_per_degree_lat * degrees_per_unit
-        column_step = math.hypot(transform.a * sx, transform.d * sy)
-        row_step = math.hypot(transform.b * sx, transform.e * sy)
-        return max(column_step, row_step)
-    _, metres_per_unit = crs.linear_units_factor
-    return max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)) * metres_per_unit
 
 
 # -- the band contract, applied to an open raster --------------------------------------------------

@@ -18,11 +18,9 @@ from typing import Any
 
 from salibi.errors import InputError
 from salibi.eval.bands import TaskInputs, map_task_bands
+from salibi.vocabulary import BENCHMARKS
 
 __all__ = ["BENCHMARKS", "Benchmark", "open_benchmark"]
-
-#: Choices of ``--benchmark``.
-BENCHMARKS: tuple[str, ...] = ("auto", "geobench", "geobench2")
 
 
 @dataclass

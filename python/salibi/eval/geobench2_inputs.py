@@ -31,12 +31,11 @@ from typing import Any
 from salibi.eval.bands import ModalityInput, TaskInputs, map_task_bands
 from salibi.eval.geobench2 import GeoBench2Task
 from salibi.eval.geobench2_conventions import Source
-from salibi.vocabulary import MODALITIES
+from salibi.vocabulary import EVAL_FEATURES, MODALITIES
 
 __all__ = ["FEATURES", "RoutedInputs", "route_inputs"]
 
-#: Choices of ``--features``.
-FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
+FEATURES = EVAL_FEATURES  # choices of --features
 
 
 @dataclass

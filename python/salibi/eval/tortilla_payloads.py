@@ -74,7 +74,7 @@ def read_geotiff(entry: Entry, bands: list[int] | None = None) -> Raster:
 
 
 def _gsd(ds: Any) -> float | None:
-    from salibi.embed.tiles import pixel_size_m
+    from salibi.rasters import pixel_size_m
 
     if ds.crs is None or ds.transform.is_identity:
         return None
