@@ -48,3 +48,12 @@ def test_prune_keeps_the_newest_and_the_one_last_names(tmp_path):
     names = [folder.name for _, folder in checkpoints.step_checkpoints(run)]
     assert names == ["step_0000200", "step_0000300", "step_0000400"]
     assert (checkpoints.checkpoints_dir(run) / "last").read_text().strip() == "step_0000200"
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    from salibi.train.metrics import truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.9}\n{"step": 3, "loss": 1.8}\n{"step": 4, "lo')
+    truncate_metrics(path, start_step=2)
+    assert path.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.9}\n'
