@@ -103,14 +103,19 @@ def rank_main(plan: RunPlan, relay: str) -> dict[str, Any]:
     ignore_stop_signals()  # done: a later signal must not turn the exit into a death by signal
     rank_finished(registration)
     # torch's wrapper waits for the launcher to collect the result: a killed launcher never will.
-    threading.Thread(target=_leave_when_orphaned, args=(parent,), daemon=True).start()
+    threading.Thread(target=_leave_when_orphaned, args=(parent, relay, number), daemon=True).start()
     return result
 
 
-def _leave_when_orphaned(parent: int) -> None:
-    """Exit (status 0: the run saved) once this process's launcher ``parent`` is gone."""
+def _leave_when_orphaned(parent: int, relay: str, rank: int) -> None:
+    """Exit (status 0: the run saved) once this process's launcher ``parent`` is gone; rank 0
+    removes the folder it shared with the launcher, which can no longer do it."""
+    import shutil
+
     while os.getppid() == parent:
         time.sleep(0.5)
+    if rank == 0:
+        shutil.rmtree(relay, ignore_errors=True)
     _leave(0)
 
 
