@@ -44,6 +44,26 @@ def test_every_tile_is_a_row_or_a_failure_and_other_files_are_ignored(mixed, mix
     assert [rel for rel, _ in find_tiles(folder)] == sorted(expected)
 
 
+def test_links_are_followed_and_each_real_folder_listed_once(tmp_path):
+    """Links to files and folders are followed; a folder met again (a second link, a loop back
+    up) is not entered again: its tiles once, under the first path in sorted order (two links back
+    up, as in defect 9, are tests/faults/test_embed_symlink_loop.py)."""
+    tiles, outside = tmp_path / "tiles", tmp_path / "outside"
+    for folder in (tiles / "a", tiles / "a-b", tiles / ".hidden", outside):
+        folder.mkdir(parents=True)
+    for tile in (tiles / "a" / "x.tif", tiles / "a-b" / "y.tif", tiles / ".hidden" / "h.tif", outside / "o.tif"):
+        tile.write_bytes(b"")
+    (tiles / "a" / ".x.tif").write_bytes(b"")
+    (tiles / "a" / "up").symlink_to("..", target_is_directory=True)  # a loop (one link: it fails, not hangs)
+    (tiles / "b").symlink_to("a", target_is_directory=True)  # another name for a: "a/" sorts first
+    (tiles / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (tiles / "linked.tif").symlink_to(outside / "o.tif")
+    assert [rel for rel, _ in find_tiles(tiles)] == ["a-b/y.tif", "a/x.tif", "elsewhere/o.tif", "linked.tif"]
+    # "a-b/" sorts before "a/": the folder reached through a link sorting first keeps that path
+    (tiles / "a-a").symlink_to("a", target_is_directory=True)
+    assert [rel for rel, _ in find_tiles(tiles)] == ["a-a/x.tif", "a-b/y.tif", "elsewhere/o.tif", "linked.tif"]
+
+
 def test_georeference_matches_rasterio(mixed, mixed_run):
     folder, _ = mixed
     _, table = mixed_run

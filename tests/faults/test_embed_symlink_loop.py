@@ -11,7 +11,6 @@ from .conftest import ENV, REPO, SALIBI
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="embed walk: see #9 (os.walk(followlinks=True) follows the loop)")
 def test_a_symlink_loop_in_the_tiles_folder_ends_with_each_tile_once(tmp_path):
     import rasterio
     import torch

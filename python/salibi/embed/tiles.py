@@ -43,12 +43,29 @@ DEFAULT_WINDOW_PATCHES = 32
 
 
 def find_tiles(tiles_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
-    """``(path relative to tiles_dir in POSIX form, absolute path)`` of every tile, sorted."""
+    """``(path relative to tiles_dir in POSIX form, absolute path)`` of every tile, sorted.
+
+    Symbolic links to files and folders are followed, but each real folder is visited once: a
+    folder reached again (a second link to it, or a link back up that makes a loop) is not
+    entered again, so its tiles are listed once, under the path that comes first in sorted order.
+    Hidden files and folders are skipped."""
     root = Path(tiles_dir)
     found = []
+    visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:  # gone or unreadable since it was listed: os.walk skips it the same way
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((info.st_dev, info.st_ino))
         # An output written inside the tiles folder must not feed its own part files back in.
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(PARTS_SUFFIX))
+        # Sorted as "name/", the order of the paths below them: the first path met is the first sorted.
+        kept = [d for d in dirs if not d.startswith(".") and not d.endswith(PARTS_SUFFIX)]
+        dirs[:] = sorted(kept, key=lambda d: d + "/")
         for name in files:
             if not name.startswith(".") and name.lower().endswith(TILE_SUFFIXES):
                 path = Path(folder) / name
