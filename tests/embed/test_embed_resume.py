@@ -127,11 +127,39 @@ def test_another_checkpoint_is_refused_and_the_output_left_alone(mixed_run, mixe
 def test_an_output_that_is_not_a_salibi_embeddings_file_is_refused(resume_tiles, checkpoint, tmp_path):
     tiles, _ = resume_tiles
     other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as f:
+    with h5py.File(other, "w") as f:  # another format: it may be precious, so never "delete it"
         f.attrs["format"] = "salibi-aligned"
         f.attrs["format_version"] = 1
-    with pytest.raises(DataFormatError, match=r"not a salibi-embeddings file this salibi reads \(version 1 or 2\)"):
+        f.attrs["gsd"] = np.array([10.0, 10.0])  # array attributes, as aligned sets have
+    before = other.read_bytes()
+    with pytest.raises(
+        DataFormatError,
+        match=r"other\.h5: not a salibi embeddings file \(format 'salibi-aligned'\); choose another -o$",
+    ):
         embed_folder(tiles, checkpoint, other, progress=False)
+    assert other.read_bytes() == before and not (tmp_path / "other.h5.parts").exists()
+    bare = tmp_path / "bare.h5"
+    with h5py.File(bare, "w") as f:
+        f.create_dataset("embedding", data=np.zeros((3, 4), np.float32))
+    with pytest.raises(DataFormatError, match=r"bare\.h5: not a salibi embeddings file \(no format attribute\)"):
+        embed_folder(tiles, checkpoint, bare, progress=False)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), table)
+    with pytest.raises(
+        DataFormatError, match=r"table\.parquet: not a salibi embeddings file \(no salibi-embeddings metadata\)"
+    ):
+        embed_folder(tiles, checkpoint, table, progress=False)
+    newer = tmp_path / "newer.h5"  # ours, of a version this salibi does not read
+    with h5py.File(newer, "w") as f:
+        f.attrs["format"] = "salibi-embeddings"
+        f.attrs["format_version"] = 99
+        f.create_dataset("path", data=np.array([b"a"]))
+        f.create_dataset("modality", data=np.array([b"lores"]))
+    with pytest.raises(DataFormatError, match=r"not a salibi-embeddings file this salibi reads \(version 1 or 2\)"):
+        embed_folder(tiles, checkpoint, newer, progress=False)
     text = tmp_path / "notes.h5"
     text.write_text("not HDF5")
     with pytest.raises(DataFormatError, match="cannot be read as HDF5"):

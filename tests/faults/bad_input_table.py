@@ -448,8 +448,7 @@ CASES: tuple[Case, ...] = (
     Case("embed-output-directory", "embed", "a directory instead of the output file", ("{tiles}", *EMBED[:2], "-o", "{case}/out.h5"),
          "Error: -o out.h5: is a folder; give a file name such as out.h5/embeddings.h5", folder("out.h5")),
     Case("embed-output-other-format", "embed", "an output of another kind", ("{tiles}", *EMBED[:2], "-o", "{case}/set.h5"),
-         "Error: -o set.h5: not a salibi embeddings file (…); choose another -o", copy("set", "set.h5"),
-         pending="embed: an existing -o of another kind raises ValueError (a traceback); for the embed engineer"),
+         "Error: -o set.h5: not a salibi embeddings file (…); choose another -o", copy("set", "set.h5")),
     Case("embed-other-checkpoint", "embed", "an output made with another checkpoint", ("{tiles}", *EMBED),
          "Error: -o out.h5 holds embeddings of another checkpoint (sha256 …, variant scale-alibi) than ckpt (sha256 …); "
          "embeddings of different checkpoints do not mix: choose another -o", embeddings_of("other", "out.h5")),

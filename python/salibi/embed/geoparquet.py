@@ -94,8 +94,11 @@ def parquet_meta(path: Path) -> dict[str, Any] | None:
     raw = metadata.get(b"salibi")
     if raw is None:
         return None
-    meta = json.loads(raw)
-    return meta if meta.get("format") == EMBEDDINGS_FORMAT else None
+    try:
+        meta = json.loads(raw)
+    except ValueError:  # someone else's "salibi" key
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == EMBEDDINGS_FORMAT else None
 
 
 def output_files(base: Path) -> list[Path]:

@@ -135,9 +135,13 @@ def _open(path: Path) -> h5py.File:
 
 
 def header(path: Path) -> tuple[dict[str, Any], int | None, tuple[int, ...] | None]:
-    """``(attributes, version or None when not ours, embedding shape)`` of a file."""
+    """``(attributes, version or None when not ours, embedding shape)`` of a file; of a file of
+    another format (no ``format`` attribute, or another one) only ``format`` is read."""
     with _open(path) as f:
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        kind = f.attrs.get("format")
+        if not isinstance(kind, str) or kind != EMBEDDINGS_FORMAT:  # another kind: its attributes may be anything
+            return {"format": kind}, None, None
+        attrs = {k: (v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v) for k, v in f.attrs.items()}
         shape = tuple(f["embedding"].shape) if "embedding" in f else None
         ok = "path" in f and "modality" in f
         return attrs, version_of(f) if ok else None, shape

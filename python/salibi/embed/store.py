@@ -188,7 +188,7 @@ class EmbeddingStore:
         """The ``(path, modality)`` rows of an existing output or part, after checking that it may be
         continued: format, checkpoint, embedding width, chip grid and footprint CRS."""
         try:
-            attrs, keys = self._read_keys(path, is_part)
+            attrs, keys, found = self._read_keys(path, is_part)
         except (OSError, DataFormatError) as err:
             if is_part:
                 raise _DamagedPart(
@@ -200,6 +200,8 @@ class EmbeddingStore:
         if attrs is None:
             if is_part:
                 raise _DamagedPart(f"{path}: not a {EMBEDDINGS_FORMAT} part; ignored and deleted")
+            if found is not None:  # someone's other file (an aligned set, ...): never suggest deleting it
+                raise DataFormatError(f"-o {path}: not a salibi embeddings file ({found}); choose another -o")
             raise DataFormatError(
                 f"-o {path}: exists but is not a {EMBEDDINGS_FORMAT} file this salibi reads (version 1 or 2); "
                 "choose another -o or delete it"
@@ -226,22 +228,30 @@ class EmbeddingStore:
             )
         return keys
 
-    def _read_keys(self, path: Path, is_part: bool) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    def _read_keys(self, path: Path, is_part: bool) -> tuple[dict[str, Any] | None, list[tuple[str, str]], str | None]:
+        """``(attributes, rows, None)`` of an embeddings file; ``(None, [], None)`` for one of our
+        format this salibi does not read; ``(None, [], what it is)`` for a file of another format."""
         if is_part or self.format == "hdf5":
             from salibi.embed.hdf5 import hdf5_keys, header
 
             attrs, version, shape = header(path)
+            kind = attrs.get("format")
+            if not isinstance(kind, str) or kind != EMBEDDINGS_FORMAT:
+                text = kind.decode(errors="replace") if isinstance(kind, bytes) else str(kind)
+                return None, [], "no format attribute" if kind is None else f"format {text!r}"
             if version is None:
-                return None, []
+                return None, [], None
             if shape is None or shape[1:] != (self.dim,):
                 if is_part:
                     raise _DamagedPart(f"{path}: incomplete part; ignored, its rows are embedded again")
                 raise DataFormatError(f"-o {path}: embeddings of width {shape}, not {self.dim}; choose another -o")
-            return attrs, hdf5_keys(path)
+            return attrs, hdf5_keys(path), None
         from salibi.embed.geoparquet import parquet_keys, parquet_meta
 
         meta = parquet_meta(path)
-        return meta, parquet_keys(path) if meta is not None else []
+        if meta is None:
+            return None, [], f"no {EMBEDDINGS_FORMAT} metadata"
+        return meta, parquet_keys(path), None
 
     # -- writing -------------------------------------------------------------------------------------
 
