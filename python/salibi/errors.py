@@ -28,9 +28,21 @@ class OutputExistsError(SalibiError, FileExistsError):
     """An output that would overwrite something the user has not agreed to lose."""
 
 
+class OutputError(SalibiError, OSError):
+    """An output that could not be written where asked (a full disk, a quota, an I/O error)."""
+
+
 class UnsafePickleError(SalibiError, RuntimeError):
     """A pickle that references something outside the allowed, data-only classes."""
 
 
 class DeviceError(SalibiError, RuntimeError):
     """A requested device (GPU count, CUDA) that this machine does not have."""
+
+
+class TasksFailedError(SalibiError, RuntimeError):
+    """Every task of an evaluation failed (none gave a result): ``failed`` maps each to its reason."""
+
+    def __init__(self, message: str, failed: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failed = failed

@@ -133,7 +133,8 @@ def test_hostile_task_fails_alone_and_never_runs(synthetic_root, random_checkpoi
     assert "Error: 1 task(s) failed: m-evil" in result.stderr
 
 
-def test_missing_task_specs_fails_that_task(random_checkpoint, tmp_path):
+def test_missing_task_specs_alone_is_the_error(random_checkpoint, tmp_path):
+    # The one task asked for fails: nothing to report, so its reason is the error and nothing is written.
     result = _run(
         "--checkpoint",
         str(random_checkpoint),
@@ -145,10 +146,38 @@ def test_missing_task_specs_fails_that_task(random_checkpoint, tmp_path):
         "cvpr_chesapeake_landcover",
     )
     assert result.exit_code == 1
-    assert (
-        "task_specs.pkl is missing"
-        in json.loads((tmp_path / "r.json").read_text())["failed"]["cvpr_chesapeake_landcover"]
-    )
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cvpr_chesapeake_landcover: "), result.stderr
+    assert "task_specs.pkl is missing" in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_when_every_task_fails_the_first_is_the_error_and_nothing_is_written(
+    synthetic_root, random_checkpoint, tmp_path
+):
+    from salibi.errors import TasksFailedError
+    from salibi.eval.run import evaluate_geobench
+
+    root = tmp_path / "root"
+    for name in ("m-evil", "m-evil-too", "m-evil-three"):
+        _subset(synthetic_root, tmp_path / "copy", "m-tiny-s2")
+        shutil.copytree(tmp_path / "copy" / "classification_v1.0" / "m-tiny-s2", root / "classification_v1.0" / name)
+        shutil.rmtree(tmp_path / "copy")
+        (root / "classification_v1.0" / name / "task_specs.pkl").write_bytes(b"cos\nsystem\n(Vtrue\ntR.")
+    out = tmp_path / "out" / "results.json"
+    out.parent.mkdir()
+    result = _run("--checkpoint", str(random_checkpoint), "--root", str(root), "--output", str(out))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("Error: m-evil: refusing to unpickle os.system from ")
+    assert result.stderr.rstrip().endswith("(and 2 more tasks failed: m-evil-three, m-evil-too)")
+    assert not list(out.parent.iterdir())
+    lines, updates = [], []
+    with pytest.raises(TasksFailedError) as raised:
+        evaluate_geobench(random_checkpoint, root=root, device="cpu", log=lines.append, on_update=updates.append)
+    assert sorted(raised.value.failed) == ["m-evil", "m-evil-three", "m-evil-too"]
+    assert all("refusing to unpickle" in why for why in raised.value.failed.values())
+    assert lines == [] and updates == []
 
 
 def test_skipped_tasks_say_why(synthetic_root, tmp_path):

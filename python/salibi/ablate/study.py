@@ -36,7 +36,7 @@ from salibi.ablate.plan import (
 )
 from salibi.ablate.random_init import RANDOM_INIT
 from salibi.ablate.report import build_document, markdown_report, write_chart, write_document
-from salibi.errors import InputError
+from salibi.errors import InputError, TasksFailedError
 from salibi.fileio import write_atomic
 
 __all__ = ["AblationStudy", "run_ablation"]
@@ -118,17 +118,20 @@ def _evaluate(
     def save(document: dict[str, Any]) -> None:
         write_results(document, path)
 
-    results = evaluate_geobench(
-        resolved,
-        root=root,
-        tasks=settings.tasks,
-        protocols=(*settings.protocols, "majority"),
-        batch_size=settings.eval_batch_size,
-        device=settings.device,
-        previous=previous,
-        on_update=save,
-        log=lambda message: log(f"  {label}: {message}"),
-    )
+    try:
+        results = evaluate_geobench(
+            resolved,
+            root=root,
+            tasks=settings.tasks,
+            protocols=(*settings.protocols, "majority"),
+            batch_size=settings.eval_batch_size,
+            device=settings.device,
+            previous=previous,
+            on_update=save,
+            log=lambda message: log(f"  {label}: {message}"),
+        )
+    except TasksFailedError as err:  # no task gave a result: nothing to compare, say which checkpoint
+        raise TasksFailedError(f"evaluating {label}: {err}", err.failed) from err
     write_results(results, path)
     return results, previous is None or len(results.get("runs", [])) != before
 

@@ -19,8 +19,10 @@ two or more encoders match, ``features``) and recorded as ``inputs[TASK]``.
 
 A task is *skipped* when no requested protocol applies to its kind or its bands match no
 modality of the checkpoint, *failed* when reading or evaluating it raised; neither stops the
-other tasks. Given ``previous`` (a document of the same checkpoint), runs finished there with the
-same parameters are kept, not computed again.
+other tasks. When no task gives a result and some failed, there is nothing to report: a
+:class:`~salibi.errors.TasksFailedError` says why (the first failure, the others named) and
+``on_update`` is never called. Given ``previous`` (a document of the same checkpoint), runs
+finished there with the same parameters are kept, not computed again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from salibi.devices import resolve_device
-from salibi.errors import InputError, SalibiError
+from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.eval import protocols as P
 from salibi.eval import results as R
 from salibi.eval.bands import TaskInputs, default_band_names
@@ -57,6 +59,44 @@ Log = Callable[[str], None]
 
 def _quiet(message: str) -> None:
     pass
+
+
+class _HeldLog:
+    """``log``, holding back the lines given to :meth:`hold` (the checkpoint line, failures) until
+    another line is logged: when every task fails before anything else is said, the error alone
+    says it, in one line."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.held: list[str] = []
+        self.open = False  # a line was logged: nothing is held any more
+
+    def hold(self, message: str) -> None:
+        if self.open:
+            self.log(message)
+        else:
+            self.held.append(message)
+
+    def __call__(self, message: str) -> None:
+        self.flush()
+        self.log(message)
+
+    def flush(self) -> None:
+        """Log what is held; from now on nothing is."""
+        self.open = True
+        for line in self.held:
+            self.log(line)
+        self.held.clear()
+
+
+def _all_failed(failed: dict[str, str]) -> TasksFailedError:
+    """The error of an evaluation where no task gave a result: the first failure, the others named."""
+    (first, reason), *others = failed.items()
+    message = f"{first}: {reason}"
+    if others:
+        names = ", ".join(name for name, _ in others)
+        message += f" (and {len(others)} more task{'s' if len(others) > 1 else ''} failed: {names})"
+    return TasksFailedError(message, dict(failed))
 
 
 @dataclass
@@ -348,7 +388,9 @@ def evaluate_geobench(
     per step. ``benchmark``: ``auto``, ``geobench`` or ``geobench2``; ``features`` (GEO-Bench-2):
     ``auto``, ``joint`` or one encoder. ``attention``: the loaded model's attention backend
     (``auto``, ``sdpa``, ``flex``; :func:`salibi.models.build`). Raises :class:`~salibi.errors.SalibiError` for arguments
-    it cannot use; a task that fails is reported under ``"failed"`` instead.
+    it cannot use; a task that fails is reported under ``"failed"`` instead, unless no task gave a
+    result: then :class:`~salibi.errors.TasksFailedError` (the first failure, the others named; its
+    ``failed`` has every reason), with nothing passed to ``on_update`` and the held lines not logged.
     """
     protocol_list = P.normalise_protocols(_parse_list(protocols))
     if seeds < 1:
@@ -376,7 +418,8 @@ def evaluate_geobench(
         checkpoint_path = Path(checkpoint)
         model = model.to(torch_device).eval()
     bands, gsd = checkpoint_bands(model)
-    log(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
+    say = _HeldLog(log)
+    say.hold(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
 
     if previous is not None and previous.get("checkpoint") != str(checkpoint_path):
         raise InputError(
@@ -400,10 +443,13 @@ def evaluate_geobench(
         document["failed"] = {k: v for k, v in previous.get("failed", {}).items() if k not in wanted}
         document["inputs"] = {k: v for k, v in previous.get("inputs", {}).items() if k not in wanted}
     describe = {"checkpoint": str(checkpoint_path)}
+    failed: dict[str, str] = {}  # in this call
+    errors: list[BaseException] = []
+    succeeded = 0  # tasks evaluated, or found finished in ``previous``
     for name in wanted:
         if name in found.skipped:
             document["skipped"][name] = found.skipped[name]
-            log(f"{name}: skipped: {found.skipped[name]}")
+            say(f"{name}: skipped: {found.skipped[name]}")
             continue
         task = available[name]
         try:
@@ -415,21 +461,22 @@ def evaluate_geobench(
                     f"no requested protocol applies to a {kind} task "
                     f"(requested {','.join(protocol_list)}; use --protocol {','.join(useful)})"
                 )
-                log(f"{name}: skipped: {document['skipped'][name]}")
+                say(f"{name}: skipped: {document['skipped'][name]}")
                 continue
             task, inputs, record = found.inputs(task, bands, gsd, features)
             if record is not None:
                 document["inputs"][name] = record
             if not inputs.modalities:
                 document["skipped"][name] = inputs.reason
-                log(f"{name}: skipped: {inputs.reason}")
+                say(f"{name}: skipped: {inputs.reason}")
                 continue
             plan = _plan(task, partition_list, applicable, seeds, finished, settings, all_partitions)
             needs_features = save_features is not None and not features_path(save_features, name, "test").exists()
             if not plan.pending and not needs_features:
-                log(f"{name}: every run already in the results; skipped")
+                say(f"{name}: every run already in the results; skipped")
+                succeeded += 1
                 continue
-            log(
+            say(
                 f"{name} ({kind}, {task.specs.spatial_resolution:g} m): "
                 + " | ".join(m.describe() for m in inputs.modalities)
             )
@@ -443,7 +490,7 @@ def evaluate_geobench(
                 settings,
                 batch_size,
                 torch_device,
-                log,
+                say,
                 num_workers,
                 save_features,
                 outputs,
@@ -451,17 +498,23 @@ def evaluate_geobench(
             )
             replaced = {R.run_key(r) for r in records}
             document["runs"] = [r for r in document["runs"] if R.run_key(r) not in replaced] + records
+            succeeded += 1
         except KeyboardInterrupt:
             raise
         except SalibiError as err:
-            document["failed"][name] = str(err)
-            log(f"{name}: failed: {err}")
+            document["failed"][name] = failed[name] = str(err)
+            errors.append(err)
+            say.hold(f"{name}: failed: {err}")
         except Exception as err:  # one task's surprise must not lose the others' results
-            document["failed"][name] = f"{type(err).__name__}: {err}"
-            log(f"{name}: failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}")
+            document["failed"][name] = failed[name] = f"{type(err).__name__}: {err}"
+            errors.append(err)
+            say.hold(f"{name}: failed: {type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}")
         R.summarise(document)
-        if on_update is not None:
+        if on_update is not None and succeeded:  # failures alone are not worth a file (see below)
             on_update(document)
+    if failed and not succeeded:
+        raise _all_failed(failed) from errors[0]
+    say.flush()
     return R.summarise(document)
 
 
