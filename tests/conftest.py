@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 #: Real data that may be read in place but never copied into the project (see data/README.md).
 SHARED = REPO.parent / "shared"
+#: The unprivileged user permission tests run as (CI runs the tests as root, who may read and write anything).
+NOBODY = 65534
 
 
 def shared_path(*parts: str) -> Path:
@@ -60,3 +65,29 @@ def shared():
 def sen1floods11() -> Path:
     """The Sen1Floods11 chip Spain_7370579 (S1, S2, hand label), read in place from ../shared/."""
     return shared_path("data", "sen1floods11")
+
+
+def nobody_command(command: list[str]) -> list[str]:
+    """``command`` as the unprivileged user ``nobody`` (the tests run as root in CI, and root
+    reads and writes whatever the permissions say); skipped where that cannot be done."""
+    if os.geteuid() != 0:
+        return command  # already unprivileged
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run a command as an unprivileged user")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *command]
+
+
+@pytest.fixture(scope="session")
+def as_nobody() -> Callable[[list[str]], list[str]]:
+    """:func:`nobody_command`: ``as_nobody([...])`` -> that command as ``nobody`` (or the test is skipped)."""
+    return nobody_command
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A folder every user may enter (pytest's own are root's alone), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="salibi-tests-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,8 @@ from salibi._core import (
     masked_scale_alibi_bias,
     scale_alibi_bias,
 )
-from salibi.errors import InputError
+from salibi.errors import InputError, OutputError
+from salibi.fileio import staging_file
 
 __all__ = [
     "PatchGrid",
@@ -67,7 +68,7 @@ def render_bias_png(
 
     Left: the whole (query x key) table. Right: the bias one query patch (default: the centre
     one) gives every key patch, laid out on the key grid in ground coordinates, with the query
-    patch's footprint outlined.
+    patch's footprint outlined. Written through :func:`salibi.fileio.staging_file`.
     """
     if not 0 <= head < heads:
         raise InputError(f"--head {head}: must be between 0 and {heads - 1} for {heads} heads")
@@ -107,6 +108,11 @@ def render_bias_png(
     fig.colorbar(image, ax=ax_ground, label="bias")
 
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with staging_file(path) as staging:  # a temporary name, flushed and renamed: never half a PNG
+            fig.savefig(staging, dpi=110, format="png")
+    except OSError as err:
+        raise OutputError(f"{path}: could not be written ({err.strerror or err}); choose another output path") from None
+    finally:
+        plt.close(fig)
     return path

@@ -1,10 +1,17 @@
 """salibi align through the command line: success output, and every bad input as one clear
-line on stderr with exit status 1 and no output (or partial file) left behind."""
+line on stderr with exit status 1 and no output (or partial file) left behind. Permissions are
+tried as the unprivileged user ``nobody`` (CI runs the tests as root, who reads and writes anything)."""
 
 from __future__ import annotations
 
 import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -16,9 +23,29 @@ from salibi.cli import cli
 
 from .conftest import FLOODS, SN6
 
+SALIBI = str(Path(sys.executable).with_name("salibi"))
+
 
 def run(args: list[str]):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, ["align", *map(str, args)])
+
+
+def run_process(command: list[str], **options) -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    """``command`` in a fresh process, its outcome shaped as :func:`run`'s (for :func:`assert_user_error`)."""
+    env = {**os.environ, "HOME": tempfile.gettempdir(), "MPLCONFIGDIR": tempfile.gettempdir(), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, **options)
+    return SimpleNamespace(exit_code=done.returncode, stderr=done.stderr, stdout=done.stdout, output=done.stdout)
+
+
+@pytest.fixture
+def public_inputs(pan: Path, ms: Path, public_tmp: Path) -> tuple[Path, Path, Path]:
+    """Copies of pan and ms in a folder every user may enter and write (pan, ms, the folder)."""
+    copies = []
+    for source in (pan, ms):
+        shutil.copyfile(source, public_tmp / source.name)
+        (public_tmp / source.name).chmod(0o644)
+        copies.append(public_tmp / source.name)
+    return copies[0], copies[1], public_tmp
 
 
 def assert_user_error(result, *fragments: str, folder: Path | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -86,13 +113,27 @@ def test_directory_given_as_raster(ms, tmp_path):
     assert_user_error(result, "is a directory", folder=tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
-def test_unreadable_file(pan, ms, tmp_path):
-    locked = tmp_path / "locked.tif"
-    locked.write_bytes(pan.read_bytes())
+def test_unreadable_file(public_inputs, as_nobody):
+    pan, ms, folder = public_inputs
+    locked = folder / "locked.tif"
+    shutil.copyfile(pan, locked)
     locked.chmod(0)
-    result = run(["--hires", locked, "--lores", ms, "-o", tmp_path / "o.h5"])
-    assert_user_error(result, "locked.tif", "permission denied")
+    # The command line refuses it before anything runs (a usage error, docs/BAD_INPUT.md "align-unreadable")...
+    result = run_process(
+        as_nobody([SALIBI, "align", "--hires", str(locked), "--lores", str(ms), "-o", str(folder / "o.h5")])
+    )
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Invalid value for '--hires': Path '{locked}' is not readable. (see 'salibi align --help')"
+    ]
+    # ... and so does the library for its own callers.
+    script = (
+        "import sys; from salibi.align import align; align(hires=sys.argv[1], lores=sys.argv[2], output=sys.argv[3])"
+    )
+    result = run_process(as_nobody([sys.executable, "-c", script, str(locked), str(ms), str(folder / "o.h5")]))
+    assert result.exit_code == 1 and "InputError: --hires" in result.stderr and "locked.tif" in result.stderr
+    assert "permission denied; make the file readable" in result.stderr, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["locked.tif", "ms1.tif", "pan1.tif"]
 
 
 def test_not_a_raster(ms, tmp_path):
@@ -205,13 +246,33 @@ def test_output_folder_missing_or_not_a_folder(pan, ms, tmp_path):
     assert_user_error(result, "plain.txt")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_output_folder_not_writable(pan, ms, tmp_path):
-    locked = tmp_path / "ro"
+def test_output_folder_not_writable(public_inputs, as_nobody):
+    pan, ms, folder = public_inputs
+    locked = folder / "ro"
     locked.mkdir()
     locked.chmod(0o555)
-    result = run(["--hires", pan, "--lores", ms, "-o", locked / "o.h5", "--tile-size-m", "60"])
-    assert_user_error(result, "not writable")
+    args = ["--hires", str(pan), "--lores", str(ms), "-o", str(locked / "o.h5"), "--tile-size-m", "60"]
+    result = run_process(as_nobody([SALIBI, "align", *args]))
+    assert_user_error(result, f"-o {locked / 'o.h5'}: folder {locked} is not writable", folder=locked)
+    assert list(locked.iterdir()) == []
+
+
+def test_an_output_that_cannot_be_written_whole_is_one_line_and_leaves_nothing(pan, ms, tmp_path):
+    """A file size limit makes the writes fail midway, as a full disk does (tests/faults/test_full_disk.py
+    fills a real one, as root): one line, nothing left behind, and the process ends normally (HDF5
+    cannot close a file whose writes failed: trying crashed the process, SIGSEGV)."""
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+
+    out = tmp_path / "o.h5"
+    args = ["align", "--hires", str(pan), "--lores", str(ms), "--tile-size-m", "30", "-o", str(out)]
+    result = run_process([SALIBI, *args], preexec_fn=limit_file_size)
+    assert_user_error(result, f"-o {out}: could not be written (File too large); nothing was written", folder=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    result = run_process([SALIBI, *args])
+    assert result.exit_code == 0, result.stderr
+    assert h5py.is_hdf5(out) and sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]
 
 
 def test_existing_output_is_refused(pan, ms, tmp_path):

@@ -33,3 +33,12 @@ def test_head_out_of_range_and_zero_gsd(tmp_path):
     assert result.exit_code == 1 and "--head 9" in result.output
     result = runner.invoke(cli, ["bias", "--query", "4x4@0", "--key", "4x4@1", "-o", str(tmp_path / "b.png")])
     assert result.exit_code == 1 and "gsd" in result.output
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
+    out = tmp_path / "no" / "b.png"
+    result = CliRunner().invoke(cli, ["bias", "--query", "4x4@1", "--key", "4x4@1", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {out}: could not be written (No such file or directory); choose another output path"
+    ]

@@ -1,5 +1,6 @@
 """The fault matrix's tools: the real command in fresh processes, signals to a process group, to the
-launcher or to one rank, a small tmpfs for a full disk, and an unprivileged user for permissions."""
+launcher or to one rank, and a small tmpfs for a full disk (an unprivileged user for permissions,
+``as_nobody`` and ``public_tmp``, is in tests/conftest.py: the other tests use it too)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 SALIBI = str(Path(sys.executable).with_name("salibi"))
 #: One thread per process keeps multi-process runs quick on a shared 2-core machine.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
-NOBODY = 65534
 
 
 def run_salibi(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -172,26 +171,6 @@ def tmpfs(tmp_path) -> Iterator[Tmpfs]:
     disk = Tmpfs(tmp_path / "disk")
     yield disk
     disk.unmount()
-
-
-def as_nobody(command: list[str]) -> list[str]:
-    """``command`` as the unprivileged user ``nobody`` (the tests run as root in CI, and root
-    reads and writes whatever the permissions say); skipped where that cannot be done."""
-    if os.geteuid() != 0:
-        return command  # already unprivileged
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is needed to run a command as an unprivileged user")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *command]
-
-
-@pytest.fixture
-def public_tmp() -> Iterator[Path]:
-    """A folder every user may enter (pytest's own are root's alone), removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="salibi-faults-"))
-    folder.chmod(0o777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}

@@ -12,7 +12,7 @@ import stat
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from salibi.cli import cli
 
 from .bad_input_table import CASES, NON_UTF8, Case, markdown
-from .conftest import ENV, REPO, SALIBI, align_pair, as_nobody
+from .conftest import ENV, REPO, SALIBI, align_pair
 
 DOCS = REPO / "docs" / "BAD_INPUT.md"
 
@@ -83,7 +83,7 @@ def expected_line(case: Case) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in case.message.split("…")))
 
 
-def run_case(case: Case, argv: list[str]) -> tuple[int, str, str]:
+def run_case(case: Case, argv: list[str], as_nobody: Callable[[list[str]], list[str]]) -> tuple[int, str, str]:
     """Exit status, stderr and stdout of ``salibi argv``."""
     if case.unprivileged or case.id == "align-non-utf8":
         command = [SALIBI, *argv]
@@ -109,7 +109,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize("case", ROWS)
-def test_bad_input_gives_its_one_line_and_changes_nothing(case: Case, inputs: dict[str, Path]):
+def test_bad_input_gives_its_one_line_and_changes_nothing(case: Case, inputs: dict[str, Path], as_nobody):
     if case.needs_no_gpu:
         import torch
 
@@ -125,7 +125,7 @@ def test_bad_input_gives_its_one_line_and_changes_nothing(case: Case, inputs: di
     argv = [case.command, *(arg.format(case=folder, **places) for arg in case.args)]
     before = snapshot(base)
     try:
-        status, stderr, stdout = run_case(case, argv)
+        status, stderr, stdout = run_case(case, argv, as_nobody)
     finally:
         after = snapshot(base)
         pwned = Path("/tmp/salibi-bad-input-pwned")

@@ -106,6 +106,17 @@ def test_an_aligned_set_is_flushed_before_it_is_renamed(tmp_path, samples, sysca
     _flushed_before_renamed(syscalls, out, staged)
 
 
+def test_a_bias_png_is_flushed_before_it_is_renamed(tmp_path, syscalls):
+    from salibi.bias import parse_grid, render_bias_png
+
+    out = render_bias_png(parse_grid("4x4@10"), parse_grid("8x8@5"), tmp_path / "bias.png")
+    assert out.read_bytes().startswith(b"\x89PNG")
+    staged = [Path(p) for kind, p in syscalls if kind == "fsync" and Path(p).name.startswith(".bias.png.")]
+    assert len(staged) == 1
+    _flushed_before_renamed(syscalls, out, staged)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bias.png"]
+
+
 #: Modules allowed to rename: the durable writer itself.
 RENAMERS = {"python/salibi/fileio.py"}
 

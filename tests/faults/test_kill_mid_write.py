@@ -58,7 +58,6 @@ def test_align_killed_while_writing_its_output(samples, tmp_path):
         assert f.attrs["format"] == "salibi-aligned" and f["hires"]["data"].shape[0] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="align: a killed run's staging file (.set.h5.*.tmp) stays beside the output")
 def test_align_run_again_clears_what_a_killed_run_left(samples, tmp_path):
     out = tmp_path / "set.h5"
     sn6 = samples / "spacenet6_rotterdam"

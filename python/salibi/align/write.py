@@ -4,14 +4,17 @@
 strip by strip (:mod:`salibi.align.strips`) into a :class:`ChipWriter` that appends chips and
 keeps per-band statistics over the training chips, checks that something usable is left,
 writes the attributes of format ``salibi-aligned`` (DESIGN.md "Data formats"), and renames the
-file onto the output once it is flushed to disk. On any failure the temporary file is removed.
+file onto the output once it is flushed to disk. On any failure the temporary file is removed; a
+write that fails (a full disk) is one :class:`salibi.errors.OutputError` naming the output, raised
+after the batch of chips it belonged to (:func:`salibi.fileio.staging_hdf5` keeps it from HDF5).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +27,8 @@ from salibi.align.inputs import Modality
 from salibi.align.split import TRAIN, SpatialSplit, split_block_size
 from salibi.align.strips import ChipCutter, chip_row_bytes, cut_in_strips
 from salibi.align.summary import AlignSummary
-from salibi.errors import InputError, OutputExistsError
-from salibi.fileio import staging_file
+from salibi.errors import InputError, OutputError, OutputExistsError, SalibiError
+from salibi.fileio import StagedHDF5, staging_hdf5
 from salibi.progress import RateProgress
 from salibi.vocabulary import ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION
 
@@ -85,9 +88,11 @@ class BandStats:
 
 
 class ChipWriter:
-    """Appends chips to the HDF5 datasets (one sample per chunk) and keeps train statistics."""
+    """Appends chips to the HDF5 datasets (one sample per chunk) and keeps train statistics;
+    ``check`` after each append raises a write that failed."""
 
-    def __init__(self, f: h5py.File, modalities: list[Modality]) -> None:
+    def __init__(self, f: h5py.File, modalities: list[Modality], check: Callable[[], None] = lambda: None) -> None:
+        self.check = check
         self.count = 0
         self.train = 0
         self.val = 0
@@ -111,6 +116,7 @@ class ChipWriter:
         for dataset, values in columns:
             dataset.resize(n1, axis=0)
             dataset[n0:n1] = values
+        self.check()
         train = labels == TRAIN
         if train.any():
             for m, values in chips.items():
@@ -121,20 +127,40 @@ class ChipWriter:
 
 
 @contextmanager
-def staged_hdf5(output: Path) -> Iterator[h5py.File]:
-    """An HDF5 file open for writing under a temporary name beside ``output``: closed, flushed to
-    disk and renamed onto ``output`` when the block succeeds, removed when it fails."""
-    import h5py
-
-    with ExitStack() as stack:  # exits in reverse: the file is closed before it is renamed
+def staged_hdf5(output: Path) -> Iterator[StagedHDF5]:
+    """An HDF5 file open for writing under a temporary name beside ``output`` (:func:`staging_hdf5`):
+    closed, flushed to disk and renamed onto ``output`` when the block succeeds, removed when it
+    fails. Call :func:`checked` around its ``check()`` and ``close()``."""
+    with ExitStack() as stack:
         try:
-            staging = stack.enter_context(staging_file(output))
-            f = stack.enter_context(h5py.File(staging, "w"))
+            staged = stack.enter_context(staging_hdf5(output))
         except OSError as err:
             raise InputError(
-                f"-o {output}: cannot write in {output.parent} ({err}); choose another output path"
+                f"-o {output}: cannot write in {output.parent} ({err.strerror or err}); choose another output path"
             ) from None
-        yield f
+        yield staged
+
+
+def checked(output: Path, step: Callable[[], None]) -> None:
+    """``step`` (a check or the close of the staged file), a failed write as the error that names
+    the output and what to do."""
+    try:
+        step()
+    except SalibiError:
+        raise
+    except OSError as err:
+        raise OutputError(_write_failed(output, err)) from None
+
+
+def _write_failed(output: Path, err: OSError) -> str:
+    folder = output.parent if str(output.parent) else Path(".")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        return (
+            f"-o {output}: {what} in {folder}; nothing was written: free some space there or choose another output path"
+        )
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    return f"-o {output}: could not be written ({reason}); nothing was written: choose another output path"
 
 
 def write_aligned_set(
@@ -156,14 +182,16 @@ def write_aligned_set(
     block = split_block_size(grid.rows, grid.cols, val_fraction, chip_row_bytes(modalities, grid.cols))
     split = SpatialSplit(grid.rows, grid.cols, block, val_fraction, seed)
     cutter = ChipCutter(modalities, grid, max_nodata)
-    with staged_hdf5(output) as f:
-        writer = ChipWriter(f, modalities)
+    with staged_hdf5(output) as staged:
+        f = staged.file
+        writer = ChipWriter(f, modalities, lambda: checked(output, staged.check))
         # On a terminal only, and gone when done (the summary follows): logs and error output
         # stay one clear line.
         with RateProgress("aligning", "chips", cells, progress, plain_every=None, transient=True) as bar:
             cut_in_strips(cutter, split, writer, bar)
         _check_chips_left(split, writer, cutter.over_limit, max_nodata)
         _write_attributes(f, writer, modalities, target, footprint, tile_size_m, block, seed, max_nodata, val_fraction)
+        checked(output, staged.close)  # the chips still in HDF5's caches are written here
 
     kept = int(split.kept.sum())
     return AlignSummary(
