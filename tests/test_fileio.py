@@ -135,3 +135,12 @@ def test_an_hdf5_file_whose_writes_fail_is_given_up_cleanly(tmp_path, when, limi
     )
     assert result.returncode == 0, (result.returncode, result.stderr)  # -11: SIGSEGV
     assert result.stdout.splitlines() == ["27 []", "27 []"], result.stdout + result.stderr  # EFBIG, nothing left
+
+
+def test_write_json_is_strict_json_with_missing_metrics_as_null(tmp_path):
+    import json
+
+    path = fileio.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": (2, "x")})
+    text = path.read_text()
+    assert json.loads(text) == {"a": None, "b": [1.5, None], "c": [2, "x"]}
+    assert "NaN" not in text and "Infinity" not in text and text.endswith("\n")

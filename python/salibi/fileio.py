@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import re
 import shutil
@@ -41,6 +43,7 @@ __all__ = [
     "staging_file",
     "staging_hdf5",
     "write_atomic",
+    "write_json",
 ]
 
 #: This machine in staging names: the first label of the host name, in letters, digits and dashes.
@@ -205,6 +208,22 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     with staging_file(path) as staging:
         staging.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], document: Any) -> Path:
+    """:func:`write_atomic` of ``document`` as strict JSON (indent 1): NaN and infinities (a
+    metric with nothing to measure) become null, which every JSON reader accepts."""
+    return write_atomic(path, json.dumps(_finite_or_null(document), indent=1, allow_nan=False) + "\n")
 
 
 # -- HDF5 --------------------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ The ``majority`` protocol (chance) appears under every name and has no differenc
 from __future__ import annotations
 
 import io
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,9 @@ from typing import Any
 from salibi.ablate.differences import paired_difference, run_result, variant_value
 from salibi.ablate.plan import REFERENCE
 from salibi.ablate.random_init import RANDOM_INIT
+from salibi.eval.report import format_interval, format_number
 from salibi.eval.results import headline_metric
-from salibi.fileio import write_atomic
+from salibi.fileio import write_atomic, write_json
 
 __all__ = ["ABLATION_FORMAT", "build_document", "markdown_report", "summary_text", "write_chart", "write_document"]
 
@@ -108,30 +107,8 @@ def _excludes_zero(interval: Any) -> bool:
     return bool(interval.low > 0 or interval.high < 0)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_document(document: Mapping[str, Any], path: Path) -> Path:
-    return write_atomic(path, json.dumps(_json_safe(dict(document)), indent=1, allow_nan=False) + "\n")
-
-
-def _number(value: Any, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-def _pair(pair: Any) -> str:
-    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
-        return "–"
-    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+    return write_json(path, dict(document))
 
 
 def _names(document: Mapping[str, Any]) -> list[str]:
@@ -192,11 +169,11 @@ def summary_text(document: Mapping[str, Any]) -> str:
                 continue
             interval = intervals[name][task][protocol].get(metric)
             diff = differences.get(name, {}).get(task, {}).get(protocol, {}).get(metric)
-            delta = _number(diff["delta"], True) if diff else "–"
-            paired = _pair(diff["interval"]) if diff else "–"
+            delta = format_number(diff["delta"], True) if diff else "–"
+            paired = format_interval(diff["interval"]) if diff else "–"
             lines.append(
-                f"| {task} | {protocol} | {metric} | {name} | {_number(value)} | {_pair(interval)} | {delta} | "
-                f"{paired} | {_number(chance)} |"
+                f"| {task} | {protocol} | {metric} | {name} | {format_number(value)} | {format_interval(interval)} | {delta} | "
+                f"{paired} | {format_number(chance)} |"
             )
     chance_only = sorted(set(variants.get(REFERENCE, {})) - {task for task, _, _ in _rows(document)})
     if chance_only:
@@ -228,7 +205,7 @@ def _reading(document: Mapping[str, Any]) -> list[str]:
             diff = differences.get(name, {}).get(task, {}).get(protocol, {}).get(metric)
             if not diff:
                 continue
-            text = f"{name} {_number(diff['delta'], True)} {_pair(diff['interval'])}"
+            text = f"{name} {format_number(diff['delta'], True)} {format_interval(diff['interval'])}"
             (apart if diff["excludes_zero"] else overlapping).append(text)
         n = document.get("n_test", {}).get(task, "?")
         parts = []

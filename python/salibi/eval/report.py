@@ -18,7 +18,7 @@ from typing import Any
 
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
 from salibi.eval.results import headline_metric, upgrade_document
-from salibi.fileio import write_atomic
+from salibi.fileio import write_atomic, write_json
 
 __all__ = [
     "OutputPaths",
@@ -36,17 +36,6 @@ __all__ = [
 
 _METRIC_ORDER = ("accuracy", "f1_micro", "map_micro", "f1_macro", "miou", "pixel_accuracy")
 _SUMMARY_SUFFIXES = ("_std", "_iqm")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities (a metric with nothing to measure) become null: strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 class OutputPaths:
@@ -95,7 +84,7 @@ def open_output(output: str | os.PathLike[str], overwrite: bool = False) -> tupl
 def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``results`` as strict JSON (NaN as null) to ``path``."""
     path = Path(path)
-    write_atomic(path, (json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n").encode())
+    write_json(path, results)
     return path
 
 
@@ -112,23 +101,34 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _number(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_number(value: Any, signed: bool = False) -> str:
+    """A metric in a table: three decimals (with its sign for a difference), "n/a" when missing."""
+    if _missing(value):
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def format_interval(pair: Any) -> str:
+    """An interval in a table, "[low, high]"; "–" when there is none."""
+    if not pair or any(_missing(v) for v in pair):
+        return "–"
+    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
 
 
 def _format(metrics: dict[str, Any], name: str) -> str:
     value = metrics.get(name)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "n/a"
     std = metrics.get(f"{name}_std")
     return f"{value:.3f} ± {std:.3f}" if std is not None and f"{name}_std" in metrics else f"{value:.3f}"
 
 
 def _interval(intervals: dict[str, Any], name: str) -> str:
-    pair = intervals.get(name)
-    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
-        return "–"
-    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+    return format_interval(intervals.get(name))
 
 
 def _metrics_of(result: dict[str, Any]) -> list[str]:
@@ -141,7 +141,7 @@ def _seeds_cell(results: dict[str, Any], protocol: str, metrics: dict[str, Any],
     if info.get("deterministic"):
         return "deterministic"
     if f"{metric}_iqm" in metrics:
-        return f"{results.get('seeds', '?')} (IQM {_number(metrics[f'{metric}_iqm'])})"
+        return f"{results.get('seeds', '?')} (IQM {format_number(metrics[f'{metric}_iqm'])})"
     return "1"
 
 
@@ -152,7 +152,7 @@ def _protocol_rows(results: dict[str, Any], tasks: dict[str, Any], intervals: di
         for protocol, metrics in sorted(tasks[task].items()):
             for metric in _metrics_of(metrics):
                 interval = _interval(intervals.get(task, {}).get(protocol, {}), metric)
-                reference = "–" if protocol == "majority" else _number(chance.get(metric))
+                reference = "–" if protocol == "majority" else format_number(chance.get(metric))
                 seeds = _seeds_cell(results, protocol, metrics, metric)
                 rows.append(
                     f"| {task} | {protocol} | {metric} | {_format(metrics, metric)} | {interval} | {reference} | {seeds} |"
@@ -219,7 +219,7 @@ def partition_table(results: dict[str, Any]) -> str:
                 continue
             metric = found[0]
             interval = _interval(results["partition_intervals"][partition][task][protocol], metric)
-            chance = _number(by_partition[partition][task].get("majority", {}).get(metric))
+            chance = format_number(by_partition[partition][task].get("majority", {}).get(metric))
             lines.append(
                 f"| {task} | {protocol} | {partition} | {sizes.get((task, partition), '?')} | {metric} | "
                 f"{_format(metrics, metric)} | {interval} | {chance} |"
@@ -295,7 +295,7 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def _error_bar(value: float, pair: Any) -> tuple[float, float]:
-    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
+    if not pair or any(_missing(v) for v in pair):
         return 0.0, 0.0
     return max(0.0, value - pair[0]), max(0.0, pair[1] - value)
 
