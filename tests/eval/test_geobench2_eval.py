@@ -142,3 +142,14 @@ def test_features_choice_and_benchmark_on_the_command_line(root, checkpoint, tmp
     assert v1.exit_code == 1 and "applies to GEO-Bench-2" in v1.output
     forced = CliRunner().invoke(cli, [*args, "--overwrite", "--benchmark", "geobench2", "--tasks", "nothing"])
     assert forced.exit_code == 1 and "nothing" in forced.output
+
+
+def test_partitions_all_on_geobench2_is_the_one_train_split(root, checkpoint):
+    """GEO-Bench-2 has no train-size partitions: the curve of each task is one point, its whole
+    train split (as 1.00x_train), not a failure naming the partitions it lacks."""
+    document = evaluate_geobench(
+        checkpoint, root=root, tasks="benv2", protocols="majority", partitions="all", device="cpu", settings=FAST
+    )
+    assert not document["failed"], document["failed"]
+    assert document["partition"] == "1.00x_train" and list(document["partition_results"]) == ["1.00x_train"]
+    assert "majority" in document["tasks"]["benv2"]

@@ -185,10 +185,14 @@ def _plan(
     train: dict[str, None] = {}
     rows: dict[str, list[str]] = {}
     available = set(task.partitions())
+    source = {name: name for name in partitions}
+    if all_partitions and not available.intersection(partitions):
+        # No train-size partitions (GEO-Bench-2): the curve is one point, the whole train split.
+        source = {partitions[-1]: "default"}
     for name in partitions:
-        if all_partitions and name not in available and name != "default":
+        if name not in source or (all_partitions and source[name] not in available and name != "default"):
             continue  # --partitions all: the train-size partitions this task has
-        names = task.partition(name)["train"]
+        names = task.partition(source[name])["train"]
         if not names:
             raise InputError(f"task {task.name}: partition {name!r} has an empty train split")
         rows[name] = names
