@@ -13,6 +13,10 @@ DEPS   := $(VENV)/.deps-installed
 CORE   := $(VENV)/.core-built
 RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): about half the tests wait on the processes they start, so two
+# workers keep two cores busy; each test file stays in one worker (its fixtures are built once).
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -25,7 +29,7 @@ test: lint test-rust test-python
 
 # The quick loop while editing: no slow and no GPU tests.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow and not cuda" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow and not cuda" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check python tests data
@@ -37,7 +41,7 @@ test-rust:
 	cargo test -p salibi-core --release --quiet
 
 test-python: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 bench: install
 	cargo bench -p salibi-core

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (make test runs two workers) each worker and the commands it starts use one
+# thread: two workers of two threads each on two cores slow every torch test down.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 #: Real data that may be read in place but never copied into the project (see data/README.md).
