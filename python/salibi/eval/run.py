@@ -46,8 +46,9 @@ from salibi.eval.benchmarks import open_benchmark
 from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench import Task, default_root
+from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
 from salibi.eval.segmentation_heads import SEG_STEPS
-from salibi.vocabulary import PROTOCOLS, TRAIN_SIZE_PARTITIONS
+from salibi.vocabulary import PROTOCOLS
 
 __all__ = ["APPLIES_TO", "PROTOCOLS", "RunOutput", "checkpoint_bands", "evaluate_geobench", "evaluate_task"]
 
@@ -123,105 +124,11 @@ def checkpoint_bands(model: Any) -> tuple[dict[str, list[str]], dict[str, float 
     return bands, gsd
 
 
-def _parse_list(value: str | Iterable[str] | None) -> list[str]:
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [i.strip() for i in items if i and i.strip()]
-
-
-def resolve_partitions(partition: str, partitions: str | Iterable[str] | None) -> list[str]:
-    """The partitions to evaluate: ``partitions`` (``all`` = every train-size partition) or the one ``partition``."""
-    wanted = _parse_list(partitions)
-    if not wanted:
-        return [partition]
-    if wanted == ["all"]:
-        return list(TRAIN_SIZE_PARTITIONS)
-    if "all" in wanted:
-        raise InputError(f"--partitions {','.join(wanted)}: give 'all' alone or a list of partition names")
-    return list(dict.fromkeys(wanted))
-
-
-class _Rows:
-    """Rows ``rows`` of a (possibly memory-mapped) array, indexed lazily by the heads."""
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
-        self.array, self.rows = array, rows
-        self.shape = (len(rows), *array.shape[1:])
-        self.ndim = array.ndim
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, pick: Any) -> np.ndarray:
-        return np.asarray(self.array[self.rows[pick]])
-
-
-def _subset(array: np.ndarray | None, rows: np.ndarray) -> Any:
-    if array is None or (len(rows) == len(array) and np.array_equal(rows, np.arange(len(array)))):
-        return array
-    if isinstance(array, np.memmap) or array.ndim > 2:
-        return _Rows(array, rows)
-    return array[rows]
-
-
-@dataclass
-class _TaskPlan:
-    splits: dict[str, list[str]]  # train (union over partitions), valid, test
-    partition_rows: dict[str, np.ndarray]  # partition -> rows of the train union
-    pending: list[tuple[str, str, int]]  # (partition, protocol, seed)
-
-
-def _plan(
-    task: Task,
-    partitions: list[str],
-    protocols: Sequence[str],
-    seeds: int,
-    finished: dict[R.RunKey, dict[str, Any]],
-    settings: P.ProtocolSettings,
-    all_partitions: bool,
-) -> _TaskPlan:
-    default = task.partition("default")
-    train: dict[str, None] = {}
-    rows: dict[str, list[str]] = {}
-    available = set(task.partitions())
-    source = {name: name for name in partitions}
-    if all_partitions and not available.intersection(partitions):
-        # No train-size partitions (GEO-Bench-2): the curve is one point, the whole train split.
-        source = {partitions[-1]: "default"}
-    for name in partitions:
-        if name not in source or (all_partitions and source[name] not in available and name != "default"):
-            continue  # --partitions all: the train-size partitions this task has
-        names = task.partition(source[name])["train"]
-        if not names:
-            raise InputError(f"task {task.name}: partition {name!r} has an empty train split")
-        rows[name] = names
-        train.update(dict.fromkeys(names))
-    if not rows:
-        raise InputError(f"task {task.name} has none of the partitions {', '.join(partitions)}")
-    if not default["test"]:
-        raise InputError(f"task {task.name}: the default partition has an empty test split")
-    union = list(train)
-    position = {n: i for i, n in enumerate(union)}
-    pending = []
-    for name in rows:
-        for protocol in protocols:
-            for seed in [0] if protocol in P.DETERMINISTIC else range(seeds):
-                done = finished.get((task.name, protocol, name, seed))
-                if done is None or done.get("parameters") != settings.parameters(protocol):
-                    pending.append((name, protocol, seed))
-    return _TaskPlan(
-        {"train": union, "valid": default["valid"], "test": default["test"]},
-        {name: np.array([position[n] for n in names], dtype=np.int64) for name, names in rows.items()},
-        pending,
-    )
-
-
 def _extract(
     model: Any,
     task: Task,
     inputs: TaskInputs,
-    plan: _TaskPlan,
+    plan: TaskPlan,
     protocols: Sequence[str],
     batch_size: int,
     device: Any,
@@ -274,9 +181,9 @@ def _inputs_for(kind: str, n_classes: int, features: dict[str, SplitFeatures], r
         valid_y=valid.labels if valid is not None else train.labels[:0],
         test_x=test.pooled,
         test_y=test.labels,
-        train_tokens=_subset(train.tokens, rows),
+        train_tokens=subset(train.tokens, rows),
         test_tokens=test.tokens,
-        train_blocks=_subset(train.block_tokens, rows),
+        train_blocks=subset(train.block_tokens, rows),
         test_blocks=test.block_tokens,
         grid=train.grid,
         label_px_per_token=train.label_px_per_token,
@@ -287,7 +194,7 @@ def evaluate_task(
     model: Any,
     task: Task,
     inputs: TaskInputs,
-    plan: _TaskPlan,
+    plan: TaskPlan,
     protocols: Sequence[str],
     settings: P.ProtocolSettings,
     batch_size: int = 64,
@@ -396,16 +303,16 @@ def evaluate_geobench(
     result: then :class:`~salibi.errors.TasksFailedError` (the first failure, the others named; its
     ``failed`` has every reason), with nothing passed to ``on_update`` and the held lines not logged.
     """
-    protocol_list = P.normalise_protocols(_parse_list(protocols))
+    protocol_list = P.normalise_protocols(parse_list(protocols))
     if seeds < 1:
         raise InputError(f"--seeds {seeds}: must be at least 1")
     settings = settings or P.ProtocolSettings(seg_linear_steps=seg_steps)
     partition_list = resolve_partitions(partition, partitions)
-    all_partitions = _parse_list(partitions) == ["all"]
+    all_partitions = parse_list(partitions) == ["all"]
     root_path = Path(root).expanduser() if root is not None else default_root()
     found = open_benchmark(root_path, benchmark, features)
     available = found.tasks
-    wanted = _parse_list(tasks) or sorted([*available, *found.skipped])
+    wanted = parse_list(tasks) or sorted([*available, *found.skipped])
     missing = [t for t in wanted if t not in available and t not in found.skipped]
     if missing:
         raise InputError(
@@ -474,7 +381,7 @@ def evaluate_geobench(
                 document["skipped"][name] = inputs.reason
                 say(f"{name}: skipped: {inputs.reason}")
                 continue
-            plan = _plan(task, partition_list, applicable, seeds, finished, settings, all_partitions)
+            plan = plan_task(task, partition_list, applicable, seeds, finished, settings, all_partitions)
             needs_features = save_features is not None and not features_path(save_features, name, "test").exists()
             if not plan.pending and not needs_features:
                 say(f"{name}: every run already in the results; skipped")
