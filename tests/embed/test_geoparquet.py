@@ -1,14 +1,16 @@
-"""GeoParquet output read back with geopandas and pyarrow: CRS, footprints equal to rasterio's chip
-bounds, embeddings equal to the HDF5 output's; one file per CRS or reprojected with --crs; resume.
+"""GeoParquet output read back with geopandas, pyarrow and DuckDB's spatial extension: CRS,
+footprints equal to rasterio's chip bounds, embeddings equal to the HDF5 output's; one file per
+CRS or reprojected with --crs; resume.
 
-DuckDB is not installed here and its spatial extension cannot be downloaded, so the file is checked
-against the GeoParquet 1.1 metadata with pyarrow and read with geopandas.read_parquet instead.
+DuckDB cannot download its extensions here; the spatial extension comes from PyPI
+(duckdb-extension-spatial, built for the pinned duckdb) and is loaded from its file.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import geopandas
 import numpy as np
@@ -45,6 +47,27 @@ def test_geopandas_reads_crs_footprints_and_embeddings(naip_parquet):
     for _, row in frame.sample(10, random_state=0).iterrows():
         np.testing.assert_array_equal(np.asarray(row["embedding"], np.float32), h5.embedding[h5.row_of(row["path"])])
     assert set(frame["bands"]) == {"1,2,3 (assumed)"} and set(frame["modality"]) == {"lores"}
+
+
+def test_duckdb_spatial_reads_the_footprints_with_their_crs(naip_parquet):
+    import duckdb
+    import duckdb_extension_spatial
+
+    extension = next(Path(duckdb_extension_spatial.__file__).parent.glob("extensions/*/spatial.duckdb_extension"))
+    con = duckdb.connect()
+    con.execute(f"LOAD '{extension}'")
+    path = naip_parquet / "naip.parquet"
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{path}')").fetchall())
+    assert types["geometry"] == "GEOMETRY('EPSG:26914')"  # the CRS read from the file's PROJJSON
+    rows = con.execute(
+        f"SELECT path, ST_GeometryType(geometry), ST_XMin(geometry), ST_YMax(geometry), ST_Area(geometry), "
+        f"len(embedding) FROM '{path}' ORDER BY path"
+    ).fetchall()
+    frame = geopandas.read_parquet(path).sort_values("path")
+    assert [r[0] for r in rows] == list(frame["path"]) and len(rows) == 154
+    for (_, kind, xmin, ymax, area, dim), geometry in zip(rows, frame.geometry):
+        assert kind == "POLYGON" and dim == 64
+        assert (xmin, ymax, area) == (geometry.bounds[0], geometry.bounds[3], geometry.area)
 
 
 def test_the_file_is_geoparquet_1_1(naip_parquet):
