@@ -3,7 +3,7 @@ chip grid) on real outputs."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -18,8 +18,6 @@ from salibi.embed.search import search
 from salibi.errors import InputError
 
 from .make_tiles import NAIP, make_checkpoint
-
-HAS_UMAP = importlib.util.find_spec("umap") is not None
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +61,30 @@ def test_search_by_file_embeds_it_with_the_same_checkpoint(mixed_run, mixed, che
         search(summary.output, "no/such/row.tif")
 
 
-def test_projection_map_falls_back_to_pca_without_umap(scene, tmp_path):
+@pytest.mark.slow  # numba compiles UMAP's kernels: about 40 s the first time
+def test_projection_map_uses_umap_and_separates_what_is_apart(scene, tmp_path):
     image = tmp_path / "map.png"
     summary = projection_map(scene, image, method="auto", colour_by="cluster", clusters=4)
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and summary.rows == 154
-    if HAS_UMAP:
-        assert summary.method == "umap"
-    else:
-        assert summary.method == "pca" and "umap-learn is not installed" in summary.notes[0]
-        with pytest.raises(InputError, match=r"pip install 'salibi\[umap\]', or use --method pca"):
-            projection_map(scene, tmp_path / "umap.png", method="umap")
+    assert summary.method == "umap" and summary.notes == []
+    # Two groups far apart in 64 dimensions stay apart in the plane, the same way for a seed.
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([rng.normal(0, 1, (40, 64)), rng.normal(8, 1, (40, 64))]).astype(np.float32)
+    coords, used, _ = project(vectors, "umap", seed=3)
+    assert used == "umap" and coords.shape == (80, 2)
+    nearest = np.linalg.norm(coords[:, None] - coords[None], axis=-1).argsort(axis=1)[:, 1]
+    assert ((nearest < 40) == (np.arange(80) < 40)).all()
+    np.testing.assert_array_equal(project(vectors, "umap", seed=3)[0], coords)
+
+
+def test_projection_map_falls_back_to_pca_without_umap(scene, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # what a missing umap-learn does to ``import umap``
+    image = tmp_path / "map.png"
+    summary = projection_map(scene, image, method="auto", colour_by="cluster", clusters=4)
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and summary.rows == 154
+    assert summary.method == "pca" and "umap-learn is not installed" in summary.notes[0]
+    with pytest.raises(InputError, match=r"pip install 'salibi\[umap\]', or use --method pca"):
+        projection_map(scene, tmp_path / "umap.png", method="umap")
     coords, used, _ = project(read_embeddings(scene).embedding, "pca")
     reference = PCA(n_components=2, random_state=0).fit_transform(read_embeddings(scene).embedding.astype(np.float64))
     assert used == "pca"

@@ -70,7 +70,9 @@ def project(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
                 ) from None
             notes.append("umap-learn is not installed (pip install 'salibi[umap]'): projected with PCA instead")
         else:
-            reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(vectors) - 1)))
+            # Seeded for a reproducible map, which UMAP runs on one thread: said here, not warned about.
+            neighbours = min(15, max(2, len(vectors) - 1))
+            reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=neighbours, n_jobs=1)
             return np.asarray(reducer.fit_transform(vectors)), "umap", notes
     return _pca(vectors, 2), "pca", notes
 
