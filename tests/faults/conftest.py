@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bigearthnet_pair import align_pair
+
 REPO = Path(__file__).resolve().parents[2]
 SALIBI = str(Path(sys.executable).with_name("salibi"))
 #: One thread per process keeps multi-process runs quick on a shared 2-core machine.
@@ -114,25 +116,6 @@ def checkpoint_steps(run: Path) -> list[int]:
     return (
         sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*")) if (run / "checkpoints").exists() else []
     )
-
-
-def align_pair(samples: Path, output: Path) -> Path:
-    """25 chips of 240 m (24 px at 10 m) of a shipped BigEarthNet pair, all for training."""
-    from salibi.align import align
-
-    pair = ("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48", "S2A_MSIL2A_20170613T101031_87_48")
-    s1, s2 = (samples / "bigearthnet" / name for name in pair)
-    align(
-        sar=[s1 / f"{pair[0]}_VV.tif", s1 / f"{pair[0]}_VH.tif"],
-        lores=[s2 / f"{pair[1]}_{band}.tif" for band in ("B04", "B03", "B02", "B08")],
-        output=output,
-        tile_size_m=240,
-        gsd={"sar": 10.0, "lores": 10.0},
-        val_fraction=0.0,
-        band_names={"sar": ["VV", "VH"], "lores": ["B04", "B03", "B02", "B08"]},
-        progress=False,
-    )
-    return output
 
 
 @pytest.fixture(scope="session")
