@@ -38,13 +38,17 @@ def test_finished_files_and_folders_get_the_mode_open_and_mkdir_give(tmp_path, u
         (folder / "config.json").write_text("{}")
     with fileio.staging_hdf5(tmp_path / "set.h5") as staged:
         staged.file.attrs["format"] = "x"
+    from salibi.models import build, save_checkpoint
+
+    save_checkpoint(build("tiny", modalities=("lores",)), tmp_path / "model")
 
     def mode(name: str) -> int:
         return (tmp_path / name).stat().st_mode & 0o777
 
     assert mode("plain") == 0o666 & ~mask and mode("plain_dir") == 0o777 & ~mask
     assert {mode(written.name), mode("chart.png"), mode("set.h5"), mode("ckpt/config.json")} == {0o666 & ~mask}
-    assert mode("ckpt") == 0o777 & ~mask
+    assert mode("ckpt") == mode("model") == 0o777 & ~mask
+    assert mode("model/config.json") == 0o666 & ~mask
 
 
 def _owner() -> tuple[str, str]:

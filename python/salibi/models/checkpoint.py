@@ -120,7 +120,6 @@ def save_checkpoint(
     modalities, text = _describe(model, bands, gsd, mean, std, metadata)
     path = Path(path)
     with staging_dir(path) as staging:
-        staging.chmod(0o755)  # a temporary folder is private
         _write_files(model, staging, text)
     model.modality_info = modalities
     return path

@@ -171,7 +171,6 @@ def save_training_checkpoint(
 
     final = checkpoints_dir(run) / step_name(step)
     with staging_dir(final) as staging:
-        staging.chmod(0o755)  # a temporary folder is private
         write_model(staging)
         save_file(trainer_tensors, str(staging / TRAINER_TENSORS), metadata={"format": TRAINER_FORMAT})
         document = {"format": TRAINER_FORMAT, "format_version": TRAINER_FORMAT_VERSION, **trainer_meta}
