@@ -45,11 +45,15 @@ def test_pretrain_killed_while_saving_a_checkpoint(aligned_set, tmp_path):
     assert checkpoint_steps(run) == [4, 6, 8] and not list((run / "checkpoints").glob(".step_*"))
 
 
+def _align_command(samples, out):
+    sn6 = samples / "spacenet6_rotterdam"
+    return ["align", "--hires", str(sn6 / "pan1.tif"), "--lores", str(sn6 / "ms1.tif"), "--tile-size-m", "60",
+            "-o", str(out)]  # fmt: skip
+
+
 def test_align_killed_while_writing_its_output(samples, tmp_path):
     out = tmp_path / "set.h5"
-    sn6 = samples / "spacenet6_rotterdam"
-    command = ["align", "--hires", str(sn6 / "pan1.tif"), "--lores", str(sn6 / "ms1.tif"), "--tile-size-m", "60",
-               "-o", str(out)]  # fmt: skip
+    command = _align_command(samples, out)
     killed_at(r"/\.set\.h5\.[^/]*\.tmp$", *command)
     assert not out.exists()
     result = run_salibi(*command)
@@ -60,9 +64,7 @@ def test_align_killed_while_writing_its_output(samples, tmp_path):
 
 def test_align_run_again_clears_what_a_killed_run_left(samples, tmp_path):
     out = tmp_path / "set.h5"
-    sn6 = samples / "spacenet6_rotterdam"
-    command = ["align", "--hires", str(sn6 / "pan1.tif"), "--lores", str(sn6 / "ms1.tif"), "--tile-size-m", "60",
-               "-o", str(out)]  # fmt: skip
+    command = _align_command(samples, out)
     killed_at(r"/\.set\.h5\.[^/]*\.tmp$", *command)
     assert run_salibi(*command).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]

@@ -199,14 +199,9 @@ def write_random_init(spec: RunSpec, folder: Path, shared: dict[str, Any], log: 
     checkpoint = resolve_checkpoint(spec.folder)
     twin = untrained_twin(load_checkpoint(checkpoint), spec.seed)
     check_twin(twin, {n: {"sha256": d} for n, d in expected.items()}, str(spec.folder))
-    info = twin.modality_info
-    save_checkpoint(
+    save_checkpoint(  # bands, GSD and statistics: the twin's own, those of the run it mirrors
         twin,
         folder,
-        bands={m: info[m]["bands"] for m in twin.modalities},
-        gsd={m: info[m]["gsd"] for m in twin.modalities},
-        mean={m: info[m]["mean"] for m in twin.modalities},
-        std={m: info[m]["std"] for m in twin.modalities},
         step=0,
         random_init=True,
         seed=spec.seed,
