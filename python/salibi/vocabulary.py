@@ -29,6 +29,10 @@ BENCHMARKS: tuple[str, ...] = ("auto", "geobench", "geobench2")
 EVAL_FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
 #: Former protocol names still accepted: name -> the protocol it means now.
 PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
+#: salibi map's 2-D projections (auto: UMAP when umap-learn is installed, else PCA).
+MAP_METHODS: tuple[str, ...] = ("auto", "umap", "pca")
+#: What salibi map can colour points by: k-means clusters or a column of the output.
+MAP_COLOUR_COLUMNS: tuple[str, ...] = ("cluster", "modality", "source", "bands", "gsd")
 #: Train-size partitions of every GEO-Bench task (``<name>_partition.json``), smallest first.
 TRAIN_SIZE_PARTITIONS: tuple[str, ...] = tuple(
     f"{fraction}x_train" for fraction in ("0.01", "0.02", "0.05", "0.10", "0.20", "0.50", "1.00")

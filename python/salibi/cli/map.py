@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-COLOUR_COLUMNS = ("cluster", "modality", "source", "bands", "gsd")  # salibi.embed.maps.COLOUR_COLUMNS
+from salibi.vocabulary import MAP_COLOUR_COLUMNS, MAP_METHODS
 
 
 @click.command("map")
@@ -20,7 +20,7 @@ COLOUR_COLUMNS = ("cluster", "modality", "source", "bands", "gsd")  # salibi.emb
 )
 @click.option(
     "--method",
-    type=click.Choice(["auto", "umap", "pca"]),
+    type=click.Choice(MAP_METHODS),
     default="auto",
     show_default=True,
     help="2-D projection: UMAP (pip install 'salibi[umap]'), PCA, or auto (UMAP when installed).",
@@ -28,7 +28,7 @@ COLOUR_COLUMNS = ("cluster", "modality", "source", "bands", "gsd")  # salibi.emb
 @click.option(
     "--color-by",
     "colour_by",
-    type=click.Choice(COLOUR_COLUMNS),
+    type=click.Choice(MAP_COLOUR_COLUMNS),
     default="cluster",
     show_default=True,
     help="Colour of the points: a k-means cluster, or a column.",

@@ -23,11 +23,12 @@ import numpy as np
 from salibi.embed.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
 from salibi.fileio import staging_file, write_atomic
+from salibi.vocabulary import MAP_COLOUR_COLUMNS, MAP_METHODS
 
 __all__ = ["COLOUR_COLUMNS", "METHODS", "MapSummary", "project", "projection_map", "scene_map"]
 
-METHODS = ("auto", "umap", "pca")
-COLOUR_COLUMNS = ("cluster", "modality", "source", "bands", "gsd")
+METHODS = MAP_METHODS
+COLOUR_COLUMNS = MAP_COLOUR_COLUMNS
 SCENE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
