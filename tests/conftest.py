@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from http_server import FileServer
+
 # Under pytest-xdist (make test runs two workers) each worker and the commands it starts use one
 # thread: two workers of two threads each on two cores slow every torch test down.
 if "PYTEST_XDIST_WORKER" in os.environ:
@@ -96,3 +98,13 @@ def public_tmp() -> Iterator[Path]:
     folder.chmod(0o777)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[FileServer]:
+    """A real HTTP server (tests/http_server.py) serving ``server.root`` (a fresh folder) on
+    127.0.0.1 with Range requests and redirects (``server.redirect(name)``), stopped afterwards."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with FileServer(root) as server:
+        yield server
