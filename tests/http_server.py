@@ -6,12 +6,15 @@ byte ranges (``Range: bytes=A-B``, ``A-``, ``-N``: 206 with ``Content-Range``; 4
 file), counts the bytes of body it sent per path, and logs every request. Faults are queued per
 path and consumed one request at a time::
 
-    server.fail("/a.tif", Fault(status=503, headers={"Retry-After": "1"}))   # the next GET: 503
-    server.fail("/a.tif", Fault(truncate_to=100))   # full headers, then the body cut at 100 bytes
-    server.redirect("/old.tif", "/a.tif")           # every request: 302 to /a.tif
-    server.stop()                                   # down: connections refused from now on
+    with FileServer(root) as server:               # started; stopped when the block ends
+        server.url("a.tif")                         # http://127.0.0.1:PORT/a.tif
+        server.redirect("a.tif", hops=2)            # a URL that answers 302 twice, then serves a.tif
+        server.fail["/a.tif"] = 403                 # every request of /a.tif: 403 (until removed)
+        server.inject("/a.tif", Fault(status=503, headers={"Retry-After": "1"}))  # the next one: 503
+        server.inject("/a.tif", Fault(truncate_to=100))  # full headers, then the body cut at 100 bytes
+        server.stop()                               # down: connections refused from now on
 
-Use :func:`serve` (a context manager) or the ``http_server`` fixture of ``tests/conftest.py``.
+The ``http_server`` fixture of ``tests/conftest.py`` gives one serving a fresh folder.
 Loopback only; nothing here talks to another machine.
 """
 
@@ -23,12 +26,11 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_HOP = re.compile(r"^/_redirect/(\d+)/(.+)$")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: FileServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass  # the tests read server.requests instead
 
     def do_HEAD(self) -> None:
@@ -74,12 +76,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.record(Request(self.command, path, wanted, status, sent, arrived))
 
     def _respond(self, path: str, wanted: str | None, body: bool) -> tuple[int, int]:
+        hop = _HOP.match(path)
+        if hop is not None:  # /_redirect/N/NAME: 302 to /_redirect/N-1/NAME, the last to /NAME
+            left, name = int(hop[1]), hop[2]
+            location = f"/_redirect/{left - 1}/{name}" if left > 1 else f"/{name}"
+            return self._plain(302, "moved\n", {"Location": location}, body), 0
+        if path in self.server.fail:
+            status = self.server.fail[path]
+            return self._plain(status, f"failing with {status}\n", {}, body), 0
         fault = self.server.next_fault(path)
         if fault is not None and fault.status is not None:
             return self._plain(fault.status, f"injected {fault.status}\n", fault.headers, body), 0
-        location = self.server.redirects.get(path)
-        if location is not None:
-            return self._plain(302, "moved\n", {"Location": location}, body), 0
         file = self.server.file_of(path)
         if file is None:
             return self._plain(404, "not found\n", {}, body), 0
@@ -143,7 +150,8 @@ class FileServer(http.server.ThreadingHTTPServer):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = Path(root).resolve()
-        self.redirects: dict[str, str] = {}
+        #: URL path -> the status every request of it gets (until removed)
+        self.fail: dict[str, int] = {}
         self.requests: list[Request] = []
         self.sent: dict[str, int] = {}
         self._faults: dict[str, list[Fault]] = {}
@@ -151,9 +159,23 @@ class FileServer(http.server.ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+    def url(self, name: str) -> str:
+        """The URL of file ``name`` (a path relative to the root)."""
+        return f"{self.base_url}/{name.lstrip('/')}"
+
+    def redirect(self, name: str, hops: int = 1) -> str:
+        """A URL that answers ``302`` ``hops`` times before the file ``name`` is served."""
+        return f"{self.base_url}/_redirect/{hops}/{name.lstrip('/')}"
+
+    def __enter__(self) -> FileServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def start(self) -> FileServer:
         self._thread = threading.Thread(target=self.serve_forever, name="test-file-server", daemon=True)
@@ -176,13 +198,10 @@ class FileServer(http.server.ThreadingHTTPServer):
             return None
         return candidate
 
-    def fail(self, path: str, *faults: Fault) -> None:
-        """Queue faults for the next requests of ``path`` (a URL path such as ``/a.tif``)."""
+    def inject(self, path: str, *faults: Fault) -> None:
+        """Queue faults for the next requests of ``path`` (a URL path such as ``/a.tif``), one each."""
         with self._lock:
             self._faults.setdefault(path, []).extend(faults)
-
-    def redirect(self, path: str, location: str) -> None:
-        self.redirects[path] = location
 
     def next_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -198,24 +217,14 @@ class FileServer(http.server.ThreadingHTTPServer):
             self.sent[path] = self.sent.get(path, 0) + n
 
     def reset(self) -> None:
-        """Forget the requests, counts, faults and redirects so far."""
+        """Forget the requests, counts and faults so far."""
         with self._lock:
             self.requests.clear()
             self.sent.clear()
             self._faults.clear()
-            self.redirects.clear()
+            self.fail.clear()
 
     def bytes_sent(self, prefix: str = "/") -> int:
         """Bytes of body sent for paths starting with ``prefix``."""
         with self._lock:
             return sum(n for path, n in self.sent.items() if path.startswith(prefix))
-
-
-@contextmanager
-def serve(root: str | os.PathLike[str]) -> Iterator[FileServer]:
-    """A started :class:`FileServer` of ``root``, stopped afterwards."""
-    server = FileServer(root).start()
-    try:
-        yield server
-    finally:
-        server.stop()
