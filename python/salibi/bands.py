@@ -32,8 +32,10 @@ __all__ = [
     "S2_ORDER",
     "S2_WAVELENGTH",
     "WAVELENGTH_TOLERANCE",
+    "DEFAULT_BANDS",
     "BandIdentity",
     "band_from_file_name",
+    "band_label",
     "colour",
     "identify",
     "landsat_band_name",
@@ -74,6 +76,14 @@ LANDSAT_BANDS: dict[str, dict[str, tuple[str | None, float]]] = {
     },
 }  # fmt: skip
 WAVELENGTH_TOLERANCE = 0.04  # relative
+#: The bands each modality of a default model stands for (``DEFAULT_CHANNELS`` of
+#: :mod:`salibi.models.config`: VV/VH, RGB, RGB), in channel order; ``salibi fetch`` gets these
+#: unless ``--bands`` says otherwise.
+DEFAULT_BANDS: dict[str, tuple[str, ...]] = {
+    "sar": ("VV", "VH"),
+    "lores": ("B04", "B03", "B02"),
+    "hires": ("red", "green", "blue"),
+}
 
 _S2_NAME = re.compile(r"^\s*(?:S2[_ ]?)?B?0?(\d{1,2}|8A)(?:\b|\s*[-:]|_|$)", re.IGNORECASE)
 
@@ -145,6 +155,15 @@ def identify(name: str, sar: bool = False) -> BandIdentity:
     if band:
         return _sentinel2_identity(band)
     return BandIdentity(None)
+
+
+def band_label(identity: BandIdentity) -> str | None:
+    """The one name a band of this identity is written under (a GeoTIFF band description that
+    :func:`identify` reads back to it): ``s2:B04`` -> ``B04``, ``pol:VV`` -> ``VV``, ``colour:red`` -> ``red``;
+    None for an identity without a primary."""
+    if identity.primary is None:
+        return None
+    return identity.primary.split(":", 1)[1]
 
 
 def sentinel2_identity(band: str) -> BandIdentity:

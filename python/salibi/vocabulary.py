@@ -46,3 +46,5 @@ TRAINER_FORMAT, TRAINER_FORMAT_VERSION = "salibi-trainer-state", 1
 RUN_FORMAT, RUN_FORMAT_VERSION = "salibi-run", 1
 EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION = "salibi-eval-results", 2
 EVAL_FEATURES_FORMAT, EVAL_FEATURES_FORMAT_VERSION = "salibi-eval-features", 1
+#: ``salibi fetch``'s manifest.json (and its per-shard parts in manifests/).
+FETCH_FORMAT, FETCH_FORMAT_VERSION = "salibi-fetch", 1
