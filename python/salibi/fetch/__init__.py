@@ -1,0 +1,23 @@
+"""``salibi fetch``: a training set's scenes from STAC archives, as the Scale-ALiBi authors built theirs.
+
+For an area (``--bbox``, or web-mercator ``--tiles``) and dates, the catalog (Earth Search, the
+Planetary Computer or any STAC API) is searched per modality, optical scenes over the cloud limit
+are dropped, each optical scene is paired with the SAR (and high-res) scene of the same ground
+nearest in time, a greedy cover chooses the groups, and only the area's window of each asset is
+read (cloud-optimised GeoTIFFs over HTTP range requests) into ``DIR/<area>/<group>/<modality>-<bands>.tif``
+with ``DIR/manifest.json`` recording what and where from. ``salibi align DIR -o set.h5`` turns
+the folder into one aligned training set.
+
+The parts, one idea each: :mod:`.catalogs` (named catalogs, signing), :mod:`.hrefs` (what may be
+opened), :mod:`.search` (pystac-client through a guarded HTTP layer), :mod:`.assets` (assets by
+band metadata), :mod:`.areas` (box, tiles, shards), :mod:`.cover` (pairing, greedy cover),
+:mod:`.plan` (areas to groups and files), :mod:`.transfer` (windowed reads, retries, resume),
+:mod:`.netstats` (bytes downloaded), :mod:`.manifest` (``salibi-fetch`` v1, merging shards),
+:mod:`.run` (the whole command).
+"""
+
+from __future__ import annotations
+
+from salibi.fetch.run import FetchSummary, fetch
+
+__all__ = ["FetchSummary", "fetch"]
