@@ -18,6 +18,15 @@ band metadata), :mod:`.areas` (box, tiles, shards), :mod:`.cover` (pairing, gree
 
 from __future__ import annotations
 
-from salibi.fetch.run import FetchSummary, fetch
+from typing import Any
 
 __all__ = ["FetchSummary", "fetch"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the command line reads the catalogs' names without the rest.
+    if name in __all__:
+        from salibi.fetch import run
+
+        return getattr(run, name)
+    raise AttributeError(name)
