@@ -12,6 +12,7 @@ path and consumed one request at a time::
         server.fail["/a.tif"] = 403                 # every request of /a.tif: 403 (until removed)
         server.inject("/a.tif", Fault(status=503, headers={"Retry-After": "1"}))  # the next one: 503
         server.inject("/a.tif", Fault(truncate_to=100))  # full headers, then the body cut at 100 bytes
+        server.inject("/a.tif", Fault(hold=go, arrived=came))  # came.set() on arrival, answered once go is set
         server.stop()                               # down: connections refused from now on
 
 The ``http_server`` fixture of ``tests/conftest.py`` gives one serving a fresh folder.
@@ -36,11 +37,15 @@ _HOP = re.compile(r"^/_redirect/(\d+)/(.+)$")
 @dataclass(frozen=True)
 class Fault:
     """What one request gets instead of the file: an error ``status`` (with ``headers`` and a small
-    body) or, with ``truncate_to``, the file's headers and only that many bytes of its body."""
+    body) or, with ``truncate_to``, the file's headers and only that many bytes of its body. With
+    ``hold``, the answer waits until that event is set (``arrived`` is set when the request comes):
+    a transfer caught in the middle, for kill tests."""
 
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     truncate_to: int | None = None
+    hold: threading.Event | None = None
+    arrived: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status = self.server.fail[path]
             return self._plain(status, f"failing with {status}\n", {}, body), 0
         fault = self.server.next_fault(path)
+        if fault is not None and fault.arrived is not None:
+            fault.arrived.set()
+        if fault is not None and fault.hold is not None:
+            fault.hold.wait(120)
         if fault is not None and fault.status is not None:
             return self._plain(fault.status, f"injected {fault.status}\n", fault.headers, body), 0
         file = self.server.file_of(path)
