@@ -199,6 +199,13 @@ class FileServer(http.server.ThreadingHTTPServer):
             self._thread = None
         self.server_close()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that read what it wanted and hung up (a one-byte probe, a cut transfer)
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     def file_of(self, path: str) -> Path | None:
         """The file a URL path names inside the root (never outside it), or None."""
         relative = urllib.parse.unquote(path).lstrip("/")

@@ -171,7 +171,7 @@ def fetch(
     document = manifest.read_part(folder, which, query)
     planned = document is None
     if document is None:
-        document = _plan(catalog, query, areas, which)
+        document = _plan(catalog, query, areas, which, tries)
         manifest.write_part(folder, document)
     jobs_list = _jobs(folder, document, allow_s3)
     results = _transfer_all(jobs_list, catalog, jobs, tries, backoff_s, allow_s3, progress, document, folder)
@@ -199,14 +199,16 @@ def fetch(
     )
 
 
-def _plan(catalog: Catalog, query: dict[str, Any], areas: list[Any], which: tuple[int, int]) -> dict[str, Any]:
+def _plan(
+    catalog: Catalog, query: dict[str, Any], areas: list[Any], which: tuple[int, int], tries: int
+) -> dict[str, Any]:
     from salibi.fetch.plan import collection_record, plan_area
     from salibi.fetch.search import open_catalog
 
     document = manifest.new_document(query, which)
     if not areas:
         return document
-    stac = open_catalog(catalog)
+    stac = open_catalog(catalog, tries)
     for collection in sorted(set(query["collections"].values())):
         document["collections"][collection] = collection_record(stac.collection(collection))
     document["areas"] = [plan_area(stac, area, query) for area in areas]

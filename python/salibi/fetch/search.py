@@ -28,23 +28,21 @@ MAX_RESPONSE_BYTES = 64 * 2**20
 MAX_ITEMS = 5000
 #: Seconds to connect and to wait between bytes of an answer.
 TIMEOUT_S = (10.0, 60.0)
-#: Tries of one request (the first and the retries) on 429, 5xx and dropped connections.
-TRIES = 5
 
 
 class CatalogError(InputError):
     """The STAC API cannot be reached, or answered something that is not STAC."""
 
 
-def _retry() -> Any:
+def _retry(tries: int) -> Any:
     from urllib3 import Retry
 
     return Retry(
-        total=TRIES - 1,
-        connect=TRIES - 1,
-        read=TRIES - 1,
+        total=tries - 1,
+        connect=tries - 1,
+        read=tries - 1,
         redirect=MAX_REDIRECTS,
-        status=TRIES - 1,
+        status=tries - 1,
         backoff_factor=0.5,
         backoff_max=30,
         status_forcelist=(429, 500, 502, 503, 504),
@@ -54,7 +52,7 @@ def _retry() -> Any:
     )
 
 
-def _guarded_io(catalog: Catalog) -> Any:
+def _guarded_io(catalog: Catalog, tries: int) -> Any:
     """A pystac-client ``StacApiIO`` that only reads bounded http(s) answers (module docstring)."""
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
@@ -101,7 +99,7 @@ def _guarded_io(catalog: Catalog) -> Any:
                     raise error
             return body.decode("utf-8", errors="replace")
 
-    io = GuardedStacIO(timeout=TIMEOUT_S, max_retries=_retry())
+    io = GuardedStacIO(timeout=TIMEOUT_S, max_retries=_retry(tries))
     io.session.max_redirects = MAX_REDIRECTS
     io.session.headers["User-Agent"] = "salibi-fetch"
     return io
@@ -157,14 +155,15 @@ class StacClient:
         return f" (it has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})" if names else ""
 
 
-def open_catalog(catalog: Catalog) -> StacClient:
-    """Open the STAC API (its landing page is read); one clear error when it cannot be."""
+def open_catalog(catalog: Catalog, tries: int = 5) -> StacClient:
+    """Open the STAC API (its landing page is read), each request tried at most ``tries`` times;
+    one clear error when it cannot be."""
     import warnings
 
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
-    io = _guarded_io(catalog)
+    io = _guarded_io(catalog, tries)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no conformsTo": a static catalog is refused below anyway

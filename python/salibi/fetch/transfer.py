@@ -85,7 +85,6 @@ def gdal_options(tries: int, allow_s3: bool) -> dict[str, str]:
     """GDAL configuration of every read: no directory listings, timeouts, GDAL's own retries."""
     options = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "CPL_VSIL_CURL_USE_HEAD": "NO",
         "GDAL_HTTP_TIMEOUT": str(READ_TIMEOUT_S),
         "GDAL_HTTP_CONNECTTIMEOUT": str(CONNECT_TIMEOUT_S),
         "GDAL_HTTP_MAX_RETRY": str(max(0, tries - 1)),
@@ -123,7 +122,7 @@ def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool) -
     import rasterio
 
     url = _signed(job, catalog)
-    size = _check_reachable(job, url) if url.lower().startswith(("http://", "https://")) else None
+    size, probed = _check_reachable(job, url) if url.lower().startswith(("http://", "https://")) else (None, 0)
     path = gdal_path(url)
     before = netstats.downloaded(path)
     try:
@@ -139,7 +138,7 @@ def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool) -
     except rasterio.errors.RasterioIOError as err:
         raise _classified(job, str(err)) from None
     after = netstats.downloaded(path)
-    moved = after - before if after is not None and before is not None else None
+    moved = after - before + probed if after is not None and before is not None else None
     return FileResult(job.relative, job.path.stat().st_size, moved, size, skipped=False)
 
 
@@ -152,8 +151,9 @@ def _signed(job: FileJob, catalog: Catalog) -> str:
         raise _Passing(f"could not sign the URL ({type(err).__name__}: {str(err)[:120]})") from None
 
 
-def _check_reachable(job: FileJob, url: str) -> int | None:
-    """The asset's size from a one-byte range request; 429/5xx and connection failures pass."""
+def _check_reachable(job: FileJob, url: str) -> tuple[int | None, int]:
+    """The asset's size from a one-byte range request, and the bytes that read; 429/5xx and
+    connection failures pass."""
     import requests
 
     session = requests.Session()
@@ -167,7 +167,7 @@ def _check_reachable(job: FileJob, url: str) -> int | None:
         ) as answer:
             status = answer.status_code
             headers = answer.headers
-            answer.raw.read(1024, decode_content=False)
+            probed = len(answer.raw.read(1024, decode_content=False))
     except requests.TooManyRedirects:
         raise FetchError(f"{job.where}: more than {MAX_REDIRECTS} redirects; refused") from None
     except requests.RequestException as err:
@@ -182,9 +182,9 @@ def _check_reachable(job: FileJob, url: str) -> int | None:
         )
     found = re.search(r"/(\d+)\s*$", headers.get("Content-Range", ""))
     if found:
-        return int(found[1])
+        return int(found[1]), probed
     length = headers.get("Content-Length")
-    return int(length) if status == 200 and length and length.isdigit() else None
+    return (int(length) if status == 200 and length and length.isdigit() else None), probed
 
 
 def _retry_after(value: str | None) -> float | None:
