@@ -190,6 +190,14 @@ def band_name(path: Path, dataset: Any, band: int) -> str:
     return named or f"{path.stem}:{band}"
 
 
+def fetch_folder_groups(folder: str | os.PathLike[str]) -> list[dict[str, list[Path]]]:
+    """The groups of a ``salibi fetch`` folder (``salibi align DIR``): ``{modality: [files]}`` per
+    place and time, from its ``manifest.json`` (:func:`salibi.fetch.manifest.fetch_groups`)."""
+    from salibi.fetch.manifest import fetch_groups
+
+    return fetch_groups(folder)
+
+
 def rename_bands(modalities: list[Modality], names: Mapping[str, Sequence[str]]) -> None:
     """Apply ``band_names``: one non-empty name per kept band of the modality, in order."""
     by_name = {mod.name: mod for mod in modalities}

@@ -6,6 +6,7 @@ Thin: parses the options, calls :func:`salibi.align.align` and prints its summar
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import click
@@ -46,6 +47,7 @@ def _files_options(f: F) -> F:
 
 
 @click.command("align")
+@click.argument("fetch_folder", required=False, metavar="[DIR]", type=click.Path(path_type=str))
 @_files_options
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="HDF5 training set to write.")
 @click.option(
@@ -105,6 +107,7 @@ def _files_options(f: F) -> F:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
 @overwrite_option
 def command(
+    fetch_folder: str | None,
     output: str,
     tile_size_m: float,
     gsd_values: tuple[str, ...],
@@ -122,6 +125,7 @@ def command(
 
     \b
     Chips cover the intersection of all inputs. Two of the three modalities are enough.
+    DIR instead of input files: every group (place and time) of a `salibi fetch` folder.
     Example (Sen1Floods11, geographic inputs brought to UTM):
       salibi align --lores S2Hand.tif --sar S1Hand.tif --gsd lores=10 --gsd sar=10 \\
                    --tile-size-m 240 -o floods.h5
@@ -129,8 +133,14 @@ def command(
     from salibi.align import align
 
     inputs: dict[str, Any] = {m: list(files[m]) for m in MODALITIES}  # FILE arguments per modality
+    if fetch_folder is not None:
+        if any(inputs.values()):
+            raise click.UsageError("give a fetch folder DIR or input files (--hires/--lores/--sar), not both")
+        from salibi.align.groups import align_fetch_folder
+
+        align = partial(align_fetch_folder, fetch_folder)
     summary = align(
-        **inputs,
+        **({} if fetch_folder is not None else inputs),
         output=output,
         tile_size_m=tile_size_m,
         gsd=parse_modality_values("--gsd", gsd_values, float),
