@@ -181,9 +181,9 @@ def run_demo(
     from salibi.ablate.random_init import baseline_label, random_init_reference
     from salibi.align import align
     from salibi.embed import embed_folder
+    from salibi.eval.geobench.sample_tasks import write_landcover_task
     from salibi.eval.report import write_bar_chart, write_results
     from salibi.eval.run import evaluate_geobench
-    from salibi.eval.sample_tasks import write_landcover_task
     from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain
 

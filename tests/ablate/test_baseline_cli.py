@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from salibi.cli import cli
-from salibi.eval.sample_tasks import write_shipped_tasks
+from salibi.eval.geobench.sample_tasks import write_shipped_tasks
 from salibi.models import save_checkpoint
 from salibi.runs import step_name, write_last
 from salibi.train import PretrainConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from salibi.eval.bands import default_band_names, map_task_bands
-from salibi.eval.geobench import BandInfo, LabelType, Task, TaskSpecs, open_task
+from salibi.eval.geobench.tasks import BandInfo, LabelType, Task, TaskSpecs, open_task
 
 from .conftest import REAL, S2_NAMES
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from salibi.errors import DataFormatError, InputError, MissingInputError, UnsafePickleError
-from salibi.eval.geobench import Task, default_root, discover_tasks, open_task, split_date_suffix
+from salibi.eval.geobench.tasks import Task, default_root, discover_tasks, open_task, split_date_suffix
 
 from .conftest import REAL
 

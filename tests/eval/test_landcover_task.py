@@ -10,8 +10,13 @@ import rasterio
 
 from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
 from salibi.eval.bands import map_task_bands
-from salibi.eval.geobench import Task, discover_tasks
-from salibi.eval.sample_tasks import LANDCOVER_CLASSES, SHIPPED_TASKS, write_landcover_task, write_shipped_tasks
+from salibi.eval.geobench.sample_tasks import (
+    LANDCOVER_CLASSES,
+    SHIPPED_TASKS,
+    write_landcover_task,
+    write_shipped_tasks,
+)
+from salibi.eval.geobench.tasks import Task, discover_tasks
 
 CHIP = 32
 LANDSAT = "landsat7_raleigh"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from salibi.errors import InputError
-from salibi.eval.geobench import open_task
+from salibi.eval.geobench.tasks import open_task
 from salibi.eval.partitions import plan_task, resolve_partitions, subset
 from salibi.eval.protocols import ProtocolSettings
 from salibi.vocabulary import TRAIN_SIZE_PARTITIONS

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from salibi.errors import DataFormatError, UnsafePickleError
-from salibi.eval import safe_pickle
-from salibi.eval.safe_pickle import AffineRecord, CRSRecord, Record, make_record
+from salibi.eval.geobench import safe_pickle
+from salibi.eval.geobench.safe_pickle import AffineRecord, CRSRecord, Record, make_record
 
 from .conftest import REAL
 

@@ -31,7 +31,7 @@ def inputs(samples, shared) -> Iterator[dict[str, Path]]:
     """The good inputs every row starts from, in a folder any user may read."""
     import torch
 
-    from salibi.eval.sample_tasks import write_shipped_tasks
+    from salibi.eval.geobench.sample_tasks import write_shipped_tasks
     from salibi.models import build, save_checkpoint
 
     base = Path(tempfile.mkdtemp(prefix="salibi-bad-input-"))

@@ -69,7 +69,7 @@ def checkpoint(tmp_path):
 
 
 def test_eval_results_on_a_full_disk(checkpoint, tmp_path, tmpfs):
-    from salibi.eval.sample_tasks import write_shipped_tasks
+    from salibi.eval.geobench.sample_tasks import write_shipped_tasks
 
     root = write_shipped_tasks(tmp_path / "geobench")
     disk = tmpfs.mount("4k")

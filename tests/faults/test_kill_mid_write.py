@@ -86,7 +86,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def test_eval_killed_while_writing_its_results(checkpoint, tmp_path):
-    from salibi.eval.sample_tasks import write_shipped_tasks
+    from salibi.eval.geobench.sample_tasks import write_shipped_tasks
 
     root = write_shipped_tasks(tmp_path / "geobench")
     results = tmp_path / "results.json"

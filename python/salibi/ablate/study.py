@@ -74,8 +74,8 @@ def _check_not_a_rank() -> None:
 
 def _task_root(settings: AblationSettings, layout: StudyLayout, log: Log) -> Path:
     """The GEO-Bench root to evaluate on: ``--root``, or the shipped tasks written into the study."""
-    from salibi.eval.geobench import discover_tasks
-    from salibi.eval.sample_tasks import SHIPPED_TASKS, write_shipped_tasks
+    from salibi.eval.geobench.sample_tasks import SHIPPED_TASKS, write_shipped_tasks
+    from salibi.eval.geobench.tasks import discover_tasks
 
     if settings.root is not None:
         return Path(settings.root).expanduser()

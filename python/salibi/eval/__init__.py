@@ -3,13 +3,13 @@
 ::
 
     from salibi.eval.run import evaluate_geobench            # the whole command as a call
-    from salibi.eval.geobench import discover_tasks, open_task  # the reader (no geobench package)
-    from salibi.eval.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
+    from salibi.eval.geobench.tasks import discover_tasks, open_task  # the reader (no geobench package)
+    from salibi.eval.geobench.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
     from salibi.eval.uncertainty import bootstrap_interval, paired_bootstrap_difference  # intervals
 
-Reading: :mod:`~salibi.eval.safe_pickle` (restricted unpickler for geobench metadata),
-:mod:`~salibi.eval.pickle_writer` (its inverse) and :mod:`~salibi.eval.pickle_records` (the
-inert records both use), :mod:`~salibi.eval.geobench` (tasks, specs, partitions, samples as
+Reading: :mod:`~salibi.eval.geobench.safe_pickle` (restricted unpickler for geobench metadata),
+:mod:`~salibi.eval.geobench.pickle_writer` (its inverse) and :mod:`~salibi.eval.geobench.pickle_records` (the
+inert records both use), :mod:`~salibi.eval.geobench.tasks` (tasks, specs, partitions, samples as
 dicts), :mod:`~salibi.eval.bands` (task bands -> checkpoint modalities),
 :mod:`~salibi.eval.features` (streamed, shape-batched encoding).
 

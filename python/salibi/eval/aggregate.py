@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError
-from salibi.eval.geobench import BENCHMARK_FOLDER
+from salibi.eval.geobench.tasks import BENCHMARK_FOLDER
 from salibi.eval.metrics import HEADLINE_METRIC
 from salibi.eval.report import file_labels, load_results
 from salibi.eval.uncertainty import AGGREGATE_REPEATS, BOOTSTRAP_SEED, Interval, stratified_bootstrap_iqm

@@ -46,7 +46,7 @@ from salibi.bands import (
     sentinel2_band,
     sentinel2_identity,
 )
-from salibi.eval.geobench import BandInfo, TaskSpecs
+from salibi.eval.geobench.tasks import BandInfo, TaskSpecs
 
 __all__ = [
     "BandMatch",

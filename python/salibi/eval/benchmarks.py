@@ -1,7 +1,7 @@
 """Which benchmark a root holds, its tasks, and how a task's inputs are chosen: the one place
 ``salibi eval geobench`` tells GEO-Bench (v1, HDF5 task folders) from GEO-Bench-2 (tortillas).
 
-- ``geobench``: :func:`salibi.eval.geobench.discover_tasks`; inputs by band matching
+- ``geobench``: :func:`salibi.eval.geobench.tasks.discover_tasks`; inputs by band matching
   (:func:`salibi.eval.bands.map_task_bands`: one optical modality, plus SAR, features concatenated).
 - ``geobench2``: :func:`salibi.eval.geobench2.discover_datasets`; inputs by sensor routing
   (:func:`salibi.eval.geobench2_inputs.route_inputs`: every matching encoder, joint features),
@@ -70,6 +70,6 @@ def open_benchmark(root: Path, benchmark: str = "auto", features: str = "auto") 
             f"--features {features} applies to GEO-Bench-2 roots; GEO-Bench (v1) tasks feed one optical "
             "encoder plus SAR, features concatenated"
         )
-    from salibi.eval.geobench import Task, discover_tasks
+    from salibi.eval.geobench.tasks import Task, discover_tasks
 
     return Benchmark("geobench", {name: Task(path) for name, path in discover_tasks(root).items()})

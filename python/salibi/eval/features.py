@@ -34,7 +34,7 @@ import numpy as np
 
 from salibi.errors import DataFormatError
 from salibi.eval.bands import ModalityInput, TaskInputs
-from salibi.eval.geobench import Task
+from salibi.eval.geobench.tasks import Task
 
 if TYPE_CHECKING:
     import torch

@@ -5,7 +5,7 @@ Layout (``shared/geobench2_samples/README.md``)::
     ROOT/<dataset>/geobench_<dataset>.tortilla                     one file, or
     ROOT/<dataset>/geobench_<dataset>.0000.part.tortilla ...        several parts
 
-A :class:`GeoBench2Task` answers like a GEO-Bench v1 :class:`~salibi.eval.geobench.Task`
+A :class:`GeoBench2Task` answers like a GEO-Bench v1 :class:`~salibi.eval.geobench.tasks.Task`
 (``name``, ``kind``, ``specs``, ``partitions()``, ``partition()``, ``read_sample()``), so the
 features and protocols of ``salibi eval geobench`` take either. Samples are the outer rows of the
 dataset's files, sorted by ``tortilla:id`` as strings as ``tacoreader.load([...])`` sorts them,
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
-from salibi.eval.geobench import BandInfo, LabelType, TaskSpecs
+from salibi.eval.geobench.tasks import BandInfo, LabelType, TaskSpecs
 from salibi.eval.geobench2_conventions import Convention, ItemRef, Label, Source
 from salibi.eval.geobench2_datasets import CONVENTIONS, SKIPPED
 from salibi.eval.tortilla import Entry, Tortilla

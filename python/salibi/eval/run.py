@@ -45,7 +45,7 @@ from salibi.eval.bands import TaskInputs, default_band_names
 from salibi.eval.benchmarks import open_benchmark
 from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
-from salibi.eval.geobench import Task, default_root
+from salibi.eval.geobench.tasks import Task, default_root
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
 from salibi.eval.segmentation_heads import SEG_STEPS
 from salibi.vocabulary import PROTOCOLS

@@ -8,7 +8,7 @@ Layout (see shared/GEOBENCH.md)::
         band_stats.json        {band: {mean, std, min, max, ...}}
         default_partition.json, 1.00x_train_partition.json, ...   {"train", "valid", "test"}
 
-Every pickle goes through :mod:`salibi.eval.safe_pickle`. Samples are plain dicts::
+Every pickle goes through :mod:`salibi.eval.geobench.safe_pickle`. Samples are plain dicts::
 
     {"name": "id_0000",
      "bands": {key: ndarray (H, W) or (H, W, n)},   # key = HDF5 dataset name (may carry _YYYY-MM-DD)
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
-from salibi.eval import safe_pickle
-from salibi.eval.pickle_records import Record
+from salibi.eval.geobench import safe_pickle
+from salibi.eval.geobench.pickle_records import Record
 from salibi.rasters import gdal_reason
 
 __all__ = [

@@ -11,10 +11,10 @@ accepts, and builds less. :func:`loads`'s ``find_class`` never imports anything:
 - the classes of geobench 1.1.0 (:data:`GEOBENCH_CLASSES`), under the module paths geobench
   resolves them from (``geobench``, ``geobench.dataset``, ``geobench.label``, ``geobench.task``,
   the historic ``geobench.io.*`` and ``ccb.io.*``), become inert
-  :class:`~salibi.eval.pickle_records.Record` objects holding the pickled fields;
-- ``affine.Affine`` becomes an :class:`~salibi.eval.pickle_records.AffineRecord` (a plain
+  :class:`~salibi.eval.geobench.pickle_records.Record` objects holding the pickled fields;
+- ``affine.Affine`` becomes an :class:`~salibi.eval.geobench.pickle_records.AffineRecord` (a plain
   6-tuple ``a, b, c, d, e, f``; affine 3.x cannot restore affine-2 pickles) and
-  ``rasterio.crs.CRS`` a :class:`~salibi.eval.pickle_records.CRSRecord` holding the WKT text;
+  ``rasterio.crs.CRS`` a :class:`~salibi.eval.geobench.pickle_records.CRSRecord` holding the WKT text;
 - numpy arrays, numpy scalars and dtypes are rebuilt by this module from the pickled bytes
   with ``numpy.frombuffer`` (plain numeric and string dtypes only: object dtypes would make
   numpy call the standard unpickler itself);
@@ -27,8 +27,8 @@ included, as in geobench 1.1.0. The functions a pickle may call are wrapped, so 
 aimed at one of them (to set ``__defaults__``, say) is refused instead of changing it for the
 rest of the process.
 
-The writer is :mod:`salibi.eval.pickle_writer`, the records :mod:`salibi.eval.pickle_records`;
-both are importable from here too (``from salibi.eval.safe_pickle import loads, dumps,
+The writer is :mod:`salibi.eval.geobench.pickle_writer`, the records :mod:`salibi.eval.geobench.pickle_records`;
+both are importable from here too (``from salibi.eval.geobench.safe_pickle import loads, dumps,
 make_record, Record, ...``).
 """
 
@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError, UnsafePickleError
-from salibi.eval.pickle_records import AffineRecord, CRSRecord, Record, make_record, record_class
-from salibi.eval.pickle_writer import dumps, dumps_attribute
+from salibi.eval.geobench.pickle_records import AffineRecord, CRSRecord, Record, make_record, record_class
+from salibi.eval.geobench.pickle_writer import dumps, dumps_attribute
 
 __all__ = [
     "AffineRecord",

@@ -3,8 +3,8 @@
 A :class:`Record` holds one geobench object's pickled fields under the class path it was
 pickled as (``geobench.dataset.Sentinel2``, ``ccb.io.label.Classification``, ...);
 :class:`AffineRecord` stands for an ``affine.Affine`` transform and :class:`CRSRecord` for a
-``rasterio.crs.CRS``. :mod:`salibi.eval.safe_pickle` loads pickles into them and
-:mod:`salibi.eval.pickle_writer` writes them back; nothing of the original classes runs.
+``rasterio.crs.CRS``. :mod:`salibi.eval.geobench.safe_pickle` loads pickles into them and
+:mod:`salibi.eval.geobench.pickle_writer` writes them back; nothing of the original classes runs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ one dataset per band and geobench's ``pickle`` attribute (per-band date, GSD, af
 and CRS). ``kind="segmentation"`` stores the label raster as ``label`` (no data as -1, which
 evaluation ignores); ``kind="classification"`` stores one class per chip. Splits are spatial
 blocks of chip columns: the first 5/8 train, the next 1/8 validation, the last 1/4 test.
-Written beside the samples: ``task_specs.pkl`` (by :func:`salibi.eval.pickle_writer.dumps`,
+Written beside the samples: ``task_specs.pkl`` (by :func:`salibi.eval.geobench.pickle_writer.dumps`,
 geobench 1.0's class paths, plain data only), ``band_stats.json`` and
 ``default_partition.json`` / ``1.00x_train_partition.json``. The folder is assembled under a
 temporary name and renamed when complete, so geobench's own loader reads it too.
@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from salibi.bands import LANDSAT_BANDS, S2_WAVELENGTH
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
-from salibi.eval.pickle_records import AffineRecord, CRSRecord, Record, make_record
-from salibi.eval.pickle_writer import dumps, dumps_attribute
+from salibi.eval.geobench.pickle_records import AffineRecord, CRSRecord, Record, make_record
+from salibi.eval.geobench.pickle_writer import dumps, dumps_attribute
 from salibi.fileio import staging_dir
 from salibi.rasters import gdal_reason
 
@@ -47,31 +48,38 @@ __all__ = [
 
 _MODULE = "geobench.dataset"
 
-# geobench's own Sentinel-2 band descriptions (name, alternative names, native GSD, wavelength µm).
+# geobench's own Sentinel-2 band descriptions: (name, alternative names, native GSD, wavelength µm),
+# the wavelengths salibi.bands'.
 _S2_BANDS = [
-    ("01 - Coastal aerosol", ("1", "01"), 60, 0.443),
-    ("02 - Blue", ("2", "02", "blue"), 10, 0.49),
-    ("03 - Green", ("3", "03", "green"), 10, 0.56),
-    ("04 - Red", ("4", "04", "red"), 10, 0.665),
-    ("05 - Vegetation Red Edge", ("5", "05"), 20, 0.705),
-    ("06 - Vegetation Red Edge", ("6", "06"), 20, 0.74),
-    ("07 - Vegetation Red Edge", ("7", "07"), 20, 0.783),
-    ("08 - NIR", ("8", "08", "NIR"), 10, 0.842),
-    ("08A - Vegetation Red Edge", ("8A", "08A"), 20, 0.865),
-    ("09 - Water vapour", ("9", "09"), 60, 0.945),
-    ("10 - SWIR - Cirrus", ("10",), 60, 1.375),
-    ("11 - SWIR", ("11",), 20, 1.61),
-    ("12 - SWIR", ("12",), 20, 2.19),
+    (name, alt, gsd, S2_WAVELENGTH[band])
+    for band, (name, alt, gsd) in {
+        "B01": ("01 - Coastal aerosol", ("1", "01"), 60),
+        "B02": ("02 - Blue", ("2", "02", "blue"), 10),
+        "B03": ("03 - Green", ("3", "03", "green"), 10),
+        "B04": ("04 - Red", ("4", "04", "red"), 10),
+        "B05": ("05 - Vegetation Red Edge", ("5", "05"), 20),
+        "B06": ("06 - Vegetation Red Edge", ("6", "06"), 20),
+        "B07": ("07 - Vegetation Red Edge", ("7", "07"), 20),
+        "B08": ("08 - NIR", ("8", "08", "NIR"), 10),
+        "B8A": ("08A - Vegetation Red Edge", ("8A", "08A"), 20),
+        "B09": ("09 - Water vapour", ("9", "09"), 60),
+        "B10": ("10 - SWIR - Cirrus", ("10",), 60),
+        "B11": ("11 - SWIR", ("11",), 20),
+        "B12": ("12 - SWIR", ("12",), 20),
+    }.items()
 ]
 _S1_BANDS = [("VV", ("vv",)), ("VH", ("vh",))]
-# Landsat-7 ETM+ bands 1-5 and 7 (USGS centre wavelengths, µm), in the sample file's order.
+# Landsat-7 ETM+ bands 1-5 and 7 in the sample file's order: (name, alternative names, wavelength µm).
 _ETM_BANDS = [
-    ("01 - Blue", ("1", "blue"), 0.485),
-    ("02 - Green", ("2", "green"), 0.560),
-    ("03 - Red", ("3", "red"), 0.660),
-    ("04 - NIR", ("4", "nir"), 0.835),
-    ("05 - SWIR1", ("5", "swir1"), 1.650),
-    ("07 - SWIR2", ("7", "swir2"), 2.220),
+    (name, alt, LANDSAT_BANDS["landsat7"][number][1])
+    for number, name, alt in (
+        ("1", "01 - Blue", ("1", "blue")),
+        ("2", "02 - Green", ("2", "green")),
+        ("3", "03 - Red", ("3", "red")),
+        ("4", "04 - NIR", ("4", "nir")),
+        ("5", "05 - SWIR1", ("5", "swir1")),
+        ("7", "07 - SWIR2", ("7", "swir2")),
+    )
 ]
 #: Classes 1..7 of the Raleigh land-cover map (GRASS's landclass96), stored as 0..6.
 LANDCOVER_CLASSES = ("developed", "agriculture", "herbaceous", "shrubland", "forest", "water", "sediment")

@@ -1,10 +1,10 @@
-"""Write GEO-Bench metadata pickles without geobench: the inverse of :mod:`salibi.eval.safe_pickle`.
+"""Write GEO-Bench metadata pickles without geobench: the inverse of :mod:`salibi.eval.geobench.safe_pickle`.
 
 :func:`dumps` writes the protocol-4 opcodes itself, for the value types that occur in GEO-Bench
 metadata (dicts, lists, tuples, numbers, text, bytes, dates, numpy arrays and the records of
-:mod:`salibi.eval.pickle_records`, each under its geobench class path), so a task written by
-:mod:`salibi.eval.sample_tasks` reads back like one written by geobench, with
-:func:`salibi.eval.safe_pickle.loads` or geobench's own loader.
+:mod:`salibi.eval.geobench.pickle_records`, each under its geobench class path), so a task written by
+:mod:`salibi.eval.geobench.sample_tasks` reads back like one written by geobench, with
+:func:`salibi.eval.geobench.safe_pickle.loads` or geobench's own loader.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.eval.pickle_records import AffineRecord, CRSRecord, Record
+from salibi.eval.geobench.pickle_records import AffineRecord, CRSRecord, Record
 
 __all__ = ["dumps", "dumps_attribute"]
 
