@@ -45,10 +45,20 @@ def archive(tmp_path_factory: pytest.TempPathFactory, shared) -> Iterator[Archiv
             process.wait()
 
 
+def forget_downloads() -> None:
+    """Empty GDAL's in-process cache of /vsicurl/ files, so a test's reads reach the server again."""
+    from salibi.fetch.vsicurl import _library
+
+    lib = _library()
+    if lib is not None:
+        lib.VSICurlClearCache()
+
+
 @pytest.fixture
 def served(archive: Archive) -> Iterator[Archive]:
-    """The archive with the file server's log, counts and faults cleared before and after."""
+    """The archive with the file server's log, counts and faults and GDAL's cache cleared before and after."""
     archive.files.reset()
+    forget_downloads()
     yield archive
     archive.files.reset()
 

@@ -12,7 +12,7 @@ The parts, one idea each: :mod:`.catalogs` (named catalogs, signing), :mod:`.hre
 opened), :mod:`.search` (pystac-client through a guarded HTTP layer), :mod:`.assets` (assets by
 band metadata), :mod:`.areas` (box, tiles, shards), :mod:`.cover` (pairing, greedy cover),
 :mod:`.plan` (areas to groups and files), :mod:`.transfer` (windowed reads, retries, resume),
-:mod:`.netstats` (bytes downloaded), :mod:`.manifest` (``salibi-fetch`` v1, merging shards),
+:mod:`.vsicurl` (GDAL's bytes downloaded and cache), :mod:`.manifest` (``salibi-fetch`` v1, merging shards),
 :mod:`.run` (the whole command).
 """
 

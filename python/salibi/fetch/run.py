@@ -124,14 +124,15 @@ def build_query(
 
 
 def check_folder(folder: Path) -> None:
+    """Refuse an output folder that cannot be written, before anything is searched (it is made
+    only once there is a plan: a fetch refused early leaves nothing behind)."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder}: is a file; give a folder for the fetched scenes")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"-o {folder}: cannot create the folder ({err.strerror or err}); choose another -o") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"-o {folder}: the folder is not writable; choose another -o")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"-o {folder}: {existing} is not a writable folder; choose another -o")
 
 
 def fetch(
@@ -168,10 +169,16 @@ def fetch(
     folder = Path(output)
     check_folder(folder)
 
-    document = manifest.read_part(folder, which, query)
+    document = manifest.read_part(folder, which, query) if folder.is_dir() else None
     planned = document is None
     if document is None:
         document = _plan(catalog, query, areas, which, tries)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(
+                f"-o {folder}: cannot create the folder ({err.strerror or err}); choose another -o"
+            ) from None
         manifest.write_part(folder, document)
     jobs_list = _jobs(folder, document, allow_s3)
     results = _transfer_all(jobs_list, catalog, jobs, tries, backoff_s, allow_s3, progress, document, folder)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError, InputError, SalibiError
-from salibi.fetch import netstats
+from salibi.fetch import vsicurl
 from salibi.fetch.assets import AssetRead
 from salibi.fetch.catalogs import Catalog, sign_href
 from salibi.fetch.hrefs import MAX_REDIRECTS, gdal_path
@@ -90,7 +90,7 @@ def gdal_options(tries: int, allow_s3: bool) -> dict[str, str]:
         "GDAL_HTTP_MAX_RETRY": str(max(0, tries - 1)),
         "GDAL_HTTP_RETRY_DELAY": "0.5",
         "GDAL_HTTP_USERAGENT": "salibi-fetch",
-        **netstats.GDAL_OPTIONS,
+        **vsicurl.GDAL_OPTIONS,
     }
     if allow_s3:
         options["AWS_REQUEST_PAYER"] = "requester"
@@ -105,7 +105,7 @@ def transfer(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool, backoff
     last = ""
     for attempt in range(max(1, tries)):
         try:
-            return _transfer_once(job, catalog, tries, allow_s3)
+            return _transfer_once(job, catalog, tries, allow_s3, last_try=attempt + 1 >= tries)
         except _Passing as err:
             last = str(err)
             if attempt + 1 >= tries:
@@ -118,13 +118,13 @@ def transfer(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool, backoff
     )
 
 
-def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool) -> FileResult:
+def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool, last_try: bool) -> FileResult:
     import rasterio
 
     url = _signed(job, catalog)
     size, probed = _check_reachable(job, url) if url.lower().startswith(("http://", "https://")) else (None, 0)
     path = gdal_path(url)
-    before = netstats.downloaded(path)
+    before = vsicurl.downloaded(path)
     try:
         with rasterio.Env(**gdal_options(tries, allow_s3)), rasterio.open(path) as dataset:
             window = _window(job, dataset)
@@ -136,8 +136,14 @@ def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool) -
                     out.descriptions = job.asset.bands
                     out.update_tags(stac_item=job.item, stac_collection=job.collection, stac_asset=job.asset.key)
     except rasterio.errors.RasterioIOError as err:
-        raise _classified(job, str(err)) from None
-    after = netstats.downloaded(path)
+        error = _classified(job, str(err))
+        if isinstance(error, DataFormatError) and not last_try:
+            # A body cut short reads as a damaged TIFF: forget the bytes kept and read it again
+            # (a file that is really damaged fails the same way every time, then this is raised).
+            vsicurl.forget(path)
+            raise _Passing(str(error).split(": ", 1)[-1]) from None
+        raise error from None
+    after = vsicurl.downloaded(path)
     moved = after - before + probed if after is not None and before is not None else None
     return FileResult(job.relative, job.path.stat().st_size, moved, size, skipped=False)
 

@@ -1,10 +1,11 @@
-"""Bytes GDAL downloaded per URL: its network statistics (``VSINetworkStatsGetAsSerializedJSON``).
+"""GDAL's ``/vsicurl/`` bookkeeping: bytes downloaded per URL, and the bytes it keeps of a URL.
 
-rasterio does not expose GDAL's network counters, so they are read from the GDAL library rasterio
-loaded, through ``ctypes``: the one that made the requests. Counting is switched on with the
-configuration option ``CPL_VSIL_NETWORK_STATS_ENABLED`` (:data:`GDAL_OPTIONS`). Where that library
-cannot be found (a rasterio built against a system GDAL elsewhere) the counts are None, and
-nothing else changes.
+rasterio exposes neither GDAL's network counters (``VSINetworkStatsGetAsSerializedJSON``) nor its
+cache of downloaded ranges (``VSICurlPartialClearCache``), so both are reached in the GDAL library
+rasterio loaded, through ``ctypes``: the one that made the requests. Counting is switched on with
+the configuration option ``CPL_VSIL_NETWORK_STATS_ENABLED`` (:data:`GDAL_OPTIONS`). Where that
+library cannot be found (a rasterio built against a system GDAL elsewhere) the counts are None and
+nothing is forgotten; nothing else changes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _library() -> Any:
             lib.VSINetworkStatsGetAsSerializedJSON.restype = ctypes.c_void_p
             lib.VSINetworkStatsGetAsSerializedJSON.argtypes = [ctypes.c_void_p]
             lib.VSIFree.argtypes = [ctypes.c_void_p]
+            lib.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
         except (OSError, AttributeError):
             continue
         return lib
@@ -81,3 +83,11 @@ def downloaded(gdal_path: str) -> int | None:
                 if isinstance(method, dict):
                     total += int(method.get("downloaded_bytes", 0) or 0)
     return total
+
+
+def forget(gdal_path: str) -> None:
+    """Drop what GDAL keeps of ``gdal_path`` (its size, its header, the ranges read): the next open
+    reads it from the server again, not a body that was cut short."""
+    lib = _library()
+    if lib is not None:
+        lib.VSICurlPartialClearCache(gdal_path.encode("utf-8"))
