@@ -84,7 +84,7 @@ def test_config_round_trips_and_sizes():
         (lambda b: b.update(hires=torch.randn(4, 4, 96, 96)), "4 channels"),
         (lambda b: b.update(hires=torch.randn(3, 3, 96, 96)), "batch size 3"),
         (lambda b: b.update(hires=torch.zeros(4, 3, 96, 96, dtype=torch.uint8)), "float tensor"),
-        (lambda b: b["gsd"].update(hires=torch.tensor([2.5, 2.5, 2.5, 5.0])), "different GSDs"),
+        (lambda b: b["gsd"].update(hires=torch.tensor([2.5, 2.5, 5.0])), "3 GSDs for a batch of 4"),
         (lambda b: b["gsd"].update(hires=-1.0), "positive number"),
         (lambda b: b["gsd"].pop("sar"), "no entry for sar"),
         (lambda b: b.pop("gsd"), "gsd"),

@@ -27,7 +27,8 @@
 
 Inputs: float tensors already normalised; H and W multiples of ``config.patch_size`` (they may
 differ); all chips of one sample cover the same ground footprint. ``batch["gsd"][m]`` is a float
-or a ``(B,)`` tensor of equal values (torch's ``default_collate``). A batch needs at least two of
+or a ``(B,)`` tensor (torch's ``default_collate``) of each chip's own GSD, equal or not (web tiles
+at different latitudes: each sample gets the biases it would get alone; ``encode``'s ``gsd`` too). A batch needs at least two of
 the model's modalities (the pairs present are contrasted and fused); a modality the model was
 not built with is an :class:`~salibi.errors.InputError`.
 

@@ -26,6 +26,14 @@ reduced precision, sets spanning modalities) the table is gathered on the device
 For the ``flex`` backend (:mod:`salibi.models.flex`) nothing of size ``nq * nk`` is built: a
 bias is a :class:`~salibi.models.flex.FlexBias`, the kept tokens' centres divided by ``L``
 (gathered from one cached ``(2, N_total)`` tensor) and ``-m_h``; the kernel computes the rest.
+
+Chips of different GSDs in one batch (:meth:`TokenGeometry.per_sample`: each chip's own ground
+GSD, e.g. web-mercator tiles at different latitudes): a sample's distances are those of a *unit*
+geometry -- the same patch grids with its first modality at 1 m per pixel and the others at their
+ratio to it -- times that first GSD. Samples are grouped by those ratios (one group when every
+chip of the batch has the same shape of geometry, as the tiles of one archive set do); each group's
+unit geometry is an ordinary, cached :class:`TokenGeometry`, so the tables are built once per
+shape of geometry, not once per chip, and a batch's biases cost one multiplication more.
 """
 
 from __future__ import annotations
@@ -183,10 +191,61 @@ class TokenGeometry:
             total += grid.num_patches
         self.num_tokens = total
         self._key = (tuple(self.grids.items()), self.ref_length, str(self.device), dtype)
+        #: per-sample geometries (see per_sample): (unit geometry, its samples) and each sample's scale
+        self._groups: list[tuple[TokenGeometry, torch.Tensor]] = []
+        self._scale: torch.Tensor | None = None
+
+    @classmethod
+    def per_sample(
+        cls,
+        shapes: Mapping[str, tuple[int, int]],
+        patch_px: int,
+        gsd: Mapping[str, np.ndarray],
+        ref_length: float,
+        device: torch.device,
+        dtype: torch.dtype,
+        backend: str = "sdpa",
+    ) -> TokenGeometry:
+        """The geometry of a batch whose chips have their own GSDs: ``shapes`` modality -> patch grid
+        (rows, cols), ``gsd`` modality -> ``(B,)`` metres per pixel of each sample's chip. Each
+        sample's biases equal those of a :class:`TokenGeometry` built for it alone."""
+        names = list(shapes)
+        values = {m: np.asarray(gsd[m], np.float64).reshape(-1) for m in names}
+        batch = len(values[names[0]])
+        reference = values[names[0]]
+        # Round the ratios: a batch of one shape of geometry must not split into groups over 1e-16.
+        ratios = np.stack([np.round(values[m] / reference, 12) for m in names], axis=1)  # (B, M)
+        shapes_of, group_of = np.unique(ratios, axis=0, return_inverse=True)
+        geometry = cls(
+            {m: PatchGrid(r, c, patch_px, float(reference[0])) for m, (r, c) in shapes.items()},
+            ref_length,
+            device,
+            dtype,
+            backend,
+        )
+        for g, ratio in enumerate(shapes_of):
+            unit = cls(  # float32: the scale is applied before the biases are rounded to ``dtype``
+                {m: PatchGrid(r, c, patch_px, float(q)) for (m, (r, c)), q in zip(shapes.items(), ratio)},
+                ref_length,
+                device,
+                torch.float32,
+                backend,
+            )
+            rows = torch.from_numpy(np.flatnonzero(group_of.reshape(-1) == g)).to(geometry.device)
+            geometry._groups.append((unit, rows))
+        geometry._scale = torch.tensor(reference, device=geometry.device, dtype=torch.float32)
+        assert geometry._scale.shape == (batch,)
+        return geometry
+
+    @property
+    def batch_scaled(self) -> bool:
+        """Whether the samples of the batch have their own GSDs (:meth:`per_sample`)."""
+        return self._scale is not None
 
     def __repr__(self) -> str:
         grids = ", ".join(f"{m}={g.rows}x{g.cols}@{g.gsd:g}" for m, g in self.grids.items())
-        return f"TokenGeometry({grids}, L={self.ref_length:g} m, {self.backend})"
+        per_sample = f", {len(self._groups)} group(s) of per-sample GSDs" if self._groups else ""
+        return f"TokenGeometry({grids}, L={self.ref_length:g} m, {self.backend}{per_sample})"
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -232,8 +291,11 @@ class TokenGeometry:
         """``(B, H, nq, nk)`` bias between token sets given by global ids ``(B|1, nq)``, ``(B|1, nk)``
         (``sdpa``), or the tokens' coordinates for the kernel (``flex``).
 
-        Batch dimensions of 1 broadcast; the result has batch 1 when both are 1.
+        Batch dimensions of 1 broadcast; the result has batch 1 when both are 1 (batch B with
+        per-sample GSDs).
         """
+        if self._scale is not None:
+            return self._scaled(lambda unit, q, k: unit.bias(q, k, heads), query_ids, key_ids)
         if self.backend == "flex":
             return self._flex_bias(query_ids, key_ids, heads)
         if self.device.type == "cpu" and self.dtype == torch.float32 and query_ids.shape[0] == key_ids.shape[0]:
@@ -263,6 +325,11 @@ class TokenGeometry:
         the geometry's order), and another: unmasked inference and the decoder. Cached (``sdpa``;
         ``flex`` needs only the coordinates)."""
         query, key = _names(query), _names(key)
+        if self._scale is not None:
+            ids = torch.arange(self.num_tokens, device=self.device).unsqueeze(0)  # (1, N_total)
+            return self._scaled(
+                lambda unit, q, k: unit.full_bias(query, key, heads), ids[:, self._span(query)], ids[:, self._span(key)]
+            )
         if self.backend == "flex":
             ids = torch.arange(self.num_tokens, device=self.device).unsqueeze(0)  # (1, N_total)
             return self._flex_bias(ids[:, self._span(query)], ids[:, self._span(key)], heads)
@@ -280,6 +347,43 @@ class TokenGeometry:
         block = self.table()[self._span(query), self._span(key)]
         slopes = negative_slopes(heads, self.device, self.dtype).view(1, heads, 1, 1)
         return torch.mul(block, slopes, out=_aligned((1, heads, *block.shape), self.device, self.dtype))
+
+    def _scaled(
+        self,
+        unit_bias: Callable[[TokenGeometry, torch.Tensor, torch.Tensor], torch.Tensor | FlexBias],
+        query_ids: torch.Tensor,
+        key_ids: torch.Tensor,
+    ) -> torch.Tensor | FlexBias:
+        """The per-sample bias: each group's unit bias (``unit_bias(unit, query_ids, key_ids)``) for
+        its samples, times each sample's scale; batch B."""
+        assert self._scale is not None
+        scale = self._scale
+        batch = scale.shape[0]
+
+        def rows_of(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return ids if ids.shape[0] == 1 else ids[rows]
+
+        parts = [
+            (unit_bias(unit, rows_of(query_ids, rows), rows_of(key_ids, rows)), rows) for unit, rows in self._groups
+        ]
+        if self.backend == "flex":
+            coordinates = []
+            for axis in ("query_x", "query_y", "key_x", "key_y"):
+                first = getattr(parts[0][0], axis)
+                out = first.new_empty((batch, first.shape[-1]))
+                for bias, rows in parts:
+                    out[rows] = getattr(bias, axis)
+                coordinates.append(out * scale.view(batch, 1))
+            slopes = parts[0][0].slopes  # type: ignore[union-attr]
+            return FlexBias(coordinates[0], coordinates[1], coordinates[2], coordinates[3], slopes)
+        unit = parts[0][0]
+        assert isinstance(unit, torch.Tensor)
+        out = _aligned((batch, *unit.shape[1:]), self.device, self.dtype)
+        if len(parts) > 1:
+            unit = unit.new_empty((batch, *unit.shape[1:]))
+            for bias, rows in parts:
+                unit[rows] = bias  # type: ignore[assignment]
+        return torch.mul(unit, scale.view(batch, 1, 1, 1), out=out)
 
     def _flex_bias(self, query_ids: torch.Tensor, key_ids: torch.Tensor, heads: int) -> FlexBias:
         positions = self.positions()

@@ -21,6 +21,11 @@ call's ``ref_length=`` argument overrides it), so a chip's GSD changes its bias 
 ``encode`` as in pretraining. The biases are built once per batch from the
 core's cached tables (:mod:`salibi.models.attention_bias`) and shared by every layer.
 
+GSD per chip: ``gsd[m]`` is a float, or a ``(B,)`` tensor or array of each chip's own GSD (web
+tiles at different latitudes have different ground GSDs); samples of unequal GSDs get each its
+own Scale-ALiBi biases, the same as when called one at a time
+(:meth:`~salibi.models.attention_bias.TokenGeometry.per_sample`).
+
 Attention backend (``attention``, :mod:`salibi.models.flex`): ``sdpa`` gives the layers the
 biases as tensors ``(B|1, H, k_q, k_k)``; ``flex`` gives them the tokens' coordinates and the
 kernel computes the bias (nothing of size ``k_q * k_k`` is stored); ``auto`` is ``flex`` on
@@ -141,20 +146,34 @@ class ScaleAlibiModel(nn.Module):
         return NO_BIAS if self.attention_backend() == "flex" else None
 
     def geometry(
-        self, sizes: Mapping[str, tuple[int, int]], gsd: Mapping[str, float], ref_length: float | None = None
+        self,
+        sizes: Mapping[str, tuple[int, int]],
+        gsd: Mapping[str, float | np.ndarray],
+        ref_length: float | None = None,
     ) -> TokenGeometry | None:
-        """The patch grids of one call (``sizes``: modality -> (H, W) in px) with the one
-        reference length of the call, for the model's attention backend; ``None`` for the
-        ``sincos`` and ``none`` variants."""
+        """The patch grids of one call (``sizes``: modality -> (H, W) in px; ``gsd``: modality ->
+        metres per pixel, or a ``(B,)`` array of each sample's) with the one reference length of
+        the call, for the model's attention backend; ``None`` for the ``sincos`` and ``none``
+        variants."""
         variant, p = self.config.variant, self.config.patch_size
         if variant not in ("scale-alibi", "alibi"):
             return None
         if variant == "alibi":  # each chip's own patch grid, GSD ignored, grids centred: distances in patches
             grids = {m: patch_unit_grid(h // p, w // p, p) for m, (h, w) in sizes.items()}
-            length = float(p)
-        else:
-            grids = {m: PatchGrid(h // p, w // p, p, gsd[m]) for m, (h, w) in sizes.items()}
-            length = float(ref_length or self.config.ref_length or 0.0)  # validate() always sets ref_length
+            return TokenGeometry(grids, float(p), self.device, self._compute_dtype(), self.attention_backend())
+        length = float(ref_length or self.config.ref_length or 0.0)  # validate() always sets ref_length
+        per_sample = [len(g) for g in gsd.values() if isinstance(g, np.ndarray)]
+        if per_sample:
+            return TokenGeometry.per_sample(
+                {m: (h // p, w // p) for m, (h, w) in sizes.items()},
+                p,
+                {m: np.broadcast_to(np.asarray(gsd[m], np.float64), (per_sample[0],)) for m in sizes},
+                length,
+                self.device,
+                self._compute_dtype(),
+                self.attention_backend(),
+            )
+        grids = {m: PatchGrid(h // p, w // p, p, float(gsd[m])) for m, (h, w) in sizes.items()}
         return TokenGeometry(grids, length, self.device, self._compute_dtype(), self.attention_backend())
 
     def patch_tokens(self, images: torch.Tensor, modality: str) -> torch.Tensor:
@@ -186,12 +205,14 @@ class ScaleAlibiModel(nn.Module):
     ) -> torch.Tensor:
         """(B, C, H, W) normalised images -> (B, N, D) encoder tokens, N = (H/p)*(W/p), row-major.
 
-        No masking. ``ref_length`` (metres) overrides the model's reference length
-        ``config.ref_length`` for this call.
+        No masking. ``gsd``: metres per pixel, or a ``(B,)`` tensor of each image's. ``ref_length``
+        (metres) overrides the model's reference length ``config.ref_length`` for this call.
         """
         images = self._check_images(images, modality)
         size = (images.shape[-2], images.shape[-1])
-        geometry = self.geometry({modality: size}, {modality: self._check_gsd(gsd, modality)}, ref_length)
+        geometry = self.geometry(
+            {modality: size}, {modality: self._check_gsd(gsd, modality, images.shape[0])}, ref_length
+        )
         bias = (
             geometry.full_bias(modality, modality, self.config.heads) if geometry else self.unbiased()
         )  # (1, H, N, N) or FlexBias
@@ -353,7 +374,7 @@ class ScaleAlibiModel(nn.Module):
         """Pretraining step: losses for a batch of co-located chips.
 
         ``batch``: modality -> (B, C_m, H_m, W_m) normalised images (two or more of the model's
-        modalities) and ``"gsd"``: modality -> float or (B,) tensor. ``mask_ratio`` overrides
+        modalities) and ``"gsd"``: modality -> float or (B,) tensor (each chip's GSD). ``mask_ratio`` overrides
         ``config.mask_ratio``; ``noise`` (modality -> (B, N_m)) replaces the random draw that
         orders patches for masking (lowest kept), e.g. to shard one global draw across ranks.
 
@@ -408,8 +429,9 @@ class ScaleAlibiModel(nn.Module):
 
     # -- checking inputs ------------------------------------------------------------------------
 
-    def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Validated images (canonical modality order) and one GSD per modality."""
+    def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float | np.ndarray]]:
+        """Validated images (canonical modality order) and per modality one GSD, or a (B,) array of
+        each sample's when they differ."""
         if not isinstance(batch, Mapping):
             raise InputError(f"batch: expected a dict of modality -> images and 'gsd', got {type(batch).__name__}")
         present = [m for m in MODALITIES if m in batch]
@@ -429,7 +451,8 @@ class ScaleAlibiModel(nn.Module):
         missing = [m for m in present if m not in gsd_in]
         if missing:
             raise InputError(f"batch['gsd'] has no entry for {', '.join(missing)}")
-        return images, {m: self._check_gsd(gsd_in[m], m) for m in present}
+        size = images[present[0]].shape[0]
+        return images, {m: self._check_gsd(gsd_in[m], m, size) for m in present}
 
     def _check_images(
         self, images: object, modality: str, batch_size: int | None = None, where: str = "images"
@@ -457,19 +480,28 @@ class ScaleAlibiModel(nn.Module):
         return images
 
     @staticmethod
-    def _check_gsd(value: object, modality: str) -> float:
-        """One GSD from a float, or from a (B,) tensor of equal values (default_collate)."""
+    def _check_gsd(value: object, modality: str, batch_size: int) -> float | np.ndarray:
+        """One GSD from a float or a (B,) tensor or array of equal values (default_collate); a
+        float64 (B,) array when the samples' GSDs differ."""
         where = f"gsd[{modality!r}]"
         if isinstance(value, (torch.Tensor, np.ndarray)):
-            flat = value.reshape(-1)
+            flat = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value).reshape(-1)
             if flat.shape[0] == 0:
                 raise InputError(f"{where}: empty")
-            if bool((flat != flat[0]).any()):
+            if flat.dtype.kind not in "iuf":
+                raise InputError(f"{where}: expected numbers of metres per pixel, got {flat.dtype}")
+            flat = flat.astype(np.float64)
+            if not (np.isfinite(flat).all() and (flat > 0).all()):
+                bad = flat[~(np.isfinite(flat) & (flat > 0))][0]
+                raise InputError(f"{where} holds {bad!r}: every GSD must be a positive number of metres per pixel")
+            if bool((flat == flat[0]).all()):
+                value = float(flat[0])
+            elif flat.shape[0] != batch_size:
                 raise InputError(
-                    f"{where}: the samples of one batch have different GSDs ({sorted(set(flat.tolist()))}); "
-                    "batch chips of one GSD together"
+                    f"{where}: {flat.shape[0]} GSDs for a batch of {batch_size}; give one per sample or one for all"
                 )
-            value = flat[0].item()
+            else:
+                return flat
         if not isinstance(value, numbers.Real) or not (math.isfinite(float(value)) and float(value) > 0):
             raise InputError(f"{where} = {value!r}: must be a positive number of metres per pixel")
         return float(value)
