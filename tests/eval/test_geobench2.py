@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
-from salibi.eval.geobench2 import GeoBench2Task, discover_datasets, is_geobench2_root
-from salibi.eval.geobench2_datasets import CONVENTIONS, SKIPPED
-from salibi.eval.tortilla import Tortilla
+from salibi.eval.geobench2.datasets import CONVENTIONS, SKIPPED
+from salibi.eval.geobench2.reader import GeoBench2Task, discover_datasets, is_geobench2_root
+from salibi.eval.geobench2.tortilla import Tortilla
 
 from . import tortilla_writer as W
 

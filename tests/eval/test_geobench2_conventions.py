@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from salibi.errors import DataFormatError
-from salibi.eval.geobench2 import GeoBench2Task, discover_datasets
-from salibi.eval.geobench2_datasets import CONVENTIONS
+from salibi.eval.geobench2.datasets import CONVENTIONS
+from salibi.eval.geobench2.reader import GeoBench2Task, discover_datasets
 
 from . import tortilla_writer as W
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from salibi.eval.geobench2 import GeoBench2Task, discover_datasets
-from salibi.eval.geobench2_conventions import SENSOR_MODALITY
-from salibi.eval.geobench2_datasets import CONVENTIONS
-from salibi.eval.geobench2_inputs import route_inputs
+from salibi.eval.geobench2.conventions import SENSOR_MODALITY
+from salibi.eval.geobench2.datasets import CONVENTIONS
+from salibi.eval.geobench2.inputs import route_inputs
+from salibi.eval.geobench2.reader import GeoBench2Task, discover_datasets
 
 from . import tortilla_writer as W
 

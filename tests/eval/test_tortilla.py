@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from salibi.errors import DataFormatError, MissingInputError
-from salibi.eval import tortilla as T
-from salibi.eval.tortilla import HEADER_SIZE, Tortilla
-from salibi.eval.tortilla_payloads import read_geotiff, read_hdf5
+from salibi.eval.geobench2 import tortilla as T
+from salibi.eval.geobench2.payloads import read_geotiff, read_hdf5
+from salibi.eval.geobench2.tortilla import HEADER_SIZE, Tortilla
 
 from . import tortilla_writer as W
 

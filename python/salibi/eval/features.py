@@ -14,7 +14,7 @@ fit); bands the statistics lack get them from the first training samples. Non-fi
 values become 0 (the mean). Bands of one modality with different shapes are resampled
 (bilinear) to the largest. The GSD given to the encoder is the stored pixel size of the
 finest band used. Inputs that say ``joint`` (GEO-Bench-2's
-:class:`~salibi.eval.geobench2_inputs.RoutedInputs`) are encoded together by the cross-modal
+:class:`~salibi.eval.geobench2.inputs.RoutedInputs`) are encoded together by the cross-modal
 encoder (``encode_joint``): the pooled feature is the mean over modalities of each one's mean
 joint token, the tokens are the joint tokens. Sizes that are not multiples of the patch size
 are centre-cropped to one for classification when that keeps at least 3/4 of each side, and

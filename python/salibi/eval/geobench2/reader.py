@@ -13,7 +13,7 @@ split by ``tortilla:data_split`` (``train``, ``validation``, ``test``); there is
 ``default``. One sample is a dict::
 
     {"name": "sample_0",
-     "bands": {"s2:B04": ndarray (H, W), ...},       # key = "<source>:<band>" (see geobench2_datasets)
+     "bands": {"s2:B04": ndarray (H, W), ...},       # key = "<source>:<band>" (see geobench2.datasets)
      "band_info": {key: BandInfo}, "gsd": {key: metres per pixel}, "dates": {key: None},
      "source": {key: "s2"},                          # the GEO-Bench-2 modality it belongs to
      "label": int | ndarray (n_classes,) int8 | ndarray (H, W) int64 (official remap applied)}
@@ -32,10 +32,10 @@ import numpy as np
 
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.eval.geobench.tasks import BandInfo, LabelType, TaskSpecs
-from salibi.eval.geobench2_conventions import Convention, ItemRef, Label, Source
-from salibi.eval.geobench2_datasets import CONVENTIONS, SKIPPED
-from salibi.eval.tortilla import Entry, Tortilla
-from salibi.eval.tortilla_payloads import read_geotiff, read_hdf5
+from salibi.eval.geobench2.conventions import Convention, ItemRef, Label, Source
+from salibi.eval.geobench2.datasets import CONVENTIONS, SKIPPED
+from salibi.eval.geobench2.payloads import read_geotiff, read_hdf5
+from salibi.eval.geobench2.tortilla import Entry, Tortilla
 
 __all__ = [
     "BENCHMARK",

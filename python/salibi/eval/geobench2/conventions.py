@@ -1,7 +1,7 @@
 """How a GEO-Bench-2 dataset is laid out: the vocabulary its table in
-:mod:`salibi.eval.geobench2_datasets` is written in.
+:mod:`salibi.eval.geobench2.datasets` is written in.
 
-A dataset is a few tortilla files (:mod:`salibi.eval.tortilla`); each sample is a nested
+A dataset is a few tortilla files (:mod:`salibi.eval.geobench2.tortilla`); each sample is a nested
 tortilla whose items are found, as the official reader (``geobenchv2`` 0.9, ``geobench_v2.datasets``)
 finds them, by position in the sample table or by item id. A :class:`Source` is one of the
 dataset's modalities: which item holds it, what its stored bands *are* (in stored order), its
@@ -24,16 +24,21 @@ import numpy as np
 from salibi.bands import COLOUR_WAVELENGTH, LANDSAT_BANDS, S2_WAVELENGTH
 
 __all__ = [
+    "HLS_BANDS",
+    "S2_10_BANDS",
+    "S2_12_BANDS",
     "SENSOR_MODALITY",
     "Band",
     "Convention",
     "ItemRef",
     "Label",
     "Source",
+    "as_classes",
     "colour_bands",
     "landsat8_bands",
     "sentinel1_bands",
     "sentinel2_bands",
+    "tortilla_files",
 ]
 
 #: The salibi encoder each GEO-Bench-2 sensor family feeds (None: no encoder takes it).
@@ -48,6 +53,11 @@ SENSOR_MODALITY: dict[str, str | None] = {
     "planet": "hires",
     "elevation": None,
 }
+
+#: Band registries of ``geobench_v2/datasets/sensor_util.py`` several datasets read in this order.
+S2_12_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+S2_10_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
 
 #: An item of a sample table: its position (negative counts from the end, as the official reader
 #: does), its exact ``tortilla:id``, or ``"prefix*"`` for the first item whose id starts so.
@@ -65,6 +75,13 @@ class Band:
     wavelength: float | None = None
     aliases: tuple[str, ...] = ()
     official: str | None = None
+
+
+def tortilla_files(name: str, parts: int = 0) -> tuple[str, ...]:
+    """A dataset's tortilla file names: ``geobench_NAME.tortilla``, or ``parts`` numbered parts."""
+    if not parts:
+        return (f"geobench_{name}.tortilla",)
+    return tuple(f"geobench_{name}.{i:04d}.part.tortilla" for i in range(parts))
 
 
 def sentinel2_bands(*names: str) -> tuple[Band, ...]:
@@ -152,34 +169,7 @@ class Convention:
     notes: tuple[str, ...] = ()
 
 
-# -- label remaps of the official readers -------------------------------------------------------
-
-
-def plus_one(mask: np.ndarray) -> np.ndarray:
-    """``mask + 1`` (SpaceNet 2/7: 0 stays unused, 1 no-building, 2 building)."""
-    return mask.astype(np.int64) + 1
-
-
-def burn_scars_mask(mask: np.ndarray) -> np.ndarray:
-    """``-1`` (no data) becomes 2, outside the two classes, hence ignored."""
-    out = mask.astype(np.int64)
-    out[out == -1] = 2
-    return out
-
-
-def flair2_mask(mask: np.ndarray) -> np.ndarray:
-    """Values above 13 become 13 ("other"), then everything minus 1: classes 0 .. 12."""
-    out = np.minimum(mask.astype(np.int64), 13)
-    return out - 1
-
-
-def kuro_siwo_mask(mask: np.ndarray) -> np.ndarray:
-    """0 no water -> 1, 1 permanent water -> 2, 2 flood -> 3, 3 no data -> 0 (others: 0)."""
-    source = mask.astype(np.int64)
-    out = np.zeros_like(source)
-    for original, new in {0: 1, 1: 2, 2: 3, 3: 0}.items():
-        out[source == original] = new
-    return out
+# -- label remaps shared by several readers -------------------------------------------------------
 
 
 def as_classes(mask: np.ndarray) -> np.ndarray:

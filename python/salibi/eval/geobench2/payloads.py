@@ -1,6 +1,6 @@
 """Payloads of a tortilla read in place: GeoTIFF through GDAL's ``/vsisubfile/``, HDF5 through h5py.
 
-Both readers take an :class:`~salibi.eval.tortilla.Entry` whose byte range was checked against
+Both readers take an :class:`~salibi.eval.geobench2.tortilla.Entry` whose byte range was checked against
 its file when the footer was read, and check the payload's own promises before decoding it:
 a raster or dataset larger than :data:`MAX_PAYLOAD_BYTES` decoded is refused (a hostile file can
 declare any size), and anything GDAL or HDF5 cannot decode becomes one
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError
-from salibi.eval.tortilla import Entry, read_span
+from salibi.eval.geobench2.tortilla import Entry, read_span
 from salibi.rasters import gdal_reason, round_significant
 
 __all__ = ["MAX_PAYLOAD_BYTES", "Raster", "read_geotiff", "read_hdf5"]

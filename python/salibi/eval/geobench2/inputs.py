@@ -1,7 +1,7 @@
 """Which encoders of a checkpoint a GEO-Bench-2 task feeds, and with which bands.
 
-Every source of a dataset (:mod:`salibi.eval.geobench2_datasets`) feeds the encoder of its sensor
-family (:data:`~salibi.eval.geobench2_conventions.SENSOR_MODALITY`: Sentinel-2, HLS, Landsat ->
+Every source of a dataset (:mod:`salibi.eval.geobench2.datasets`) feeds the encoder of its sensor
+family (:data:`~salibi.eval.geobench2.conventions.SENSOR_MODALITY`: Sentinel-2, HLS, Landsat ->
 ``lores``; Sentinel-1 and other SAR -> ``sar``; aerial, WorldView, Planet -> ``hires``) at its own
 GSD. Within an encoder, the checkpoint's bands are matched to the source's by identity exactly as
 for GEO-Bench v1 (:func:`salibi.eval.bands.map_task_bands`: same band, alias, or wavelength; an
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from salibi.eval.bands import ModalityInput, TaskInputs, map_task_bands
-from salibi.eval.geobench2 import GeoBench2Task
-from salibi.eval.geobench2_conventions import Source
+from salibi.eval.geobench2.conventions import Source
+from salibi.eval.geobench2.reader import GeoBench2Task
 from salibi.vocabulary import EVAL_FEATURES, MODALITIES
 
 __all__ = ["FEATURES", "RoutedInputs", "route_inputs"]
