@@ -249,6 +249,34 @@ def read_only_folder(name: str) -> Maker:
     return make
 
 
+def fetch_folder(name: str, kind: str) -> Maker:
+    """A salibi fetch folder: ``other-query`` (a plan of other dates), ``damaged`` (its plan cut
+    short), ``incomplete`` (shard 1 of 2 not done) or ``altered`` (a file outside the folder)."""
+
+    def make(case: Path, inputs: dict[str, Path]) -> None:
+        import json
+
+        from salibi.fetch.catalogs import resolve_catalog
+        from salibi.fetch.manifest import new_document
+        from salibi.fetch.run import build_query
+
+        query = build_query(resolve_catalog("earth-search"), FETCH_BBOX, "2019-01-01/2019-01-31", {}, {}, 10.0, 12.0,
+                            (), False)  # fmt: skip
+        parts = case / name / "manifests"
+        parts.mkdir(parents=True)
+        document = new_document(query, (0, 2 if kind == "incomplete" else 1))
+        text = json.dumps(document)
+        if kind in ("other-query", "damaged"):
+            (parts / "shard-0-of-1.json").write_text(text[: len(text) // 2] if kind == "damaged" else text)
+            return
+        group = {"files": {"lores": [{"path": "../../etc/passwd"}]}}
+        merged = {**document, "shards": 2, "shards_done": [0], "complete": kind == "altered",
+                  "areas": [{"key": "bbox", "groups": [group] if kind == "altered" else []}]}  # fmt: skip
+        (case / name / "manifest.json").write_text(json.dumps(merged))
+
+    return make
+
+
 NON_UTF8 = os.fsdecode(b"caf\xe9.tif")  # Latin-1 bytes: not UTF-8
 
 # -- the table -------------------------------------------------------------------------------------
@@ -257,6 +285,8 @@ ALIGN = ("--hires", "{pan}", "--tile-size-m", "60", "-o", "{case}/out.h5")
 OUT = ("--out", "{case}/run", "--batch-size", "4", "--max-steps", "2", "--quiet")
 EVAL = ("--checkpoint", "{ckpt}", "--root", "{root}", "--output", "{case}/results.json")
 EMBED = ("--checkpoint", "{ckpt}", "-o", "{case}/out.h5")
+FETCH_BBOX = "-0.78,38.08,-0.74,38.13"
+FETCH = ("--bbox", FETCH_BBOX, "--datetime", "2019-09-01/2019-09-30", "--quiet")
 
 CASES: tuple[Case, ...] = (
     # align
@@ -453,6 +483,47 @@ CASES: tuple[Case, ...] = (
          read_only_folder("ro"), unprivileged=True),
     Case("embed-usage", "embed", "a malformed option value", ("{tiles}", *EMBED, "--gsd", "-1"),
          "Error: Invalid value for '--gsd': -1.0 is not in the range x>0. (see 'salibi embed --help')", status=2),
+    # fetch (refused before the catalog is asked anything, but the one unreachable catalog)
+    Case("fetch-bbox", "fetch", "a box west of its east", ("--bbox", "10,0,5,1", *FETCH[2:], "-o", "{case}/out"),
+         "Error: --bbox 10,0,5,1: needs -180 <= W < E <= 180 and -90 <= S < N <= 90 (longitude first, degrees)"),
+    Case("fetch-dates", "fetch", "dates that end before they start", (*FETCH[:2], "--datetime", "2023-08-31/2023-06-01", "-o", "{case}/out"),
+         "Error: --datetime 2023-08-31/2023-06-01: the start is after the end"),
+    Case("fetch-stac-file", "fetch", "a catalog that is a local file", ("--stac", "file:///etc", *FETCH, "-o", "{case}/out"),
+         "Error: --stac file:///etc: not a catalog name or an http(s) URL of a STAC API; use earth-search, "
+         "planetary-computer or a URL such as https://example.com/stac/v1"),
+    Case("fetch-stac-down", "fetch", "a catalog nobody answers", ("--stac", "http://127.0.0.1:1", "--lores", "a", "--sar", "b", "--tries", "1", *FETCH, "-o", "{case}/out"),
+         "Error: --stac http://127.0.0.1:1: cannot reach the STAC API at http://127.0.0.1:1 (connection refused); "
+         "check the URL and the network"),
+    Case("fetch-one-modality", "fetch", "one modality only", ("--sar", "none", *FETCH, "-o", "{case}/out"),
+         "Error: need collections for two modalities at least (--lores, --sar, --hires), got --lores sentinel-2-l2a; "
+         "add another"),
+    Case("fetch-band", "fetch", "a band name that is no band", (*FETCH, "--bands", "lores=B99", "-o", "{case}/out"),
+         "Error: --bands lores=B99: 'B99' is not a Sentinel-2 band or colour (B04, red, nir)"),
+    Case("fetch-tile", "fetch", "a tile that is not there", (*FETCH, "--tiles", "10/5000/1", "-o", "{case}/out"),
+         "Error: --tiles 10/5000/1: zoom 10 has tiles 0..1023 in X and Y"),
+    Case("fetch-shard", "fetch", "a shard past the last", (*FETCH, "--shard", "2/2", "-o", "{case}/out"),
+         "Error: --shard 2/2: give I/N with 0 <= I < N, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT"),
+    Case("fetch-output-file", "fetch", "a file instead of the output folder", (*FETCH, "-o", "{case}/keep.txt"),
+         "Error: -o keep.txt: is a file; give a folder for the fetched scenes", text("keep.txt", "keep me")),
+    Case("fetch-other-query", "fetch", "a folder of another query", (*FETCH, "-o", "{case}/dir"),
+         'Error: -o dir: holds a fetch of another query (datetime "2019-01-01/2019-01-31" there, '
+         '"2019-09-01/2019-09-30" now); use another -o for this one', fetch_folder("dir", "other-query")),
+    Case("fetch-damaged-plan", "fetch", "truncated JSON", (*FETCH, "-o", "{case}/dir"),
+         "Error: dir/manifests/shard-0-of-1.json: not a readable fetch manifest (…); remove it and run salibi fetch "
+         "again", fetch_folder("dir", "damaged")),
+    Case("fetch-usage", "fetch", "a malformed option value", (*FETCH, "--max-cloud", "150", "-o", "{case}/out"),
+         "Error: Invalid value for '--max-cloud': 150.0 is not in the range 0<=x<=100. (see 'salibi fetch --help')",
+         status=2),
+    # align DIR (a salibi fetch folder)
+    Case("align-dir-not-fetch", "align", "a folder salibi fetch did not write", ("{case}/empty", "-o", "{case}/out.h5"),
+         "Error: empty: no manifest.json; give a folder written by salibi fetch (or input files with "
+         "--hires/--lores/--sar)", folder("empty")),
+    Case("align-dir-incomplete", "align", "a fetch with a shard not done", ("{case}/dir", "-o", "{case}/out.h5"),
+         "Error: dir: the fetch is not complete (shard 1/2 not done); run the same salibi fetch command again for it",
+         fetch_folder("dir", "incomplete")),
+    Case("align-dir-altered", "align", "a manifest naming a file outside its folder", ("{case}/dir", "-o", "{case}/out.h5"),
+         "Error: dir/manifest.json: file '../../etc/passwd' is not inside the folder; the manifest was altered",
+         fetch_folder("dir", "altered")),
 )  # fmt: skip
 
 

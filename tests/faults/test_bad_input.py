@@ -152,7 +152,7 @@ def test_the_table_in_docs_is_the_table_the_tests_run():
     )
 
 
-def test_the_table_covers_at_least_30_kinds_across_the_four_commands():
+def test_the_table_covers_at_least_30_kinds_across_the_commands():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
-    assert {c.command for c in CASES} == {"align", "pretrain", "eval", "embed"}
+    assert {c.command for c in CASES} >= {"align", "pretrain", "eval", "embed", "fetch"}
     assert NON_UTF8.encode("utf-8", "surrogateescape") == b"caf\xe9.tif"
