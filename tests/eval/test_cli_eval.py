@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from salibi.cli import cli
-from salibi.eval.linear_probe import C_GRID
+from salibi.eval.protocols.linear_probe import C_GRID
 from salibi.models import build, save_checkpoint
 
 from .conftest import REAL

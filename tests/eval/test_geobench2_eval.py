@@ -17,7 +17,7 @@ from salibi.eval.features import band_normalisation, extract_features, prepare_s
 from salibi.eval.geobench2.inputs import route_inputs
 from salibi.eval.geobench2.reader import discover_datasets
 from salibi.eval.geobench2.tortilla import Tortilla
-from salibi.eval.protocols import ProtocolSettings
+from salibi.eval.protocols.registry import ProtocolSettings
 from salibi.eval.run import checkpoint_bands, evaluate_geobench
 from salibi.models import build, save_checkpoint
 

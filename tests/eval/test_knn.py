@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from salibi.eval.knn import knn_probe, nearest_neighbours
+from salibi.eval.protocols.knn import knn_probe, nearest_neighbours
 
 
 def _features(seed, n_train=120, n_test=40, dim=16, classes=5):

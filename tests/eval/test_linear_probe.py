@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from salibi.eval.linear_probe import C_GRID, fit_logistic, linear_probe
+from salibi.eval.protocols.linear_probe import C_GRID, fit_logistic, linear_probe
 
 
 def _blobs(seed, n=150, dim=10, classes=4, noise=1.0):

@@ -8,7 +8,7 @@ import pytest
 from salibi.errors import InputError
 from salibi.eval.geobench.tasks import open_task
 from salibi.eval.partitions import plan_task, resolve_partitions, subset
-from salibi.eval.protocols import ProtocolSettings
+from salibi.eval.protocols.registry import ProtocolSettings
 from salibi.vocabulary import TRAIN_SIZE_PARTITIONS
 
 

@@ -228,7 +228,7 @@ def _evaluate(
     baseline: str | None = None,
 ) -> None:
     from salibi.eval.csv_export import write_csv
-    from salibi.eval.protocols import ProtocolSettings
+    from salibi.eval.protocols.registry import ProtocolSettings
     from salibi.eval.report import (
         markdown_table,
         open_output,

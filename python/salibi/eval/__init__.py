@@ -13,9 +13,9 @@ inert records both use), :mod:`~salibi.eval.geobench.tasks` (tasks, specs, parti
 dicts), :mod:`~salibi.eval.bands` (task bands -> checkpoint modalities),
 :mod:`~salibi.eval.features` (streamed, shape-batched encoding).
 
-Protocols on arrays, independent of the reader: :mod:`~salibi.eval.protocols` (the registry
-and its parameters), :mod:`~salibi.eval.knn`, :mod:`~salibi.eval.linear_probe`,
-:mod:`~salibi.eval.segmentation_heads`; :mod:`~salibi.eval.metrics` (every metric on any
+Protocols on arrays, independent of the reader: :mod:`~salibi.eval.protocols.registry` (the registry
+and its parameters), :mod:`~salibi.eval.protocols.knn`, :mod:`~salibi.eval.protocols.linear_probe`,
+:mod:`~salibi.eval.protocols.segmentation_heads`; :mod:`~salibi.eval.metrics` (every metric on any
 resample of the test set) and :mod:`~salibi.eval.uncertainty` (bootstrap intervals, IQM).
 
 Outputs: :mod:`~salibi.eval.run` (the command as a call), :mod:`~salibi.eval.results` (the

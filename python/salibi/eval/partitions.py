@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import InputError
-from salibi.eval import protocols as P
 from salibi.eval import results as R
 from salibi.eval.geobench.tasks import Task
+from salibi.eval.protocols import registry as P
 from salibi.vocabulary import TRAIN_SIZE_PARTITIONS
 
 __all__ = ["TaskPlan", "parse_list", "plan_task", "resolve_partitions", "subset"]

@@ -9,7 +9,7 @@
 
 The result is the document of :mod:`salibi.eval.results`. Per task, the features of every
 split are extracted once (the train split of the largest partition requested; smaller
-partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols`)
+partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols.registry`)
 once per seed when it is seeded, once otherwise. A partition ``P`` takes its train split from
 ``P_partition.json`` and validation and test from the default partition.
 
@@ -39,7 +39,6 @@ import numpy as np
 
 from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
-from salibi.eval import protocols as P
 from salibi.eval import results as R
 from salibi.eval.bands import TaskInputs, default_band_names
 from salibi.eval.benchmarks import open_benchmark
@@ -47,7 +46,8 @@ from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench.tasks import Task, default_root
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
-from salibi.eval.segmentation_heads import SEG_STEPS
+from salibi.eval.protocols import registry as P
+from salibi.eval.protocols.segmentation_heads import SEG_STEPS
 from salibi.vocabulary import PROTOCOLS
 
 __all__ = ["APPLIES_TO", "PROTOCOLS", "RunOutput", "checkpoint_bands", "evaluate_geobench", "evaluate_task"]
