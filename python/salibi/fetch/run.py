@@ -27,6 +27,7 @@ from salibi.bands import DEFAULT_BANDS
 from salibi.errors import InputError
 from salibi.fetch import manifest
 from salibi.fetch.areas import check_datetime, parse_bbox, parse_shard, plan_areas, shard_areas
+from salibi.fetch.assets import wanted_identities
 from salibi.fetch.catalogs import Catalog, resolve_catalog
 from salibi.fetch.transfer import FileJob, FileResult, transfer
 from salibi.progress import RateProgress
@@ -60,7 +61,7 @@ class FetchSummary:
         what = "downloaded" if self.transferred is not None else "written"
         cover = ", ".join(f"{c:.1%}" for c in self.covered[:6]) + (", ..." if len(self.covered) > 6 else "")
         lines = [
-            f"fetched {self.fetched} of {self.files} files ({self.present} there already) of {self.groups} groups "
+            f"fetched {self.fetched} of {self.files} files ({self.present} there already) of {self.groups} group(s) "
             f"in {self.areas} area(s) into {self.folder}: {mb:.1f} MB {what} in {self.seconds:.1f} s ({rate:.1f} MB/s)",
             f"  area covered: {cover or 'nothing'}; {self.unpaired} scene(s) without a partner within --max-days-apart; "
             f"plan {'searched now' if self.planned else 'read back from manifests/'}",
@@ -103,6 +104,7 @@ def build_query(
             raise InputError(f"--bands {modality}=... is given but no --{modality} collection is fetched")
         if not [b for b in bands[modality] if b.strip()]:
             raise InputError(f"--bands {modality}=: give at least one band name")
+        wanted_identities(modality, [b.strip() for b in bands[modality] if b.strip()])  # names salibi knows
     if max_cloud is not None and not (0 <= max_cloud <= 100):
         raise InputError(f"--max-cloud {max_cloud:g}: a percentage from 0 to 100")
     if not (math.isfinite(max_days_apart) and max_days_apart >= 0):
