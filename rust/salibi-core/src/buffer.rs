@@ -11,6 +11,9 @@ use std::alloc::{self, Layout};
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
+use crate::error::Result;
+use crate::size::{too_large, Size};
+
 const HUGE_PAGE: usize = 2 << 20;
 const CACHE_LINE: usize = 64;
 
@@ -31,20 +34,31 @@ unsafe impl Send for Allocation {}
 unsafe impl Sync for Allocation {}
 
 impl Allocation {
-    fn new(len: usize) -> Self {
-        let bytes = len.checked_mul(std::mem::size_of::<f32>()).expect("table size overflows usize");
-        if bytes == 0 {
-            return Allocation { ptr: NonNull::dangling(), len: 0, layout: None };
+    /// Room for a row-major float table of shape `dims`, sized by [`Size::of`]: an
+    /// `InvalidArgument` naming `name` when no memory could hold it, `OutOfMemory` when the
+    /// allocator refuses it (never `handle_alloc_error`, which aborts the process).
+    fn new(name: &str, dims: &[usize]) -> Result<Self> {
+        let size = Size::of::<f32>(name, dims)?;
+        if size.bytes == 0 {
+            return Ok(Allocation { ptr: NonNull::dangling(), len: 0, layout: None });
         }
-        let align = if bytes >= HUGE_PAGE { HUGE_PAGE } else { CACHE_LINE };
-        let layout = Layout::from_size_align(bytes, align).expect("valid layout");
-        // SAFETY: `layout` has a non-zero size (`bytes > 0`).
+        let align = if size.bytes >= HUGE_PAGE { HUGE_PAGE } else { CACHE_LINE };
+        // Fails only when rounding up to `align` passes isize::MAX.
+        let layout = Layout::from_size_align(size.bytes, align)
+            .map_err(|_| too_large(name, dims, std::mem::size_of::<f32>()))?;
+        // SAFETY: `layout` has a non-zero size (`size.bytes > 0`).
         let raw = unsafe { alloc::alloc(layout) }.cast::<f32>();
-        let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let ptr = NonNull::new(raw).ok_or_else(|| size.refused(name, dims))?;
         if align == HUGE_PAGE {
-            advise_huge_pages(ptr.cast::<u8>(), bytes);
+            advise_huge_pages(ptr.cast::<u8>(), size.bytes);
         }
-        Allocation { ptr, len, layout: Some(layout) }
+        Ok(Allocation { ptr, len: size.len, layout: Some(layout) })
+    }
+
+    /// Bytes of the elements (the layout may round up to its alignment; this does not).
+    fn nbytes(&self) -> usize {
+        // `len * 4` was checked by `Size::of` when the allocation was made.
+        self.len * std::mem::size_of::<f32>()
     }
 }
 
@@ -66,8 +80,9 @@ pub struct UninitBuffer {
 }
 
 impl UninitBuffer {
-    pub fn new(len: usize) -> Self {
-        UninitBuffer { memory: Allocation::new(len) }
+    /// Room for a row-major table of shape `dims`; errors name `name` (see [`Size::of`]).
+    pub fn new(name: &str, dims: &[usize]) -> Result<Self> {
+        Ok(UninitBuffer { memory: Allocation::new(name, dims)? })
     }
 
     pub fn len(&self) -> usize {
@@ -104,16 +119,20 @@ pub struct AlignedBuffer {
 }
 
 impl AlignedBuffer {
-    /// `len` zeros.
-    pub fn zeroed(len: usize) -> Self {
-        let mut buffer = UninitBuffer::new(len);
+    /// A table of shape `dims` of zeros; errors as [`UninitBuffer::new`].
+    pub fn zeroed(name: &str, dims: &[usize]) -> Result<Self> {
+        let mut buffer = UninitBuffer::new(name, dims)?;
         buffer.as_uninit_mut().fill(MaybeUninit::new(0.0));
         // SAFETY: the line above wrote every element.
-        unsafe { buffer.assume_init() }
+        Ok(unsafe { buffer.assume_init() })
     }
 
     pub fn len(&self) -> usize {
         self.memory.len
+    }
+
+    pub fn nbytes(&self) -> usize {
+        self.memory.nbytes()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,24 +174,25 @@ fn advise_huge_pages(_ptr: NonNull<u8>, _bytes: usize) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CoreError;
 
     #[test]
     fn large_buffers_are_huge_page_aligned() {
-        let mut b = AlignedBuffer::zeroed(1 << 20);
+        let mut b = AlignedBuffer::zeroed("b", &[1 << 20]).unwrap();
         assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
         assert_eq!(b.as_slice().iter().sum::<f32>(), 0.0);
         b.as_mut_slice().fill(1.0);
         assert_eq!(b.as_slice().iter().sum::<f32>(), (1 << 20) as f32);
-        let small = AlignedBuffer::zeroed(3);
+        let small = AlignedBuffer::zeroed("small", &[3]).unwrap();
         assert_eq!(small.as_ptr() as usize % CACHE_LINE, 0);
-        let empty = AlignedBuffer::zeroed(0);
+        let empty = AlignedBuffer::zeroed("empty", &[4, 0]).unwrap();
         assert!(empty.is_empty());
         assert_eq!(empty.as_slice().len(), 0);
     }
 
     #[test]
     fn written_buffers_read_back() {
-        let mut b = UninitBuffer::new(1000);
+        let mut b = UninitBuffer::new("b", &[10, 100]).unwrap();
         assert_eq!(b.len(), 1000);
         for (i, x) in b.as_uninit_mut().iter_mut().enumerate() {
             x.write(i as f32);
@@ -180,7 +200,22 @@ mod tests {
         // SAFETY: the loop wrote every element.
         let b = unsafe { b.assume_init() };
         assert!(b.as_slice().iter().enumerate().all(|(i, &x)| x == i as f32));
-        let mut empty = UninitBuffer::new(0);
+        let mut empty = UninitBuffer::new("empty", &[0]).unwrap();
         assert!(empty.is_empty() && empty.as_uninit_mut().is_empty());
+    }
+
+    #[test]
+    fn sizes_no_memory_holds_are_invalid_and_refused_ones_out_of_memory() {
+        // 2**40 x 2**40 floats wrapped to an empty buffer before sizes were checked.
+        let err = UninitBuffer::new("query, key", &[1 << 40, 1 << 40]).err().unwrap();
+        assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("query, key: 1099511627776 x 1099511627776 values"), "{err}");
+        // 2**50 bytes: handle_alloc_error aborted the process here.
+        let err = AlignedBuffer::zeroed("query, key", &[1 << 24, 1 << 24]).err().unwrap();
+        assert!(matches!(err, CoreError::OutOfMemory { .. }), "{err:?}");
+        // isize::MAX - 3 bytes fit Size::of but not a 2 MiB-aligned layout.
+        let err = UninitBuffer::new("n", &[isize::MAX as usize / 4]).err().unwrap();
+        assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err:?}");
+        assert_eq!(AlignedBuffer::zeroed("n", &[3, 2]).unwrap().nbytes(), 24);
     }
 }

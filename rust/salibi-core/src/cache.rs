@@ -94,7 +94,8 @@ impl TableCache {
         if size > state.max_bytes || state.entries.contains_key(&key) {
             return;
         }
-        while state.bytes + size > state.max_bytes {
+        // Saturating: a limit near usize::MAX (say, from the environment) must not wrap the sum.
+        while state.bytes.saturating_add(size) > state.max_bytes {
             let Some(oldest) = state.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k) else {
                 break;
             };
@@ -134,10 +135,15 @@ impl TableCache {
 
 /// Default bound: 1 GiB, or `SALIBI_BIAS_CACHE_MB` megabytes.
 fn default_max_bytes() -> usize {
-    std::env::var("SALIBI_BIAS_CACHE_MB")
-        .ok()
+    max_bytes_of(std::env::var("SALIBI_BIAS_CACHE_MB").ok().as_deref())
+}
+
+/// The bound for a `SALIBI_BIAS_CACHE_MB` value: megabytes beyond the address space mean no
+/// bound at all (saturating: `mb << 20` lost the high bits, so 2**44 MB meant 0 bytes).
+fn max_bytes_of(megabytes: Option<&str>) -> usize {
+    megabytes
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .map(|mb| mb << 20)
+        .map(|mb| mb.saturating_mul(1 << 20))
         .unwrap_or(1 << 30)
 }
 
@@ -220,6 +226,17 @@ mod tests {
         let t = cache.get_or_build(key(4), || build(4)).unwrap();
         assert_eq!(t.shape(), &[16, 16]);
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_bound_beyond_the_address_space_saturates() {
+        assert_eq!(max_bytes_of(None), 1 << 30);
+        assert_eq!(max_bytes_of(Some(" 64 ")), 64 << 20);
+        assert_eq!(max_bytes_of(Some("17592186044416")), usize::MAX); // 2**44 MB
+        let cache = TableCache::new(usize::MAX);
+        cache.get_or_build(key(2), || build(2)).unwrap();
+        cache.get_or_build(key(3), || build(3)).unwrap();
+        assert_eq!(cache.stats().entries, 2);
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub enum CoreError {
     /// An argument has the wrong type or element type (Python: `TypeError`).
     #[error("{name}: {reason}")]
     WrongType { name: String, reason: String },
+
+    /// A buffer of a size that can be held but that the allocator refused (Python:
+    /// `MemoryError`). Sizes no memory could hold are [`CoreError::InvalidArgument`].
+    #[error("{name}: {reason}")]
+    OutOfMemory { name: String, reason: String },
 }
 
 impl CoreError {
@@ -22,6 +27,10 @@ impl CoreError {
 
     pub fn wrong_type(name: impl Into<String>, reason: impl Into<String>) -> Self {
         CoreError::WrongType { name: name.into(), reason: reason.into() }
+    }
+
+    pub fn out_of_memory(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        CoreError::OutOfMemory { name: name.into(), reason: reason.into() }
     }
 }
 

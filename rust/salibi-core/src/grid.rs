@@ -1,6 +1,7 @@
 //! Patch grids on the ground: where each token of a chip sits, in metres.
 
-use crate::error::{require_count, require_finite, require_positive, Result};
+use crate::error::{require_count, require_finite, require_positive, CoreError, Result};
+use crate::size::{vec_with_capacity, Size};
 
 /// A chip cut into square patches. Patch `(r, c)` (numbered row-major, `r * cols + c`)
 /// has its centre at
@@ -20,17 +21,27 @@ pub struct PatchGrid {
 }
 
 impl PatchGrid {
-    /// Validated constructor: every mistake names the offending argument.
+    /// Validated constructor: every mistake names the offending argument. The patches must be
+    /// few enough that their centres (two f64 each) could be held in memory, so `rows * cols`
+    /// never overflows.
     pub fn new(rows: i64, cols: i64, patch_px: i64, gsd: f64, origin: (f64, f64)) -> Result<Self> {
+        let (rows, cols) = (require_count("rows", rows)?, require_count("cols", cols)?);
+        Size::of::<(f64, f64)>("rows x cols", &[rows, cols]).map_err(|_| {
+            CoreError::invalid(
+                "rows x cols",
+                format!("{rows} x {cols} patches are too many for any memory to hold their centres; use fewer patches"),
+            )
+        })?;
         Ok(PatchGrid {
-            rows: require_count("rows", rows)?,
-            cols: require_count("cols", cols)?,
+            rows,
+            cols,
             patch_px: require_count("patch_px", patch_px)?,
             gsd: require_positive("gsd", gsd)?,
             origin: (require_finite("origin[0]", origin.0)?, require_finite("origin[1]", origin.1)?),
         })
     }
 
+    /// `rows * cols`, which [`PatchGrid::new`] checked.
     pub fn num_patches(&self) -> usize {
         self.rows * self.cols
     }
@@ -47,18 +58,29 @@ impl PatchGrid {
         (self.origin.0 + (c as f64 + 0.5) * step, self.origin.1 - (r as f64 + 0.5) * step)
     }
 
+    /// All centres, `(num_patches, 2)` row-major `(x, y)` pairs in metres; an `OutOfMemory`
+    /// error named `centres` when they cannot be allocated.
+    pub fn centres(&self) -> Result<Vec<f64>> {
+        let mut xy = vec_with_capacity("centres", &[self.rows, self.cols, 2])?;
+        xy.extend((0..self.num_patches()).flat_map(|i| {
+            let (x, y) = self.centre(i);
+            [x, y]
+        }));
+        Ok(xy)
+    }
+
     /// All centres relative to `reference`, as f32 pairs. Differences of chips of one
     /// footprint are small, so f32 keeps sub-millimetre precision even in UTM coordinates of
     /// hundreds of kilometres, because the large common offset is removed in f64 first.
-    pub fn relative_centres(&self, reference: (f64, f64)) -> (Vec<f32>, Vec<f32>) {
-        let n = self.num_patches();
-        let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for i in 0..n {
+    pub fn relative_centres(&self, reference: (f64, f64)) -> Result<(Vec<f32>, Vec<f32>)> {
+        let dims = [self.rows, self.cols];
+        let (mut xs, mut ys) = (vec_with_capacity("rows x cols", &dims)?, vec_with_capacity("rows x cols", &dims)?);
+        for i in 0..self.num_patches() {
             let (x, y) = self.centre(i);
             xs.push((x - reference.0) as f32);
             ys.push((y - reference.1) as f32);
         }
-        (xs, ys)
+        Ok((xs, ys))
     }
 
     /// A hashable identity of the geometry (bit patterns of the floats).
@@ -113,5 +135,26 @@ mod tests {
         assert!(e.to_string().starts_with("patch_px:"), "{e}");
         let e = PatchGrid::new(3, 3, 4, 1.0, (f64::INFINITY, 0.0)).unwrap_err();
         assert!(e.to_string().starts_with("origin[0]:"), "{e}");
+    }
+
+    #[test]
+    fn a_patch_count_no_memory_holds_is_invalid_not_wrapped() {
+        // 2**40 x 2**40 patches wrapped to a grid of 0 patches before the count was checked.
+        let e = PatchGrid::new(1 << 40, 1 << 40, 16, 1.0, (0.0, 0.0)).unwrap_err();
+        assert!(matches!(e, CoreError::InvalidArgument { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("rows x cols: 1099511627776 x 1099511627776 patches"), "{e}");
+        // 2**23 x 2**23 patches are a grid, but their centres (2**50 bytes) cannot be allocated.
+        let g = PatchGrid::new(1 << 23, 1 << 23, 16, 1.0, (0.0, 0.0)).unwrap();
+        assert_eq!(g.num_patches(), 1 << 46);
+        assert!(matches!(g.centres(), Err(CoreError::OutOfMemory { .. })));
+        assert!(matches!(g.relative_centres((0.0, 0.0)), Err(CoreError::OutOfMemory { .. })));
+    }
+
+    #[test]
+    fn centres_are_row_major_pairs() {
+        let g = PatchGrid::new(2, 3, 16, 2.5, (1000.0, 5000.0)).unwrap();
+        let xy = g.centres().unwrap();
+        assert_eq!(xy.len(), 12);
+        assert_eq!((xy[10], xy[11]), g.centre(5));
     }
 }

@@ -1,28 +1,31 @@
 //! ALiBi head slopes (Press et al., "Train Short, Test Long").
 
 use crate::error::{require_count, Result};
+use crate::size::vec_with_capacity;
 
-/// Slopes for a power-of-two head count: `m_h = 2^(-8 (h+1) / H)`.
-fn power_of_two_slopes(heads: usize) -> Vec<f64> {
-    (0..heads).map(|h| 2f64.powf(-8.0 * (h as f64 + 1.0) / heads as f64)).collect()
+/// Slope `h` of a power-of-two head count `n`: `m_h = 2^(-8 (h+1) / n)`.
+fn power_of_two_slope(n: usize, h: usize) -> f64 {
+    2f64.powf(-8.0 * (h as f64 + 1.0) / n as f64)
 }
 
 /// The slopes of the original paper for any head count: for a power of two the geometric
 /// sequence above; otherwise the slopes of the largest power of two below `H`, followed by
-/// every other slope of the sequence for twice that power, until there are `H`.
+/// every other slope of the sequence for twice that power, until there are `H`. The one
+/// allocation is sized by [`crate::size`]: a head count no memory could hold is an
+/// `InvalidArgument`, one the allocator refuses `OutOfMemory`, both naming `heads`.
 pub fn alibi_slopes(heads: i64) -> Result<Vec<f32>> {
     let heads = require_count("heads", heads)?;
-    Ok(slopes_f64(heads).into_iter().map(|m| m as f32).collect())
+    let mut slopes = vec_with_capacity("heads", &[heads])?;
+    slopes.extend(slopes_f64(heads).map(|m| m as f32));
+    Ok(slopes)
 }
 
-fn slopes_f64(heads: usize) -> Vec<f64> {
-    if heads.is_power_of_two() {
-        return power_of_two_slopes(heads);
-    }
+fn slopes_f64(heads: usize) -> impl Iterator<Item = f64> {
+    // `heads` came from an i64, so `2 * closest` and `2 * i` (i < closest) fit a usize.
     let closest = 1usize << (usize::BITS - 1 - heads.leading_zeros());
-    let mut slopes = power_of_two_slopes(closest);
-    slopes.extend(slopes_f64(2 * closest).into_iter().step_by(2).take(heads - closest));
-    slopes
+    let first = (0..closest).map(move |h| power_of_two_slope(closest, h));
+    let rest = (0..heads - closest).map(move |i| power_of_two_slope(2 * closest, 2 * i));
+    first.chain(rest)
 }
 
 #[cfg(test)]
@@ -50,5 +53,16 @@ mod tests {
     #[test]
     fn zero_heads_is_an_error() {
         assert!(alibi_slopes(0).unwrap_err().to_string().starts_with("heads:"));
+    }
+
+    #[test]
+    fn absurd_head_counts_are_errors_not_aborts() {
+        use crate::error::CoreError;
+        // 2**62 floats overflow the byte count (a capacity-overflow panic before).
+        assert!(matches!(alibi_slopes(1 << 62), Err(CoreError::InvalidArgument { .. })));
+        // 2**48 floats are 2**50 bytes, which no allocator grants (an abort before).
+        let err = alibi_slopes(1 << 48).unwrap_err();
+        assert!(matches!(err, CoreError::OutOfMemory { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("heads:"), "{err}");
     }
 }

@@ -8,8 +8,9 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::buffer::{AlignedBuffer, UninitBuffer};
-use crate::error::{CoreError, Result};
+use crate::error::{require_count, CoreError, Result};
 use crate::grid::{resolve_ref_length, PatchGrid};
+use crate::size::{vec_with_capacity, Size};
 use crate::slopes::alibi_slopes;
 
 /// A dense row-major float32 table with its shape.
@@ -33,7 +34,7 @@ impl Table {
     }
 
     pub fn nbytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
+        self.data.nbytes()
     }
 
     /// Element at a multi-index (tests and small lookups; not for hot loops).
@@ -54,9 +55,9 @@ struct Centres {
 }
 
 impl Centres {
-    fn of(grid: &PatchGrid, reference: (f64, f64)) -> Self {
-        let (x, y) = grid.relative_centres(reference);
-        Centres { x, y }
+    fn of(grid: &PatchGrid, reference: (f64, f64)) -> Result<Self> {
+        let (x, y) = grid.relative_centres(reference)?;
+        Ok(Centres { x, y })
     }
 
     fn gather(&self, indices: &[usize]) -> Self {
@@ -82,16 +83,25 @@ fn write_scaled(dst: &mut [MaybeUninit<f32>], distance: &[f32], scale: f32) {
     }
 }
 
-/// `(scales.len(), n_query, n_key)` table of `scale_s * distance / L`.
+/// Fill `buffer`, of shape `(scales.len(), n_query, n_key)` (allocated by the caller before
+/// anything else, so that a table too large fails first), with `scale_s * distance / L`.
 /// Work is split over query rows; each row's distances are computed once into a small
 /// buffer that stays in L1 and then written once per scale (head).
-fn scaled_distances(queries: &Centres, keys: &Centres, inv_l: f32, scales: &[f32]) -> AlignedBuffer {
+fn scaled_distances(
+    mut buffer: UninitBuffer,
+    queries: &Centres,
+    keys: &Centres,
+    inv_l: f32,
+    scales: &[f32],
+) -> Result<AlignedBuffer> {
     let (nq, nk, ns) = (queries.x.len(), keys.x.len(), scales.len());
-    let mut buffer = UninitBuffer::new(ns * nq * nk);
+    // The buffer was sized by `Size::of` for exactly these dimensions, so the products fit.
+    assert_eq!(buffer.len(), ns * nq * nk, "table buffer and its dimensions");
     if !buffer.is_empty() {
         // The rows one query writes, one per scale, side by side: rows[q * ns + s] is row (s, q).
-        let mut heads: Vec<_> = buffer.as_uninit_mut().chunks_exact_mut(nq * nk).map(|h| h.chunks_exact_mut(nk)).collect();
-        let mut rows: Vec<&mut [MaybeUninit<f32>]> = Vec::with_capacity(ns * nq);
+        let mut heads = vec_with_capacity("heads", &[ns])?;
+        heads.extend(buffer.as_uninit_mut().chunks_exact_mut(nq * nk).map(|h| h.chunks_exact_mut(nk)));
+        let mut rows: Vec<&mut [MaybeUninit<f32>]> = vec_with_capacity("heads, query", &[ns, nq])?;
         for _ in 0..nq {
             rows.extend(heads.iter_mut().map(|head| head.next().expect("every head has nq rows")));
         }
@@ -109,24 +119,30 @@ fn scaled_distances(queries: &Centres, keys: &Centres, inv_l: f32, scales: &[f32
     }
     // SAFETY: `rows` held every row of the buffer (ns heads of nq rows of nk elements, all
     // taken), and each was written in full by `write_scaled`; an empty buffer has nothing to write.
-    unsafe { buffer.assume_init() }
+    Ok(unsafe { buffer.assume_init() })
 }
 
-/// `(Nq, Nk)` table of `||centre_q - centre_k|| / L`.
+/// `(Nq, Nk)` table of `||centre_q - centre_k|| / L`. A table no memory could hold is an
+/// `InvalidArgument` and one the allocator refuses `OutOfMemory`, both named `query, key`
+/// and raised before any work.
 pub fn ground_distance_table(query: &PatchGrid, key: &PatchGrid, ref_length: Option<f64>) -> Result<Table> {
     let inv_l = (1.0 / resolve_ref_length(query, key, ref_length)?) as f32;
-    let (queries, keys) = (Centres::of(query, query.origin), Centres::of(key, query.origin));
-    let shape = vec![queries.x.len(), keys.x.len()];
-    Ok(Table { shape, data: scaled_distances(&queries, &keys, inv_l, &[1.0]) })
+    let shape = vec![query.num_patches(), key.num_patches()];
+    let buffer = UninitBuffer::new("query, key", &shape)?;
+    let (queries, keys) = (Centres::of(query, query.origin)?, Centres::of(key, query.origin)?);
+    Ok(Table { shape, data: scaled_distances(buffer, &queries, &keys, inv_l, &[1.0])? })
 }
 
-/// `(H, Nq, Nk)` Scale-ALiBi bias: `-m_h * ||centre_q - centre_k|| / L`.
+/// `(H, Nq, Nk)` Scale-ALiBi bias: `-m_h * ||centre_q - centre_k|| / L`; sizes are checked
+/// first, as in [`ground_distance_table`] (named `heads, query, key`).
 pub fn scale_alibi_bias(query: &PatchGrid, key: &PatchGrid, heads: i64, ref_length: Option<f64>) -> Result<Table> {
     let inv_l = (1.0 / resolve_ref_length(query, key, ref_length)?) as f32;
-    let scales: Vec<f32> = alibi_slopes(heads)?.into_iter().map(|m| -m).collect();
-    let (queries, keys) = (Centres::of(query, query.origin), Centres::of(key, query.origin));
-    let shape = vec![scales.len(), queries.x.len(), keys.x.len()];
-    Ok(Table { shape, data: scaled_distances(&queries, &keys, inv_l, &scales) })
+    let shape = vec![require_count("heads", heads)?, query.num_patches(), key.num_patches()];
+    let buffer = UninitBuffer::new("heads, query, key", &shape)?;
+    let mut scales = alibi_slopes(heads)?;
+    scales.iter_mut().for_each(|m| *m = -*m);
+    let (queries, keys) = (Centres::of(query, query.origin)?, Centres::of(key, query.origin)?);
+    Ok(Table { shape, data: scaled_distances(buffer, &queries, &keys, inv_l, &scales)? })
 }
 
 /// Kept-token indices for a batch: `batch` rows of `per_row` indices each, row-major.
@@ -140,7 +156,7 @@ pub struct KeptIndices<'a> {
 impl KeptIndices<'_> {
     /// Check every index against `limit` and convert to usize.
     fn validated(&self, limit: usize) -> Result<Vec<usize>> {
-        if self.values.len() != self.batch * self.per_row {
+        if self.values.len() != Size::of::<i64>(self.name, &[self.batch, self.per_row])?.len {
             return Err(CoreError::invalid(self.name, "length does not match its shape"));
         }
         self.values
@@ -165,6 +181,8 @@ impl KeptIndices<'_> {
 /// bias, when `heads` is given) between its kept query patches and its kept key patches.
 /// Shape `(B, kq, kk)` for distances, `(B, H, kq, kk)` for the bias. Built straight from the
 /// kept tokens' centres: memory is O(B * kept^2), never a full table per batch element.
+/// After the indices are checked, the table is sized and allocated before any other work
+/// (errors named `query_idx, key_idx`, or `heads, query_idx, key_idx` for the bias).
 pub fn masked_table(
     query: &PatchGrid,
     key: &PatchGrid,
@@ -180,20 +198,22 @@ pub fn masked_table(
         ));
     }
     let inv_l = (1.0 / resolve_ref_length(query, key, ref_length)?) as f32;
+    let q_kept = query_idx.validated(query.num_patches())?;
+    let k_kept = key_idx.validated(key.num_patches())?;
+    let (batch, kq, kk) = (query_idx.batch, query_idx.per_row, key_idx.per_row);
+    let (shape, name) = match heads {
+        Some(h) => (vec![batch, require_count("heads", h)?, kq, kk], "heads, query_idx, key_idx"),
+        None => (vec![batch, kq, kk], "query_idx, key_idx"),
+    };
+    let mut buffer = UninitBuffer::new(name, &shape)?;
     let scales: Vec<f32> = match heads {
         Some(h) => alibi_slopes(h)?.into_iter().map(|m| -m).collect(),
         None => vec![1.0],
     };
-    let q_kept = query_idx.validated(query.num_patches())?;
-    let k_kept = key_idx.validated(key.num_patches())?;
-    let (all_q, all_k) = (Centres::of(query, query.origin), Centres::of(key, query.origin));
-    let (batch, kq, kk, s) = (query_idx.batch, query_idx.per_row, key_idx.per_row, scales.len());
-    let shape = match heads {
-        Some(_) => vec![batch, s, kq, kk],
-        None => vec![batch, kq, kk],
-    };
+    let (all_q, all_k) = (Centres::of(query, query.origin)?, Centres::of(key, query.origin)?);
+    let s = scales.len();
+    // Within the buffer's size, checked by `Size::of` (or zero when a dimension is).
     let block = s * kq * kk;
-    let mut buffer = UninitBuffer::new(batch * block);
     if !buffer.is_empty() {
         buffer.as_uninit_mut().par_chunks_exact_mut(block).enumerate().for_each(|(b, out)| {
             let queries = all_q.gather(&q_kept[b * kq..(b + 1) * kq]);

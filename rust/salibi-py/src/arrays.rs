@@ -7,6 +7,7 @@ use numpy::ndarray::{ArrayViewD, Dimension, IxDyn};
 use numpy::{Element, PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use salibi_core::size::Size;
 use salibi_core::{CoreError, Table};
 
 use crate::error::{internal, Result};
@@ -82,7 +83,8 @@ pub(crate) fn owned_to_numpy(py: Python<'_>, table: Table) -> Result<Bound<'_, P
 fn view_in_numpy(py: Python<'_>, table: Arc<Table>) -> Result<Bound<'_, PyArrayDyn<f32>>> {
     let owner = Bound::new(py, TableOwner { table })?;
     let table = &owner.get().table;
-    if table.shape().iter().product::<usize>() != table.as_slice().len() {
+    let size = Size::of::<f32>("table", table.shape()).map_err(internal)?;
+    if size.len != table.as_slice().len() {
         return Err(internal("table shape does not match its data"));
     }
     // SAFETY: the pointer is valid for the shape's product of initialised floats (checked

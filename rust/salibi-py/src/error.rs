@@ -1,13 +1,15 @@
 //! The one error type of the binding and the one way long work runs.
 //!
 //! Every binding function returns [`Result`]: `?` takes core errors and Python errors alike,
-//! and pyo3 raises the matching exception: [`CoreError::InvalidArgument`] as `ValueError`,
-//! [`CoreError::WrongType`] as `TypeError`, a Python error as itself, and a bug (a panic in
-//! the core, or a broken invariant of the binding) as `RuntimeError`.
+//! and pyo3 raises the matching exception: [`CoreError::InvalidArgument`] as `ValueError`
+//! (sizes no memory could hold among them), [`CoreError::WrongType`] as `TypeError`,
+//! [`CoreError::OutOfMemory`] (an allocation the machine refused) as `MemoryError`, a Python
+//! error as itself, and a bug (a panic in the core, or a broken invariant of the binding) as
+//! `RuntimeError`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::{PyErr, Python};
 
 use salibi_core::CoreError;
@@ -43,6 +45,7 @@ impl From<Error> for PyErr {
         match e {
             Error::Core(err @ CoreError::InvalidArgument { .. }) => PyValueError::new_err(err.to_string()),
             Error::Core(err @ CoreError::WrongType { .. }) => PyTypeError::new_err(err.to_string()),
+            Error::Core(err @ CoreError::OutOfMemory { .. }) => PyMemoryError::new_err(err.to_string()),
             Error::Python(err) => err,
         }
     }

@@ -73,14 +73,9 @@ impl PyPatchGrid {
 
     /// Patch centres, `(num_patches, 2)` float64 `(x, y)` in metres, row-major.
     fn centres<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
-        let n = self.inner.num_patches();
-        let flat: Vec<f64> = (0..n)
-            .flat_map(|i| {
-                let (x, y) = self.inner.centre(i);
-                [x, y]
-            })
-            .collect();
-        Ok(PyArray2::from_owned_array(py, Array2::from_shape_vec((n, 2), flat).map_err(internal)?))
+        let flat = self.inner.centres()?;
+        let shape = (self.inner.num_patches(), 2);
+        Ok(PyArray2::from_owned_array(py, Array2::from_shape_vec(shape, flat).map_err(internal)?))
     }
 
     fn __repr__(&self) -> String {
