@@ -57,9 +57,8 @@ impl PyTileGrid {
 
     /// `(rows * cols, 4)` float64 `(min_x, min_y, max_x, max_y)` of every chip, row-major.
     fn bounds<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
-        let n = self.inner.len();
-        let flat: Vec<f64> = (0..n).flat_map(|i| self.inner.chip_bounds(i)).collect();
-        Ok(Array2::from_shape_vec((n, 4), flat).map_err(internal)?.into_pyarray(py))
+        let flat = self.inner.all_bounds()?;
+        Ok(Array2::from_shape_vec((self.inner.len(), 4), flat).map_err(internal)?.into_pyarray(py))
     }
 
     /// `(min_x, min_y, max_x, max_y)` of the whole grid.

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use crate::error::{require_count, require_finite, require_positive, CoreError, Result};
+use crate::size::{vec_filled, vec_with_capacity, Size};
 
 /// Below this the chip pixel is smaller than a source pixel and bilinear is used.
 const AREA_MIN_SCALE: f64 = 1.0 - 1e-6;
@@ -75,7 +76,7 @@ impl<'a> SourceRaster<'a> {
         if bands == 0 || height == 0 || width == 0 {
             return Err(CoreError::invalid(name, format!("empty raster of shape {shape:?}")));
         }
-        if data.len() != bands * height * width {
+        if data.len() != Size::of::<f32>(name, &[bands, height, width])?.len {
             return Err(CoreError::invalid(
                 name,
                 format!("{} values do not fill shape {shape:?}", data.len()),
@@ -93,6 +94,7 @@ impl<'a> SourceRaster<'a> {
     }
 
     fn plane(&self, band: usize) -> &'a [f32] {
+        // Within `data.len()`, checked by `new`.
         let n = self.height * self.width;
         &self.data[band * n..(band + 1) * n]
     }
@@ -131,11 +133,13 @@ fn snap(v: f64) -> f64 {
     }
 }
 
-/// Taps of `n_out` output pixels along an axis: output pixel `k` starts at source pixel
-/// coordinate `start + k * scale` and is `scale` source pixels long.
-fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
+/// Taps of `n_out` output pixels along an axis of `n_in` source pixels: output pixel `k`
+/// starts at source pixel coordinate `start + k * scale` and is `scale` source pixels long.
+/// Area taps outside the source are left out (they would be invalid, so contribute nothing),
+/// which bounds their number by `n_in` per output pixel whatever the scale.
+fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize) -> Result<AxisTaps> {
     let mut out = AxisTaps {
-        offsets: Vec::with_capacity(n_out + 1),
+        offsets: vec_with_capacity("size_px", &[n_out + 1])?,
         taps: Vec::new(),
     };
     out.offsets.push(0);
@@ -143,7 +147,8 @@ fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
         let a = snap(start + k as f64 * scale);
         if scale >= AREA_MIN_SCALE {
             let b = snap(a + scale);
-            let (first, last) = (a.floor() as isize, b.ceil() as isize);
+            // `as isize` saturates; the source has at most isize::MAX pixels a side.
+            let (first, last) = ((a.floor() as isize).max(0), (b.ceil() as isize).min(n_in as isize));
             for j in first..last {
                 let overlap = b.min(j as f64 + 1.0) - a.max(j as f64);
                 if overlap > SNAP {
@@ -183,13 +188,12 @@ fn axis_taps(start: f64, scale: f64, n_out: usize) -> AxisTaps {
         }
         out.offsets.push(out.taps.len());
     }
-    out
+    Ok(out)
 }
 
 /// `true` where every band of the pixel is usable (see the module docs), row-major.
-pub fn validity_mask(source: &SourceRaster<'_>) -> Vec<bool> {
-    let n = source.height * source.width;
-    let mut mask = vec![true; n];
+pub fn validity_mask(source: &SourceRaster<'_>) -> Result<Vec<bool>> {
+    let mut mask = vec_filled("sources", &[source.height, source.width], true)?;
     let rows_per_task = (1 << 16) / source.width.max(1) + 1;
     mask.par_chunks_mut(source.width)
         .with_min_len(rows_per_task)
@@ -214,7 +218,7 @@ pub fn validity_mask(source: &SourceRaster<'_>) -> Vec<bool> {
                 }
             }
         });
-    mask
+    Ok(mask)
 }
 
 /// Resampled chips of one modality.
@@ -231,7 +235,9 @@ pub struct ChipStack {
 
 /// Resample `sources` (the files of one modality, their bands concatenated in order into the
 /// chip channels) onto `size x size` chips of `gsd` metres per pixel whose top-left corners
-/// are `origins`. Chips are computed in parallel.
+/// are `origins`. Chips are computed in parallel. The output is sized and allocated before
+/// any work: a chip no memory could hold is an `InvalidArgument` named `size_px`, and chips
+/// no memory could hold or the allocator refuses are named `origins`.
 pub fn resample_chips(sources: &[SourceRaster<'_>], origins: &[(f64, f64)], gsd: f64, size: i64) -> Result<ChipStack> {
     if sources.is_empty() {
         return Err(CoreError::invalid("sources", "at least one source raster is needed"));
@@ -242,29 +248,22 @@ pub fn resample_chips(sources: &[SourceRaster<'_>], origins: &[(f64, f64)], gsd:
         require_finite(&format!("origins[{i}]"), x)?;
         require_finite(&format!("origins[{i}]"), y)?;
     }
-    let channels: usize = sources.iter().map(|s| s.bands).sum();
-    let plane = size * size;
-    let per_chip = channels * plane;
-    let len = per_chip
-        .checked_mul(origins.len())
-        .filter(|&n| n <= isize::MAX as usize / 4)
-        .ok_or_else(|| {
-            CoreError::invalid(
-                "origins",
-                format!("{} chips of {per_chip} values do not fit in memory", origins.len()),
-            )
-        })?;
-    let masks: Vec<Vec<bool>> = sources.iter().map(validity_mask).collect();
-
-    let mut data = vec![0f32; len];
-    let mut invalid_fraction = vec![0f64; origins.len()];
-    if len > 0 {
+    let channels = sources
+        .iter()
+        .try_fold(0usize, |n, s| n.checked_add(s.bands))
+        .ok_or_else(|| CoreError::invalid("sources", "have more bands than any count"))?;
+    let per_chip = Size::of::<f32>("size_px", &[channels, size, size])?.len;
+    let mut data = vec_filled("origins", &[origins.len(), channels, size, size], 0f32)?;
+    let mut invalid_fraction = vec_filled("origins", &[origins.len()], 0f64)?;
+    let masks = sources.iter().map(validity_mask).collect::<Result<Vec<_>>>()?;
+    if !data.is_empty() {
         data.par_chunks_mut(per_chip)
             .zip(invalid_fraction.par_iter_mut())
             .zip(origins.par_iter())
-            .for_each(|((chip, invalid), &origin)| {
-                *invalid = resample_one_chip(sources, &masks, origin, gsd, size, chip);
-            });
+            .try_for_each(|((chip, invalid), &origin)| {
+                *invalid = resample_one_chip(sources, &masks, origin, gsd, size, chip)?;
+                Ok::<(), CoreError>(())
+            })?;
     }
     Ok(ChipStack {
         data,
@@ -283,14 +282,15 @@ fn resample_one_chip(
     gsd: f64,
     size: usize,
     chip: &mut [f32],
-) -> f64 {
+) -> Result<f64> {
+    // Within the chip's size, checked by `Size::of` in `resample_chips`.
     let plane = size * size;
-    let mut covered = vec![0f64; plane];
+    let mut covered = vec_filled("size_px", &[size, size], 0f64)?;
     let mut channel = 0;
     for (source, mask) in sources.iter().zip(masks) {
         let t = source.transform;
-        let x_taps = axis_taps((origin.0 - t.left) / t.pixel_width, gsd / t.pixel_width, size);
-        let y_taps = axis_taps((t.top - origin.1) / t.pixel_height, gsd / t.pixel_height, size);
+        let x_taps = axis_taps((origin.0 - t.left) / t.pixel_width, gsd / t.pixel_width, size, source.width)?;
+        let y_taps = axis_taps((t.top - origin.1) / t.pixel_height, gsd / t.pixel_height, size, source.height)?;
         let (w, h) = (source.width as isize, source.height as isize);
         let valid_at = |i: isize, j: isize| i >= 0 && i < h && j >= 0 && j < w && mask[(i * w + j) as usize];
 
@@ -344,7 +344,7 @@ fn resample_one_chip(
             }
         }
     }
-    invalid as f64 / plane as f64
+    Ok(invalid as f64 / plane as f64)
 }
 
 #[cfg(test)]
@@ -436,5 +436,32 @@ mod tests {
             .to_string()
             .starts_with("size_px:"));
         assert!(GeoTransform::new(0.0, 0.0, 0.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn chip_sizes_no_memory_holds_are_errors_not_wraps_or_aborts() {
+        let data = vec![1f32; 4];
+        let src = SourceRaster::new("s", &data, (1, 2, 2), gt(0.0, 2.0, 1.0), None, false).unwrap();
+        // 2**32 x 2**32 pixels wrapped to an empty chip (then an internal error in the binding).
+        let err = resample_chips(&[src], &[(0.0, 2.0)], 1.0, 1 << 32).unwrap_err();
+        assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("size_px: 1 x 4294967296 x 4294967296 values"), "{err}");
+        // One chip of 2**24 x 2**24 floats: 2**50 bytes, which aborted in `vec!`.
+        let err = resample_chips(&[src], &[(0.0, 2.0)], 1.0, 1 << 24).unwrap_err();
+        assert!(matches!(err, CoreError::OutOfMemory { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("origins: 1 x 1 x 16777216 x 16777216 values need 1.0 PiB"), "{err}");
+        // No chips: nothing to allocate, whatever their size.
+        assert_eq!(resample_chips(&[src], &[], 1.0, 1 << 24).unwrap().data.len(), 0);
+    }
+
+    #[test]
+    fn area_taps_outside_the_source_are_left_out() {
+        // A chip pixel of 1e12 source pixels over a 4-pixel source: 4 taps, not 1e12.
+        let taps = axis_taps(-5e11, 1e12, 1, 4).unwrap();
+        assert_eq!(taps.of(0).iter().map(|t| t.index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        let data = vec![2f32; 4];
+        let src = SourceRaster::new("s", &data, (1, 2, 2), gt(0.0, 2.0, 1.0), None, false).unwrap();
+        let out = resample_chips(&[src], &[(-1e12, 1e12)], 2e12, 1).unwrap();
+        assert!(out.data[0].is_nan() && out.invalid_fraction == vec![1.0]);
     }
 }

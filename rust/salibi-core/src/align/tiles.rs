@@ -1,6 +1,7 @@
 //! The chip grid: square chips of `tile_size` metres over the common footprint.
 
 use crate::error::{require_finite, require_positive, CoreError, Result};
+use crate::size::{vec_with_capacity, Size};
 
 /// GSDs are compared on a micrometre lattice: finer than any raster, coarse enough that
 /// `0.1 * 3` and `0.3` are the same pixel size.
@@ -24,6 +25,7 @@ pub struct TileGrid {
 }
 
 impl TileGrid {
+    /// `rows * cols`, which [`plan_tile_grid`] checked.
     pub fn len(&self) -> usize {
         self.rows * self.cols
     }
@@ -45,6 +47,14 @@ impl TileGrid {
     pub fn chip_bounds(&self, index: usize) -> [f64; 4] {
         let (x, y) = self.chip_origin(index);
         [x, y - self.tile_size, x + self.tile_size, y]
+    }
+
+    /// `(len, 4)` row-major `[min_x, min_y, max_x, max_y]` of every chip; an `OutOfMemory`
+    /// error named `bounds` when they cannot be allocated.
+    pub fn all_bounds(&self) -> Result<Vec<f64>> {
+        let mut bounds = vec_with_capacity("bounds", &[self.rows, self.cols, 4])?;
+        bounds.extend((0..self.len()).flat_map(|i| self.chip_bounds(i)));
+        Ok(bounds)
     }
 
     /// `[min_x, min_y, max_x, max_y]` of the whole grid.
@@ -74,6 +84,12 @@ fn is_whole(ratio: f64) -> bool {
     (ratio - ratio.round()).abs() <= WHOLE_TOLERANCE * ratio.max(1.0)
 }
 
+/// A whole, non-negative count computed in f64 as a usize; `None` when it is beyond every
+/// count (`as usize` would saturate to usize::MAX, a grid of 2**64 - 1 rows).
+fn whole_count(value: f64) -> Option<usize> {
+    (value < 2f64.powi(63)).then_some(value as usize)
+}
+
 /// The smallest ground length that is a whole number of pixels at every GSD in `gsds`
 /// (least common multiple on a micrometre lattice), metres.
 pub fn common_pixel_unit(gsds: &[(&str, f64)]) -> Result<f64> {
@@ -100,7 +116,17 @@ pub fn pixels_per_tile(name: &str, gsd: f64, tile_size: f64, unit: f64) -> Resul
     require_positive("tile_size_m", tile_size)?;
     let ratio = tile_size / gsd;
     if is_whole(ratio) && ratio.round() >= 1.0 {
-        return Ok(ratio.round() as usize);
+        // The chip's pixels must be countable: one float per pixel, one band.
+        return whole_count(ratio.round())
+            .filter(|&px| Size::of::<f32>("tile_size_m", &[px, px]).is_ok())
+            .ok_or_else(|| {
+                CoreError::invalid(
+                    "tile_size_m",
+                    format!(
+                        "{tile_size} m is {ratio:.3e} {name} pixels a side at {gsd} m/px, more than any memory can hold; use a smaller tile size"
+                    ),
+                )
+            });
     }
     // A common multiple far beyond the tile means GSDs like 0.4999935 and 1.00005: no useful hint.
     let hint = if unit.is_finite() && unit <= 100.0 * tile_size {
@@ -151,8 +177,23 @@ pub fn plan_tile_grid(
     }
     let left = anchor.0 + ((min_x - anchor.0) / unit - WHOLE_TOLERANCE).ceil() * unit;
     let top = anchor.1 - ((anchor.1 - max_y) / unit - WHOLE_TOLERANCE).ceil() * unit;
-    let cols = ((max_x - left) / tile_size + WHOLE_TOLERANCE).floor().max(0.0) as usize;
-    let rows = ((top - min_y) / tile_size + WHOLE_TOLERANCE).floor().max(0.0) as usize;
+    let cols = ((max_x - left) / tile_size + WHOLE_TOLERANCE).floor().max(0.0);
+    let rows = ((top - min_y) / tile_size + WHOLE_TOLERANCE).floor().max(0.0);
+    // Every chip must have bounds (four f64) that could be held in memory, so `rows * cols`
+    // never overflows.
+    let counts = whole_count(rows)
+        .zip(whole_count(cols))
+        .filter(|&(r, c)| Size::of::<[f64; 4]>("tile_size_m", &[r, c]).is_ok());
+    let Some((rows, cols)) = counts else {
+        return Err(CoreError::invalid(
+            "tile_size_m",
+            format!(
+                "{tile_size} m chips over a footprint of {:.3e} x {:.3e} m are {cols:.3e} x {rows:.3e} chips, more than any memory can hold; use a larger tile size",
+                max_x - min_x,
+                max_y - min_y
+            ),
+        ));
+    };
     if rows == 0 || cols == 0 {
         let (width, height) = (max_x - min_x, max_y - min_y);
         // The snapped corner does not depend on the tile size: this is the largest that fits.
@@ -222,6 +263,40 @@ mod tests {
             text.contains("300.0 x 300.0 m") && text.contains("at most 300 m"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn chip_counts_no_memory_holds_are_invalid_not_saturated() {
+        // 1e303 chips a side saturated to 2**64 - 1 rows and cols, whose product wrapped to 1.
+        let err = plan_tile_grid([0.0, 0.0, 1e300, 1e300], 1e-3, &[("a", 1e-3)], (0.0, 0.0)).unwrap_err();
+        assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("tile_size_m: 0.001 m chips over a footprint of 1.000e300"), "{err}");
+        // 2**31 x 2**31 chips count, but their bounds (2**67 bytes) do not fit any memory.
+        let side = 2f64.powi(31);
+        assert!(plan_tile_grid([0.0, 0.0, side, side], 1.0, &[("a", 1.0)], (0.0, 0.0)).is_err());
+        // 2**22 x 2**22 chips are a grid whose 2**49 bytes of bounds the allocator refuses.
+        let side = 2f64.powi(22);
+        let grid = plan_tile_grid([0.0, 0.0, side, side], 1.0, &[("a", 1.0)], (0.0, 0.0)).unwrap();
+        assert_eq!(grid.len(), 1 << 44);
+        let err = grid.all_bounds().unwrap_err();
+        assert!(matches!(err, CoreError::OutOfMemory { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("bounds: 4194304 x 4194304 x 4 values need 512.0 TiB"), "{err}");
+    }
+
+    #[test]
+    fn pixels_a_tile_beyond_any_count_are_invalid_not_saturated() {
+        // 1e31 pixels a side saturated to usize::MAX.
+        let err = pixels_per_tile("hires", 1e-6, 1e25, 1e-6).unwrap_err().to_string();
+        assert!(err.starts_with("tile_size_m: 10000000000000000000000000 m is 1.000e31 hires pixels"), "{err}");
+        assert_eq!(pixels_per_tile("hires", 1.0, 65536.0, 1.0).unwrap(), 65536);
+    }
+
+    #[test]
+    fn all_bounds_are_the_chip_bounds_in_order() {
+        let g = plan_tile_grid([0.0, 0.0, 30.0, 20.0], 10.0, &[("a", 1.0)], (0.0, 0.0)).unwrap();
+        let bounds = g.all_bounds().unwrap();
+        assert_eq!(bounds.len(), 6 * 4);
+        assert_eq!(bounds[5 * 4..], g.chip_bounds(5));
     }
 
     #[test]
