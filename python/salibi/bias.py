@@ -77,6 +77,12 @@ def render_bias_png(
         query_patch = (query.rows // 2) * query.cols + query.cols // 2
     if not 0 <= query_patch < n_query:
         raise InputError(f"query patch {query_patch}: must be between 0 and {n_query - 1}")
+    try:  # before matplotlib: a table too large fails at once
+        table = scale_alibi_bias(query, key, heads)[head]
+    except (ValueError, MemoryError) as err:
+        raise InputError(
+            f"{query.rows}x{query.cols} query patches against {key.rows}x{key.cols} key patches: {err}"
+        ) from None
 
     import matplotlib
 
@@ -84,7 +90,6 @@ def render_bias_png(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    table = scale_alibi_bias(query, key, heads)[head]
     slope = float(alibi_slopes(heads)[head])
     fig, (ax_table, ax_ground) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
 
