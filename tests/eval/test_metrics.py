@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
-from salibi.eval import metrics as M
+from salibi.eval.scoring import task_metrics as M
 
 
 def test_accuracy():
@@ -101,3 +101,13 @@ def test_scikit_learn_accuracy_agrees():
     rng = np.random.default_rng(5)
     truth, predicted = rng.integers(0, 10, 200), rng.integers(0, 10, 200)
     assert M.accuracy(truth, predicted) == pytest.approx(accuracy_score(truth, predicted))
+
+
+def test_headline_metric_one_rule_for_runs_and_summaries():
+    # A run of a known kind is ranked by its kind's metric, and by nothing else.
+    assert M.headline_metric({"f1_micro": 0.3, "f1_macro": 0.2}, "multilabel") == ("f1_micro", 0.3)
+    assert M.headline_metric({"miou": float("nan"), "pixel_accuracy": 0.9}, "segmentation") is None
+    # A summary (no kind): the first finite of accuracy, f1_micro, miou, then f1_macro (version-1 documents).
+    assert M.headline_metric({"accuracy": 0.5, "accuracy_std": 0.1}) == ("accuracy", 0.5)
+    assert M.headline_metric({"f1_micro": float("nan"), "f1_macro": 0.2}) == ("f1_macro", 0.2)
+    assert M.headline_metric({"pixel_accuracy": 0.9, "map_micro": 0.4}) is None

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from salibi.errors import InputError
-from salibi.eval.metrics import mean_iou
 from salibi.eval.protocols import registry as P
 from salibi.eval.protocols.segmentation_heads import fpn_head_probe, linear_head_probe, majority_predict
+from salibi.eval.scoring.task_metrics import mean_iou
 
 
 def _pixel_rule(n=24, levels=None, seed=0):

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import trim_mean
 from sklearn.metrics import average_precision_score
 
-from salibi.eval import uncertainty as U
+from salibi.eval.scoring import bootstrap as U
 
 
 def _explicit_bootstrap(metric, truth, output, resamples=200, seed=0):

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salibi.ablate.differences import paired_difference, run_result
 from salibi.errors import DataFormatError
-from salibi.eval.results import headline_metric
+from salibi.eval.scoring.differences import paired_difference, run_result
+from salibi.eval.scoring.task_metrics import headline_metric
 
 __all__ = [
     "RANDOM_INIT",

@@ -12,7 +12,7 @@
      "reference": "scale-alibi", "seeds": [0], "n_test": {TASK: n}, "skipped": {TASK: why},
      "failed": {NAME: {TASK: why}}, "settings": {...}, "bootstrap": {...}}
 
-Values are means over seeds; intervals and paired intervals come from :mod:`salibi.ablate.differences`.
+Values are means over seeds; intervals and paired intervals come from :mod:`salibi.eval.scoring.differences`.
 The ``majority`` protocol (chance) appears under every name and has no difference.
 """
 
@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from salibi.ablate.differences import paired_difference, run_result, variant_value
 from salibi.ablate.plan import REFERENCE
 from salibi.ablate.random_init import RANDOM_INIT
 from salibi.eval.report import format_interval, format_number
-from salibi.eval.results import headline_metric
+from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
+from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.fileio import write_atomic, write_json
 
 __all__ = ["ABLATION_FORMAT", "build_document", "markdown_report", "summary_text", "write_chart", "write_document"]

@@ -183,8 +183,8 @@ def geobench(
         if not results_files:
             raise click.UsageError("--compare needs one or more results files, e.g. --compare a.json b.json")
         if aggregate:
-            from salibi.eval.aggregate import aggregate_table
             from salibi.eval.geobench.tasks import default_root
+            from salibi.eval.scoring.aggregation import aggregate_table
 
             click.echo(aggregate_table(results_files, root if root is not None else default_root()), nl=False)
             return

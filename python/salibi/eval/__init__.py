@@ -5,7 +5,7 @@
     from salibi.eval.run import evaluate_geobench            # the whole command as a call
     from salibi.eval.geobench.tasks import discover_tasks, open_task  # the reader (no geobench package)
     from salibi.eval.geobench.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
-    from salibi.eval.uncertainty import bootstrap_interval, paired_bootstrap_difference  # intervals
+    from salibi.eval.scoring.bootstrap import bootstrap_interval, paired_bootstrap_difference  # intervals
 
 Reading: :mod:`~salibi.eval.geobench.safe_pickle` (restricted unpickler for geobench metadata),
 :mod:`~salibi.eval.geobench.pickle_writer` (its inverse) and :mod:`~salibi.eval.geobench.pickle_records` (the
@@ -15,12 +15,12 @@ dicts), :mod:`~salibi.eval.bands` (task bands -> checkpoint modalities),
 
 Protocols on arrays, independent of the reader: :mod:`~salibi.eval.protocols.registry` (the registry
 and its parameters), :mod:`~salibi.eval.protocols.knn`, :mod:`~salibi.eval.protocols.linear_probe`,
-:mod:`~salibi.eval.protocols.segmentation_heads`; :mod:`~salibi.eval.metrics` (every metric on any
-resample of the test set) and :mod:`~salibi.eval.uncertainty` (bootstrap intervals, IQM).
+:mod:`~salibi.eval.protocols.segmentation_heads`; :mod:`~salibi.eval.scoring.task_metrics` (every metric on any
+resample of the test set) and :mod:`~salibi.eval.scoring.bootstrap` (bootstrap intervals, IQM).
 
 Outputs: :mod:`~salibi.eval.run` (the command as a call), :mod:`~salibi.eval.results` (the
 results document and its runs), :mod:`~salibi.eval.report` (JSON, Markdown, PNG),
-:mod:`~salibi.eval.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.aggregate`
+:mod:`~salibi.eval.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.scoring.aggregation`
 (GEO-Bench's IQM aggregate) and :mod:`~salibi.eval.feature_store` (``--save-features``).
 Nothing heavy is imported here.
 """

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
-from salibi.eval.results import headline_metric, upgrade_document
+from salibi.eval.results import upgrade_document
+from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.fileio import write_atomic, write_json
 
 __all__ = [

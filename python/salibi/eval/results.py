@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError
-from salibi.eval.metrics import HEADLINE_METRIC, METRICS_BY_KIND
-from salibi.eval.uncertainty import iqm, percentile_interval
+from salibi.eval.scoring.bootstrap import iqm, percentile_interval
+from salibi.eval.scoring.task_metrics import METRICS_BY_KIND
 from salibi.vocabulary import EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION
 
 __all__ = [
@@ -144,13 +144,3 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
     document["partition_results"] = by_partition
     document["partition_intervals"] = by_partition_intervals
     return document
-
-
-def headline_metric(protocol_result: dict[str, float]) -> tuple[str, float] | None:
-    """The headline metric of one protocol's summary (accuracy, f1_micro or miou; older
-    documents: f1_macro)."""
-    for name in (*HEADLINE_METRIC.values(), "f1_macro"):
-        value = protocol_result.get(name)
-        if value is not None and np.isfinite(value):
-            return name, float(value)
-    return None

@@ -48,6 +48,7 @@ from salibi.eval.geobench.tasks import Task, default_root
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
 from salibi.eval.protocols import registry as P
 from salibi.eval.protocols.segmentation_heads import SEG_STEPS
+from salibi.eval.scoring.bootstrap import CONFIDENCE
 from salibi.vocabulary import PROTOCOLS
 
 __all__ = ["APPLIES_TO", "PROTOCOLS", "RunOutput", "checkpoint_bands", "evaluate_geobench", "evaluate_task"]
@@ -103,7 +104,7 @@ def _all_failed(failed: dict[str, str]) -> TasksFailedError:
 @dataclass
 class RunOutput:
     """The per-test-sample output of one run, kept in memory for paired comparisons
-    (:func:`salibi.eval.uncertainty.paired_bootstrap_difference`)."""
+    (:func:`salibi.eval.scoring.bootstrap.paired_bootstrap_difference`)."""
 
     kind: str
     n_classes: int
@@ -343,7 +344,12 @@ def evaluate_geobench(
         partition_list,
         seeds,
         {p: {"deterministic": p in P.DETERMINISTIC, "parameters": settings.parameters(p)} for p in protocol_list},
-        {"resamples": settings.resamples, "seed": settings.bootstrap_seed, "confidence": 0.95, "over": "test samples"},
+        {
+            "resamples": settings.resamples,
+            "seed": settings.bootstrap_seed,
+            "confidence": CONFIDENCE,
+            "over": "test samples",
+        },
     )
     document["benchmark"], document["inputs"] = found.name, {}
     finished = R.finished_runs(previous)
@@ -427,8 +433,3 @@ def evaluate_geobench(
         raise _all_failed(failed) from errors[0]
     say.flush()
     return R.summarise(document)
-
-
-def main_metric(protocol_result: dict[str, float]) -> tuple[str, float] | None:
-    """The headline metric of one protocol's result (accuracy, f1_micro or miou)."""
-    return R.headline_metric(protocol_result)

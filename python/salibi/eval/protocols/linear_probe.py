@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import InputError
-from salibi.eval.metrics import metric_value
+from salibi.eval.scoring.task_metrics import metric_value
 
 __all__ = ["C_GRID", "LinearProbeOutput", "LogisticModel", "fit_logistic", "linear_probe"]
 

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import InputError
-from salibi.eval.metrics import METRICS, METRICS_BY_KIND
 from salibi.eval.protocols import segmentation_heads as heads
 from salibi.eval.protocols.knn import KNN_K, KNN_METRICS, knn_probe
 from salibi.eval.protocols.linear_probe import C_GRID, linear_probe
-from salibi.eval.uncertainty import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_interval
+from salibi.eval.scoring.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_interval
+from salibi.eval.scoring.task_metrics import METRICS, METRICS_BY_KIND
 from salibi.vocabulary import PROTOCOL_ALIASES, PROTOCOLS
 
 __all__ = [

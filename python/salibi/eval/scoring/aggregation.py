@@ -17,7 +17,6 @@ For each results file and protocol, over the tasks of the file's headline partit
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,9 @@ from typing import Any
 
 from salibi.errors import DataFormatError
 from salibi.eval.geobench.tasks import BENCHMARK_FOLDER
-from salibi.eval.metrics import HEADLINE_METRIC
 from salibi.eval.report import file_labels, load_results
-from salibi.eval.uncertainty import AGGREGATE_REPEATS, BOOTSTRAP_SEED, Interval, stratified_bootstrap_iqm
+from salibi.eval.scoring.bootstrap import AGGREGATE_REPEATS, BOOTSTRAP_SEED, Interval, stratified_bootstrap_iqm
+from salibi.eval.scoring.task_metrics import headline_metric
 
 __all__ = ["aggregate_scores", "aggregate_table", "load_normalizer"]
 
@@ -60,29 +59,21 @@ def load_normalizer(root: str | os.PathLike[str] | None) -> tuple[Normalizer, li
     return ranges, read
 
 
-def _headline(kind: str, metrics: dict[str, Any]) -> str | None:
-    name = HEADLINE_METRIC.get(kind)
-    if name and name in metrics:
-        return name
-    return next((m for m in ("accuracy", "f1_micro", "f1_macro", "miou") if m in metrics), None)
-
-
 def _strata(document: dict[str, Any], protocol: str) -> dict[str, list[tuple[float, list[float | None] | None]]]:
     """Task -> [(value, replicates)] of one protocol's runs in the headline partition."""
     partition = document.get("partition", "default")
     strata: dict[str, list[tuple[float, list[float | None] | None]]] = {}
     runs = [r for r in document.get("runs", []) if r["protocol"] == protocol and r["partition"] == partition]
     for run in runs:
-        metric = _headline(str(run.get("kind", "")), run.get("metrics", {}))
-        value = run["metrics"].get(metric) if metric else None
-        if value is not None and math.isfinite(value):
-            strata.setdefault(run["task"], []).append((float(value), run.get("replicates", {}).get(metric)))
+        found = headline_metric(run.get("metrics", {}), str(run.get("kind", "")))
+        if found is not None:
+            metric, value = found
+            strata.setdefault(run["task"], []).append((value, run.get("replicates", {}).get(metric)))
     if not runs:  # a version-1 document: its per-task summaries, without replicates
         for task, per_protocol in document.get("tasks", {}).items():
-            metrics = per_protocol.get(protocol) or {}
-            metric = _headline("", metrics)
-            if metric and metrics.get(metric) is not None:
-                strata[task] = [(float(metrics[metric]), None)]
+            found = headline_metric(per_protocol.get(protocol) or {})
+            if found is not None:
+                strata[task] = [(found[1], None)]
     return strata
 
 

@@ -3,7 +3,7 @@ interquartile-mean aggregation.
 
 ::
 
-    from salibi.eval.uncertainty import bootstrap_interval, paired_bootstrap_difference
+    from salibi.eval.scoring.bootstrap import bootstrap_interval, paired_bootstrap_difference
     accuracy = bootstrap_interval("accuracy", truth, predicted)          # Interval(value, low, high)
     gain = paired_bootstrap_difference("miou", truth, new, old, n_classes=7)  # same resamples for both
 
@@ -18,7 +18,7 @@ interquartile-mean aggregation.
   ``trim_mean(x, 0.25)``: the lowest and highest ``floor(n/4)`` values dropped) and its
   stratified bootstrap as in GEO-Bench's ``plot_tools.bootstrap_iqm_aggregate``.
 
-``metric`` is a name of :data:`salibi.eval.metrics.METRICS` (fast: resamples are weights on
+``metric`` is a name of :data:`salibi.eval.scoring.task_metrics.METRICS` (fast: resamples are weights on
 per-sample statistics) or any ``callable(truth, output) -> float`` (evaluated per resample).
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from salibi.errors import InputError
-from salibi.eval.metrics import metric_replicates
+from salibi.eval.scoring.task_metrics import metric_replicates
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",

@@ -2,10 +2,10 @@
 
 Every run of ``salibi eval geobench`` stores, per metric, its value on the whole test split and
 its *replicates*: the metric on each of the same 200 resamples of the test samples
-(:func:`salibi.eval.uncertainty.resample_weights`: drawn by ``default_rng(0)`` from the number of
+(:func:`salibi.eval.scoring.bootstrap.resample_weights`: drawn by ``default_rng(0)`` from the number of
 test samples alone). Two evaluations of the same test split therefore share their resamples, and
 ``replicates_a - replicates_b`` is the paired bootstrap of ``metric(a) - metric(b)``
-(:func:`salibi.eval.uncertainty.paired_bootstrap_difference`, without recomputing predictions).
+(:func:`salibi.eval.scoring.bootstrap.paired_bootstrap_difference`, without recomputing predictions).
 
 Over several pretraining seeds (seed ``s`` of a variant starts from the same weights, data order
 and masks as seed ``s`` of the reference), a value is the mean over seeds and its interval comes
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import DataFormatError
-from salibi.eval.uncertainty import BOOTSTRAP_SEED, CONFIDENCE, Interval, percentile_interval
+from salibi.eval.scoring.bootstrap import BOOTSTRAP_SEED, CONFIDENCE, Interval, percentile_interval
 
 __all__ = ["RunResult", "combine_seeds", "paired_difference", "run_result", "variant_value"]
 

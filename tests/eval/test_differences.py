@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from salibi.ablate.differences import combine_seeds, paired_difference, run_result
 from salibi.errors import DataFormatError
-from salibi.eval.uncertainty import bootstrap_interval, paired_bootstrap_difference, resample_weights
+from salibi.eval.scoring.bootstrap import bootstrap_interval, paired_bootstrap_difference, resample_weights
+from salibi.eval.scoring.differences import combine_seeds, paired_difference, run_result
 
 
 def _document(truth: np.ndarray, predicted: np.ndarray, task: str = "t", protocol: str = "knn") -> dict:

@@ -30,7 +30,8 @@ class map ``(N, H, W)``; ``map_micro`` reads ``score`` ``(N, C)`` instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "accuracy",
     "f1_macro",
     "f1_micro",
+    "headline_metric",
     "map_micro",
     "mean_iou",
     "metric_replicates",
@@ -54,12 +56,32 @@ __all__ = [
 
 #: The metric each kind of task is ranked by (GEO-Bench's official ones).
 HEADLINE_METRIC = {"classification": "accuracy", "multilabel": "f1_micro", "segmentation": "miou"}
+#: What documents of format version 1 ranked multi-label tasks by.
+FORMER_HEADLINE_METRIC = "f1_macro"
 #: Every metric reported for each kind of task, headline first.
 METRICS_BY_KIND = {
     "classification": ("accuracy",),
     "multilabel": ("f1_micro", "map_micro", "f1_macro"),
     "segmentation": ("miou", "pixel_accuracy"),
 }
+
+
+def headline_metric(metrics: Mapping[str, float | None], kind: str = "") -> tuple[str, float] | None:
+    """The headline metric of one run's or one protocol summary's ``metrics`` and its value: the
+    :data:`HEADLINE_METRIC` of ``kind`` when the kind is known, else the first of every kind's
+    (accuracy, f1_micro, miou; then f1_macro, as older documents ranked multi-label tasks) that
+    ``metrics`` holds with a finite value; None when there is none."""
+    if kind in HEADLINE_METRIC:
+        names: tuple[str, ...] = (HEADLINE_METRIC[kind],)
+    else:
+        names = (*HEADLINE_METRIC.values(), FORMER_HEADLINE_METRIC)
+    for name in names:
+        value = metrics.get(name)
+        if value is not None and math.isfinite(value):
+            return name, float(value)
+    return None
+
+
 # Samples per chunk when counting segmentation confusion matrices (bounds the index arrays).
 _PIXEL_CHUNK = 1 << 22
 
