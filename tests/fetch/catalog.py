@@ -10,7 +10,8 @@ into the file server's folder; items are STAC 1.0 JSON naming them by URL, loade
   three Sentinel-1 scenes of the whole chip: ``a`` one day after ``west``, ``b`` one day before
   ``east`` and ``ew`` (an EW-mode scene on ``west``'s very day, which the IW filter drops). The
   footprints are windows of the real chip; the dates are the tests' (one per pairing case).
-  Sentinel-2 items carry Earth Search's keys (``red``, ...) with a ``red-jp2`` twin that is not
+  ``S1_spain_gcps`` (collection ``sentinel-1-grd-gcps``) is scene ``a`` as Earth Search's GRD files
+  are: no geotransform, ground control points only. Sentinel-2 items carry Earth Search's keys (``red``, ...) with a ``red-jp2`` twin that is not
   there and an 8-bit ``visual`` asset, so only band metadata picks the right file.
 - **BigEarthNet** (UTM 35N): two real Sentinel-1/2 pairs, 20 km apart, with their real dates
   (S2 2017-09-24 / S1 2017-09-25 and S2 2018-02-04 / S1 2018-02-04), Planetary Computer-style
@@ -25,6 +26,7 @@ import json
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,8 @@ def _s2_asset(href: str, band: str) -> dict[str, Any]:
 
 def spain_items(root: Path, base: str, shared: Path) -> list[dict[str, Any]]:
     import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.windows import Window, bounds
 
     items = []
@@ -135,6 +139,31 @@ def spain_items(root: Path, base: str, shared: Path) -> list[dict[str, Any]]:
                 assets[pol.lower()] = asset
             properties = {"datetime": moment, "sar:instrument_mode": mode, "sar:polarizations": ["VV", "VH"]}
             items.append(_item("sentinel-1-grd", name, geometry, properties, assets))
+        # As Earth Search's GRD files are: no geotransform, ground control points only (radar geometry).
+        t = s1.transform
+        gcps = [
+            GroundControlPoint(row=r, col=c, x=(t * (c, r))[0], y=(t * (c, r))[1])
+            for r in range(0, 513, 128)
+            for c in range(0, 513, 128)
+        ]
+        assets = {}
+        for number, pol in enumerate(("VV", "VH")):
+            relative = f"spain/S1_spain_gcps_{pol}.tif"
+            profile = dict(driver="GTiff", width=512, height=512, count=1, dtype="float32", tiled=True, blockxsize=128,
+                           blockysize=128, compress="deflate")  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # until the GCPs are set
+                with rasterio.open(root / relative, "w", **profile) as out:
+                    out.write(data[number : number + 1])
+                    out.gcps = (gcps, s1.crs)
+            assets[pol.lower()] = {
+                "href": f"{base}/{relative}",
+                "type": COG,
+                "roles": ["data"],
+                "sar:polarizations": [pol],
+            }
+        properties = {"datetime": SPAIN_S1[0][1], "sar:instrument_mode": "IW"}
+        items.append(_item("sentinel-1-grd-gcps", "S1_spain_gcps", geometry, properties, assets))
     return items
 
 

@@ -130,6 +130,24 @@ def _west_b04(archive) -> str:
     return "/spain/S2_spain_west_B04.tif"
 
 
+def test_a_raster_with_ground_control_points_only_is_cut_on_their_grid(served, tmp_path):
+    import rasterio
+
+    args = fetch_args(served, tmp_path / "gcps", bbox=SMALL_BBOX)
+    args[args.index("--sar") + 1] = "sentinel-1-grd-gcps"
+    status, text = run(*args)
+    assert status == 0, text
+    written = next((tmp_path / "gcps").rglob("sar-VV.tif"))
+    source = served.files.root / "spain" / "S1_spain_a_VV.tif"  # the same pixels, with a geotransform
+    with rasterio.open(written) as out, rasterio.open(source) as src:
+        assert out.crs == src.crs and out.descriptions == ("VV",)
+        window = rasterio.windows.from_bounds(*out.bounds, transform=src.transform).round_offsets().round_lengths()
+        assert out.shape == (window.height, window.width) and out.shape[0] < 100
+        assert np.array_equal(out.read(1), src.read(1, window=window), equal_nan=True)
+    sent = served.files.sent["/spain/S1_spain_gcps_VV.tif"]
+    assert sent < (served.files.root / "spain" / "S1_spain_gcps_VV.tif").stat().st_size / 3
+
+
 def test_503_then_success_honours_retry_after(served, tmp_path):
     path = _west_b04(served)
     served.files.inject(path, Fault(status=503, headers={"Retry-After": "1"}))

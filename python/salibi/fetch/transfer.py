@@ -19,6 +19,8 @@ import email.utils
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +128,7 @@ def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool, l
     path = gdal_path(url)
     before = vsicurl.downloaded(path)
     try:
-        with rasterio.Env(**gdal_options(tries, allow_s3)), rasterio.open(path) as dataset:
+        with rasterio.Env(**gdal_options(tries, allow_s3)), rasterio.open(path) as opened, _on_map(opened) as dataset:
             window = _window(job, dataset)
             data = dataset.read(list(job.asset.indexes), window=window)
             profile = _profile(dataset, window, data)
@@ -227,6 +229,22 @@ def _classified(job: FileJob, message: str) -> Exception:
             f"{job.where}: HTTP {found[1]} from the asset's URL; the catalog names a file that cannot be read"
         )
     return DataFormatError(f"{job.where}: not a readable raster ({message.splitlines()[0][:200]})")
+
+
+@contextmanager
+def _on_map(dataset: Any) -> Iterator[Any]:
+    """``dataset`` itself when it lies on a map grid; a raster georeferenced by ground control
+    points only (Sentinel-1 GRD in radar geometry) as a GDAL warped view onto their CRS, whose
+    reads fetch only the source blocks the window needs (nearest neighbour: no pixel is blended)."""
+    gcps, gcp_crs = dataset.gcps
+    if dataset.crs is not None or not gcps or gcp_crs is None:
+        yield dataset
+        return
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with WarpedVRT(dataset, crs=gcp_crs, resampling=Resampling.nearest) as warped:
+        yield warped
 
 
 def _window(job: FileJob, dataset: Any) -> Any:
