@@ -134,3 +134,63 @@ def test_an_area_is_keyed_by_its_tile():
     assert plan_areas(None, ["12/2396/1122"]) == [Area("12-2396-1122", tile_bounds(12, 2396, 1122))]
     with pytest.raises(InputError, match="needs --bbox"):
         plan_areas(None, ["12"])
+
+
+def _asset(
+    href: str, name: str, wavelength: float, roles: tuple[str, ...] = ("data",), kind: str = "cloud-optimized"
+) -> dict:
+    return {"href": href, "type": f"image/tiff; application=geotiff; profile={kind}", "roles": list(roles),
+            "eo:bands": [{"name": name, "common_name": name, "center_wavelength": wavelength}]}  # fmt: skip
+
+
+def test_earth_search_band_names_are_matched_by_name_colour_or_wavelength():
+    from salibi.fetch.assets import choose_assets, wanted_identities
+
+    item = {"id": "S2B_31UDQ", "assets": {
+        "nir": _asset("https://e.com/B08.tif", "nir", 0.842),
+        "nir08": _asset("https://e.com/B8A.tif", "nir08", 0.865),
+        "rededge1": _asset("https://e.com/B05.tif", "rededge1", 0.704),
+        "red": _asset("https://e.com/B04.tif", "red", 0.665),
+        "red-jp2": {**_asset("https://e.com/B04.jp2", "red", 0.665), "type": "image/jp2"},
+        "visual": {"href": "https://e.com/TCI.tif", "roles": ["visual"], "eo:bands": [{"name": "red"}, {"name": "green"}]},
+    }}  # fmt: skip
+    picked = choose_assets(item, "lores", wanted_identities("lores", ["B04", "B05", "B08", "B8A"]), False)
+    assert [(a.key, a.bands, a.indexes) for a in picked] == [
+        ("red", ("B04",), (1,)), ("rededge1", ("B05",), (1,)), ("nir", ("B08",), (1,)), ("nir08", ("B8A",), (1,))
+    ]  # fmt: skip
+    with pytest.raises(LookupError, match="no asset with band B12"):
+        choose_assets(item, "lores", wanted_identities("lores", ["B12"]), False)
+    naip = {"id": "m_4709963", "assets": {"image": {"href": "https://e.com/naip.tif", "roles": ["data"], "eo:bands": [
+        {"name": "Red", "common_name": "red"}, {"name": "Green", "common_name": "green"},
+        {"name": "Blue", "common_name": "blue"}, {"name": "NIR", "common_name": "nir"}]}}}  # fmt: skip
+    (image,) = choose_assets(naip, "hires", wanted_identities("hires", ["red", "green", "blue"]), False)
+    assert (image.key, image.indexes, image.bands) == ("image", (1, 2, 3), ("red", "green", "blue"))
+
+
+def test_the_catalog_client_reads_only_bounded_http_answers(http_server, monkeypatch):
+    from salibi.fetch import search
+    from salibi.fetch.catalogs import PLANETARY_COMPUTER, resolve_catalog, sign_href
+
+    catalog = resolve_catalog(http_server.url("stac"))
+    io = search._guarded_io(catalog, 1)
+    with pytest.raises(search.CatalogError, match="not an http\\(s\\) URL; refused"):
+        io.read_text("/etc/passwd")  # pystac-client itself would open a local path as a file
+    (http_server.root / "stac").write_text('{"type": "Catalog", "id": "x", "links": []' + " " * 5000 + "}")
+    monkeypatch.setattr(search, "MAX_RESPONSE_BYTES", 4096)
+    with pytest.raises(search.CatalogError, match="larger than 4,096 bytes; refused"):
+        search.open_catalog(catalog, tries=1)
+    # the Planetary Computer's signing leaves URLs outside its storage as they are (no request made)
+    assert sign_href(PLANETARY_COMPUTER, "https://example.com/a.tif") == "https://example.com/a.tif"
+
+
+def test_too_many_redirects_are_refused(http_server, tmp_path):
+    from salibi.fetch.assets import AssetRead
+    from salibi.fetch.catalogs import resolve_catalog
+    from salibi.fetch.transfer import FetchError, FileJob, transfer
+
+    (http_server.root / "a.tif").write_bytes(b"II*\x00")
+    asset = AssetRead("red", http_server.redirect("a.tif", hops=11), (1,), ("B04",))
+    job = FileJob(tmp_path / "a.tif", "a.tif", "lores", "c", "item", asset, (0.0, 0.0, 1.0, 1.0))
+    with pytest.raises(FetchError, match="more than 10 redirects; refused"):
+        transfer(job, resolve_catalog(http_server.url("")), tries=1, allow_s3=False)
+    assert len(http_server.requests) == 11 and not (tmp_path / "a.tif").exists()

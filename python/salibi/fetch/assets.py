@@ -5,7 +5,8 @@ Asset keys differ between catalogs (Earth Search ``red``, the Planetary Computer
 through :mod:`salibi.bands`:
 
 - optical: ``eo:bands`` (STAC 1.0) or ``bands`` (1.1) entries, by ``name`` or common name
-  (``B04`` = ``red``, ``B08`` = ``nir``);
+  (``B04`` = ``red``, ``B08`` = ``nir``), else by centre wavelength (Earth Search's ``nir08`` is
+  ``B8A``, ``rededge1`` ``B05``), a weaker match;
 - SAR: the asset's ``sar:polarizations`` when it names one, else its band names, else the one
   polarisation its title or key states (``vv``, ``VV: vertical transmit, vertical receive``).
 
@@ -78,6 +79,9 @@ def _asset_bands(key: str, asset: dict[str, Any], sar: bool) -> list[BandIdentit
                 candidate = identify(value)
                 if candidate.primary is not None and (best.primary is None or candidate.primary.startswith("s2:")):
                     best = candidate
+        centre = entry.get("center_wavelength", entry.get("eo:center_wavelength"))
+        if best.wavelength is None and isinstance(centre, (int, float)) and centre > 0:
+            best = BandIdentity(best.primary, best.aliases, float(centre))  # Earth Search's "nir08", "rededge1"
         identities.append(best)
     return identities
 
@@ -116,8 +120,8 @@ def choose_assets(
         best: tuple[tuple[int, float], tuple[int, int, int, str], str, dict[str, Any], int] | None = None
         for preference, key, asset, identities in candidates:
             for index, have in enumerate(identities, 1):
-                strength = match_strength(want, have)
-                if strength is None or strength[0] > 1:
+                strength = match_strength(want, have)  # same band, shared alias, or centre wavelength
+                if strength is None:
                     continue
                 option = (strength, preference, key, asset, index)
                 if best is None or option[:2] < best[:2]:

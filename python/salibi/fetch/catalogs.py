@@ -62,8 +62,12 @@ def sign_href(catalog: Catalog, href: str) -> str:
     Signed URLs are secrets for a while: they are never written anywhere."""
     if not catalog.signed or not href.lower().startswith(("http://", "https://")):
         return href
+    import warnings
+
     try:
-        import planetary_computer  # type: ignore[import-untyped]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # its pydantic models, not the user's business
+            import planetary_computer  # type: ignore[import-untyped]
     except ImportError:
         raise InputError(
             "--stac planetary-computer needs the planetary-computer package; pip install 'salibi[fetch]'"

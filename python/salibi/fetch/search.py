@@ -91,7 +91,7 @@ def _guarded_io(catalog: Catalog, tries: int) -> Any:
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise CatalogError(
                             f"--stac {catalog.name}: an answer from {href[:120]} is larger than "
-                            f"{MAX_RESPONSE_BYTES >> 20} MiB; refused (is this a STAC API?)"
+                            f"{MAX_RESPONSE_BYTES:,} bytes; refused (is this a STAC API?)"
                         )
                 if not 200 <= response.status_code < 300:
                     error = APIError(f"HTTP {response.status_code} {response.reason} from {href[:120]}")
@@ -168,6 +168,8 @@ def open_catalog(catalog: Catalog, tries: int = 5) -> StacClient:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no conformsTo": a static catalog is refused below anyway
             client = Client.open(catalog.url, stac_io=io, timeout=TIMEOUT_S)
+    except CatalogError:
+        raise
     except APIError as err:
         raise CatalogError(
             f"--stac {catalog.name}: cannot reach the STAC API at {catalog.url} ({err}); check the URL and the network"
@@ -205,6 +207,8 @@ def search_items(
             limit=100,
         )
         items = list(search.items_as_dicts())
+    except CatalogError:
+        raise
     except NotImplementedError:
         raise CatalogError(
             f"--stac {stac.catalog.name}: {stac.catalog.url} is not a STAC API with item search; give the URL of one"
