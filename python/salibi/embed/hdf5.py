@@ -34,13 +34,27 @@ from salibi.vocabulary import EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION
 if TYPE_CHECKING:  # pragma: no cover
     import h5py
 
-__all__ = ["READABLE_VERSIONS", "HDF5Writer", "hdf5_keys", "hdf5_notes", "iter_hdf5", "read_hdf5", "write_hdf5"]
+__all__ = [
+    "READABLE_VERSIONS",
+    "HDF5Writer",
+    "hdf5_inventory",
+    "hdf5_keys",
+    "hdf5_notes",
+    "iter_hdf5",
+    "open_for_merge",
+    "read_hdf5",
+    "write_hdf5",
+]
 
 #: Versions of ``salibi-embeddings`` HDF5 files this salibi reads (it writes the newest).
 READABLE_VERSIONS = (1, EMBEDDINGS_FORMAT_VERSION)
 _TEXT = ("path", "source", "modality", "bands")
+# The datasets with one entry per row.
+_ROW_DATASETS = ("embedding", *_TEXT, "gsd", "bounds", "chip", "crs")
 # Rows read or copied at once.
 CHUNK_ROWS = 16384
+# Rows per compressed chunk of /crs.
+CRS_CHUNK_ROWS = 4096
 
 
 def _string_dtype(length: int | None = None) -> Any:
@@ -63,7 +77,8 @@ def version_of(f: h5py.File) -> int | None:
 
 
 class HDF5Writer:
-    """A new file with room for ``rows`` rows, filled by :meth:`append`; the notes written at once."""
+    """A new file with room for ``rows`` rows, filled by :meth:`append` (rows in memory) and
+    :meth:`copy` (rows of another file of this layout); the notes written at once."""
 
     def __init__(
         self,
@@ -86,28 +101,63 @@ class HDF5Writer:
         f.create_dataset("chip", shape=(rows, 4), dtype=np.int64)
         # The same WKT repeats on most rows: fixed-length strings compress it to almost nothing
         # (variable-length ones live uncompressed in the global heap).
-        options: dict[str, Any] = dict(chunks=(min(rows, 4096),), compression="gzip", shuffle=True) if rows else {}
+        options: dict[str, Any] = (
+            dict(chunks=(min(rows, CRS_CHUNK_ROWS),), compression="gzip", shuffle=True) if rows else {}
+        )
         f.create_dataset("crs", shape=(rows,), dtype=_string_dtype(self.crs_bytes), **options)
         for kind, notes in (("failed", failed), ("skipped", skipped)):
             for name, values in ((f"{kind}_path", list(notes)), (f"{kind}_reason", list(notes.values()))):
                 dataset = f.create_dataset(name, shape=(len(values),), dtype=_string_dtype())
                 if values:
-                    dataset[:] = values
+                    dataset[:] = np.array(values, dtype=object)
+        self.datasets = {name: f[name] for name in _ROW_DATASETS}
 
     def append(self, columns: Columns) -> None:
-        n = len(columns)
+        """Add rows held in memory."""
+        arrays = {name: getattr(columns, name) for name in _ROW_DATASETS if name != "crs"}
+        arrays["embedding"] = columns.embedding.astype(np.float32, copy=False)
+        self._write(arrays, _encode_fixed(columns.crs.tolist(), self.crs_bytes))
+
+    def copy(self, source: h5py.File, keep: np.ndarray | None = None) -> None:
+        """Add the rows of ``source`` (an open file of this layout, version 1 or 2) that ``keep``
+        selects (all when None), :data:`CHUNK_ROWS` at a time, each dataset read and written as a
+        whole array: strings never become one Python call each."""
+        n = source["embedding"].shape[0]
+        v2 = "source" in source
+        for start in range(0, n, CHUNK_ROWS):
+            rows = slice(start, min(n, start + CHUNK_ROWS))
+            chosen = None if keep is None or keep[rows].all() else keep[rows]
+            if chosen is not None and not chosen.any():
+                continue
+            arrays = {name: _pick(source[name][rows], chosen) for name in ("embedding", "gsd", "bounds")}
+            for name in _TEXT:
+                if name in source:
+                    arrays[name] = _pick(source[name].asstr()[rows], chosen)
+            count = len(arrays["embedding"])
+            if not v2:  # version 1: each row its own source, no bands, no chip window
+                arrays["source"] = arrays["path"]
+                arrays["bands"] = np.full(count, "", dtype=object)
+                arrays["chip"] = np.tile(np.array(NO_WINDOW, np.int64), (count, 1))
+            else:
+                arrays["chip"] = _pick(source["chip"][rows], chosen)
+            crs = _pick(source["crs"][rows], chosen)  # fixed-length bytes (variable-length in files of other writers)
+            if crs.dtype.kind != "S":
+                crs = np.array([c if isinstance(c, bytes) else str(c).encode() for c in crs.tolist()], dtype="S")
+            self._write(arrays, crs.astype(_string_dtype(self.crs_bytes)))
+
+    def _write(self, arrays: dict[str, np.ndarray], crs: np.ndarray) -> None:
+        n = len(crs)
         if not n:
             return
         rows = slice(self.at, self.at + n)
-        f = self.f
-        f["embedding"][rows] = columns.embedding.astype(np.float32, copy=False)
-        for name in _TEXT:
-            f[name][rows] = getattr(columns, name).tolist()
-        f["gsd"][rows] = columns.gsd
-        f["bounds"][rows] = columns.bounds
-        f["chip"][rows] = columns.chip
-        f["crs"][rows] = _encode_fixed(columns.crs.tolist(), self.crs_bytes)
+        for name, values in arrays.items():
+            self.datasets[name][rows] = values
+        self.datasets["crs"][rows] = crs
         self.at += n
+
+
+def _pick(values: np.ndarray, chosen: np.ndarray | None) -> np.ndarray:
+    return values if chosen is None else values[chosen]
 
 
 def crs_bytes_of(columns: Columns) -> int:
@@ -123,6 +173,17 @@ def write_hdf5(
     with h5py.File(path, "w") as f:
         dim = columns.embedding.shape[1]
         HDF5Writer(f, attrs, len(columns), dim, crs_bytes_of(columns), failed, skipped).append(columns)
+
+
+def open_for_merge(path: Path, chunk_cache_bytes: int = 0) -> h5py.File:
+    """An embeddings file open for reading (or, with ``chunk_cache_bytes``, a new file for
+    writing whose chunk cache holds that much: a merge writing its crs chunks piecewise keeps
+    them cached and compresses each once)."""
+    import h5py
+
+    if chunk_cache_bytes:
+        return h5py.File(path, "w", rdcc_nbytes=chunk_cache_bytes)
+    return _open(path)
 
 
 def _open(path: Path) -> h5py.File:
@@ -156,9 +217,27 @@ def hdf5_keys(path: Path) -> list[tuple[str, str]]:
 def hdf5_notes(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(failed, skipped)`` as ``(path, reason)`` lists (version 1 files skip nothing)."""
     with _open(path) as f:
-        failed = list(zip(f["failed_path"].asstr()[:], f["failed_reason"].asstr()[:]))
-        skipped = list(zip(f["skipped_path"].asstr()[:], f["skipped_reason"].asstr()[:])) if "skipped_path" in f else []
-        return failed, skipped
+        return _notes(f)
+
+
+def _notes(f: h5py.File) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    failed = list(zip(f["failed_path"].asstr()[:], f["failed_reason"].asstr()[:]))
+    skipped = list(zip(f["skipped_path"].asstr()[:], f["skipped_reason"].asstr()[:])) if "skipped_path" in f else []
+    return failed, skipped
+
+
+def hdf5_inventory(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]], int]:
+    """What a merge needs to know of a file, read at one opening: ``(path, modality)`` of every
+    row, its failures and no-data skips (``(path, reason)``), and the width of its CRS strings."""
+    with _open(path) as f:
+        keys = list(zip(f["path"].asstr()[:], f["modality"].asstr()[:]))
+        failed, skipped = _notes(f)
+        crs = f["crs"]
+        if crs.dtype.kind == "S":  # ours: fixed-length
+            width = int(crs.dtype.itemsize)
+        else:
+            width = max((len(c.encode("utf-8")) for c in crs.asstr()[:].tolist()), default=1)
+        return keys, failed, skipped, width
 
 
 def iter_hdf5(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[Columns]:

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from salibi.embed.embeddings import output_format
-from salibi.embed.records import Columns, Rows
+from salibi.embed.records import Rows
 from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import replace_atomic, staging_file
 from salibi.rasters import gdal_reason
@@ -269,9 +267,9 @@ class EmbeddingStore:
             write_hdf5(temporary, self.attrs_for_file(), rows.columns(self.dim), rows.failed, rows.skipped)
 
     def merge(self) -> int:
-        """Merge the output and the parts into a new output (one row per path and modality, the
-        first written; a failure or no-data skip only for paths without a row, the latest of each);
-        delete the parts. Returns the number of rows."""
+        """Merge the output and the parts into a new output (:mod:`~salibi.embed.merge`: one row per
+        path and modality, the first written; a failure or no-data skip only for paths without a
+        row, the latest of each), rename it into place and delete the parts. Returns the number of rows."""
         parts = self.part_files()
         if not parts:
             self.remove_parts_folder_if_empty()
@@ -285,63 +283,14 @@ class EmbeddingStore:
         self.remove_parts_folder_if_empty()
         return total
 
-    def _notes(self, sources: list[Path], seen_paths: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """The latest failure and no-data skip of each path that has no row (nor chip rows, for a
-        scene), over ``sources`` in order."""
-        from salibi.embed.geoparquet import parquet_meta
-        from salibi.embed.hdf5 import hdf5_notes
-
-        failed: dict[str, str] = {}
-        skipped: dict[str, str] = {}
-        for source in sources:
-            if source.suffix == ".h5" or self.format == "hdf5":
-                f, s = hdf5_notes(source)
-            else:
-                meta = parquet_meta(source) or {}
-                f, s = meta.get("failed", []), meta.get("skipped", [])
-            for notes, found in ((failed, f), (skipped, s)):
-                for path, reason in found:
-                    failed.pop(path, None)
-                    skipped.pop(path, None)
-                    notes[path] = reason
-        # A path with a row is done; so is a scene that failed once and has chip rows (FILE#rRcC) now.
-        done = seen_paths | {p.rpartition("#")[0] for p in seen_paths if "#" in p}
-        keep = lambda notes: {p: r for p, r in notes.items() if p not in done}  # noqa: E731
-        return keep(failed), keep(skipped)
-
-    def _first_seen(self, keys: list[tuple[str, str]], seen: set[tuple[str, str]]) -> np.ndarray:
-        mask = np.zeros(len(keys), bool)
-        for i, key in enumerate(keys):
-            if key not in seen:
-                seen.add(key)
-                mask[i] = True
-        return mask
-
     def _merge_hdf5(self, parts: list[Path]) -> int:
-        import h5py
+        from salibi.embed.merge import merge_hdf5
 
-        from salibi.embed.hdf5 import HDF5Writer, hdf5_keys, iter_hdf5
-
-        sources = self.output_files() + parts
-        seen: set[tuple[str, str]] = set()
-        masks, crs_bytes = [], 1
-        for source in sources:
-            masks.append(self._first_seen(hdf5_keys(source), seen))
-            with h5py.File(source, "r") as f:  # our files store fixed-length CRS strings: their width is enough
-                crs_bytes = max(crs_bytes, f["crs"].dtype.itemsize)
-        failed, skipped = self._notes(sources, {p for p, _ in seen})
-        total = int(sum(int(m.sum()) for m in masks))
         # Staged inside the parts folder, so the next run clears what a killed merge leaves (and not
         # with staging_file: its mkstemp would leave out.h5 readable by its owner only).
         temporary = self.parts / "merged.h5.tmp"
         try:
-            with h5py.File(temporary, "w") as out:
-                writer = HDF5Writer(out, self.attrs_for_file(), total, self.dim, crs_bytes, failed, skipped)
-                for source, mask in zip(sources, masks):
-                    at = 0
-                    for columns in iter_hdf5(source):
-                        writer.append(columns.select(mask[at : at + len(columns)]))
-                        at += len(columns)
+            total = merge_hdf5(self.output_files() + parts, temporary, self.attrs_for_file(), self.dim)
             replace_atomic(temporary, self.path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -349,73 +298,35 @@ class EmbeddingStore:
         return total
 
     def _merge_parquet(self, parts: list[Path]) -> int:
-        from salibi.embed.geoparquet import GeoParquetWriter, crs_tag, parquet_keys, parquet_meta, tagged_path
-        from salibi.embed.hdf5 import iter_hdf5
-
-        tags: dict[str, str] = {}  # WKT -> file tag: one file per CRS, however GDAL spelled its WKT
-
-        def tag(wkt: str) -> str:
-            if wkt not in tags:
-                tags[wkt] = crs_tag(wkt)
-            return tags[wkt]
+        from salibi.embed.geoparquet import tagged_path
+        from salibi.embed.merge import merge_parquet
 
         existing = self.output_files()
-        seen: set[tuple[str, str]] = set()
-        existing_crs = {}  # the files with rows (a file of failures only makes no CRS group; its notes are kept)
-        for file in existing:
-            if self._first_seen(parquet_keys(file), seen).size:
-                existing_crs[file] = (parquet_meta(file) or {}).get("crs_wkt", "")
-        fixed = self.attrs["geometry_crs"]
-        groups: dict[str, str] = {}  # tag -> the WKT its file states (the first met)
-        for wkt in existing_crs.values():
-            groups.setdefault(tag(wkt), wkt)
-        masks = []
-        for part in parts:
-            columns = Columns.concat(list(iter_hdf5(part)), self.dim)
-            mask = self._first_seen(columns.keys(), seen)
-            masks.append(mask)
-            for wkt in {fixed} if fixed else set(columns.crs[mask].tolist()):
-                groups.setdefault(tag(wkt), wkt)
-        if not groups:
-            groups = {tag(fixed): fixed}
-        failed, skipped = self._notes(existing + parts, {p for p, _ in seen})
-        targets = {t: self.path if len(groups) == 1 else tagged_path(self.path, t) for t in sorted(groups)}
-        meta = {
-            **self.attrs_for_file(),
-            "output": self.path.name,
-            "failed": list(failed.items()),
-            "skipped": list(skipped.items()),
-        }
-        staged: list[tuple[Path, Path]] = []
+        temporaries: list[Path] = []  # removed if the merge fails
+
+        def staging(k: int) -> Path:
+            temporaries.append(self.parts / f"merged-{k}.parquet.tmp")
+            return temporaries[-1]
+
+        def target_of(tag: str, files: int) -> Path:
+            return self.path if files == 1 else tagged_path(self.path, tag)
+
+        meta = {**self.attrs_for_file(), "output": self.path.name}
         try:
-            for k, (group, target) in enumerate(targets.items()):
-                temporary = self.parts / f"merged-{k}.parquet.tmp"
-                staged.append((temporary, target))
-                writer = GeoParquetWriter(temporary, self.dim, groups[group], meta)
-                try:
-                    for file, wkt in existing_crs.items():
-                        if tag(wkt) == group:
-                            writer.copy(file)
-                    for part, mask in zip(parts, masks):
-                        at = 0
-                        for columns in iter_hdf5(part):
-                            chunk = mask[at : at + len(columns)]
-                            at += len(columns)
-                            if not fixed:
-                                chunk = chunk & np.array([tag(c) == group for c in columns.crs.tolist()], bool)
-                            writer.write(columns.select(chunk))
-                finally:
-                    writer.close()
+            staged, total = merge_parquet(
+                existing, parts, staging, target_of, self.attrs["geometry_crs"], meta, self.dim
+            )
             for temporary, target in staged:
                 replace_atomic(temporary, target)
         except BaseException:
-            for temporary, _ in staged:
+            for temporary in temporaries:
                 temporary.unlink(missing_ok=True)
             raise
+        targets = {target for _, target in staged}
         for file in existing:  # files of a layout that changed (one CRS became several)
-            if file not in targets.values():
+            if file not in targets:
                 file.unlink(missing_ok=True)
-        return len(seen)
+        return total
 
     def remove_parts_folder_if_empty(self) -> None:
         try:
