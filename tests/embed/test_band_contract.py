@@ -11,7 +11,7 @@ import rasterio
 from rasterio.windows import Window
 
 from salibi.embed import embed, read_embeddings
-from salibi.embed.routing import BandRefusal, ModalitySpec, RasterBands, raster_bands, route
+from salibi.embed.routing import BandLayout, BandRefusal, ModalitySpec, RasterBands, Router, raster_bands, route
 from salibi.models import build, load_checkpoint, save_checkpoint
 
 from .conftest import expected_embedding
@@ -55,25 +55,63 @@ def test_names_decide_and_the_gsd_only_breaks_ties():
     assert route(unnamed(4), 10.0, sar, looks_like_db=lambda: False).modality == "lores"
 
 
+def described(*layout) -> RasterBands:
+    return raster_bands(BandLayout.of(*layout))
+
+
 def test_landsat_and_file_names_state_bands():
-    described = raster_bands(
+    landsat = described(
         ["SR_B4", "SR_B3", "SR_B2", "SR_B5"],
         ["gray", "undefined", "undefined", "undefined"],
         "LC08_L2SP_x.TIF",
         "GTiff",
         False,
     )
-    assert described.names == ("LC08_B4", "LC08_B3", "LC08_B2", "LC08_B5")
-    chosen = route(described, 30.0, {"lores": spec("B04", "B03", "B02", "B08")})
+    assert landsat.names == ("LC08_B4", "LC08_B3", "LC08_B2", "LC08_B5")
+    chosen = route(landsat, 30.0, {"lores": spec("B04", "B03", "B02", "B08")})
     assert chosen.indexes == (1, 2, 3, 4)  # Landsat 8 band 5 is NIR (Sentinel-2 B08), not B05
-    assert raster_bands([None], ["gray"], "T31UDQ_20200101T103421_B04_10m.jp2", "JP2OpenJPEG", False).names == ("B04",)
-    assert raster_bands([None] * 3, ["red", "green", "blue"], "x.tif", "GTiff", False).names == ("red", "green", "blue")
-    assert raster_bands([None] * 4, ["gray"] * 3 + ["alpha"], "photo.png", "PNG", False).names == (
+    assert described([None], ["gray"], "T31UDQ_20200101T103421_B04_10m.jp2", "JP2OpenJPEG", False).names == ("B04",)
+    assert described([None] * 3, ["red", "green", "blue"], "x.tif", "GTiff", False).names == ("red", "green", "blue")
+    assert described([None] * 4, ["gray"] * 3 + ["alpha"], "photo.png", "PNG", False).names == (
         "red",
         "green",
         "blue",
         "",
     )
+
+
+def test_the_router_decides_once_per_layout_as_route_does():
+    """A run routes each band layout (and GSD class) once: the same answers as route, refusals
+    included; a layout whose answer depends on its pixels (dB or not) is decided per answer."""
+    specs = {"sar": spec("VV", "VH"), "lores": spec("B04", "B03", "B02"), "hires": spec("red", "green", "blue")}
+    router = Router(specs)
+    layouts = [
+        BandLayout.of(["B4", "B3", "B2", "B8"], ["gray"] + ["undefined"] * 3, "s2_a.tif", "GTiff", False),
+        BandLayout.of([None] * 3, ["red", "green", "blue"], "rgb.tif", "GTiff", False),
+        BandLayout.of([None] * 4, ["gray"] * 4, "four.tif", "GTiff", False),
+        BandLayout.of(["SWIR1", "SWIR2"], ["gray", "undefined"], "swir.tif", "GTiff", False),
+        BandLayout.of([None], ["gray"], "T31UDQ_20200101T103421_B04_10m.jp2", "JP2OpenJPEG", False),
+    ]
+    for layout in layouts:
+        for gsd in (0.5, 10.0):
+            for db in (True, False):
+                for _ in range(2):  # the second answer comes from the cache
+                    try:
+                        expected: object = route(raster_bands(layout), gsd, specs, looks_like_db=lambda db=db: db)
+                    except BandRefusal as err:
+                        expected = str(err)
+                    try:
+                        got: object = router.route(layout, gsd, looks_like_db=lambda db=db: db)
+                    except BandRefusal as err:
+                        got = str(err)
+                    assert got == expected, (layout, gsd, db)
+    # the file name is part of the layout: another sensor's product reads the same numbers otherwise
+    s2 = BandLayout.of(["4", "3", "2", "5"], ["gray"] + ["undefined"] * 3, "s2.tif", "GTiff", False)
+    landsat = BandLayout.of(["4", "3", "2", "5"], ["gray"] + ["undefined"] * 3, "LC08_L2SP_x.tif", "GTiff", False)
+    assert s2 != landsat
+    assert router.route(landsat, 30.0).label == "LC08_B4,LC08_B3,LC08_B2"
+    assert router.route(s2, 10.0).label == "4,3,2"
+    assert router.seconds > 0
 
 
 def test_missing_bands_are_refused_with_the_reason_or_filled():

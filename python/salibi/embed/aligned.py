@@ -10,8 +10,8 @@ own encoder when ``per_modality`` is asked.
   checkpoint's statistics (the model's), invalid pixels become 0, and chips are zero-padded to
   whole patches.
 - Rows: ``path`` ``SET#INDEX`` (the set's file name and the chip's row in it), ``source`` the set,
-  ``bounds`` its ``/bounds``, ``crs`` its CRS, ``chip`` -1 (not a raster window); ``gsd`` of a
-  joint row is its coarsest modality's, ``bands``
+  ``bounds`` its ``/bounds``, ``crs`` its CRS, ``chip`` -1 (not a raster window); ``gsd`` the
+  chip's own (sets of web tiles store one per chip), of a joint row its coarsest modality's, ``bands``
   ``sar: VV,VH; lores: B04,B03,B02``.
 - The joint row is :meth:`~salibi.models.ScaleAlibiModel.encode_joint`'s tokens averaged per
   modality, then over modalities; a per-modality row is the mean of that encoder's tokens
@@ -20,6 +20,7 @@ own encoder when ``per_modality`` is asked.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -125,28 +126,35 @@ def aligned_work(
     ]
 
 
-# Sets open in this process (a DataLoader worker or the main process).
-_OPEN: OrderedDict[str, Any] = OrderedDict()
+# Sets open in this thread (a reader thread, a DataLoader worker): a file is read by one thread at a time.
+_THREAD = threading.local()
 
 
 def _open(path: str) -> Any:
     import h5py
 
-    if path not in _OPEN:
-        _OPEN[path] = h5py.File(path, "r")
-        while len(_OPEN) > 4:
-            _OPEN.popitem(last=False)[1].close()
-    return _OPEN[path]
+    if not hasattr(_THREAD, "open"):
+        _THREAD.open = OrderedDict()
+    opened: OrderedDict[str, Any] = _THREAD.open
+    if path not in opened:
+        opened[path] = h5py.File(path, "r")
+        while len(opened) > 4:
+            opened.popitem(last=False)[1].close()
+    return opened[path]
 
 
 def read_aligned_work(work: AlignedWork, settings: ReadSettings) -> list[Chip]:
     """The rows-to-be of ``work``: a joint chip per index (when it lacks one) and per-modality chips."""
+    from salibi.data.chips import ChipReader
+
     plan = work.plan
     try:
         f = _open(plan.path)
         rows = list(work.indexes)
         bounds = f["bounds"][rows]
-        pixels = {m: _channels(f[m]["data"][rows], plan.routes[m]) for m in plan.modalities}
+        readers = {m: ChipReader(f[m], f"{plan.path}: /{m}") for m in plan.modalities}
+        pixels = {m: _channels(readers[m].read_rows(rows), plan.routes[m]) for m in plan.modalities}
+        chip_gsd = {m: readers[m].gsd(rows) for m in plan.modalities}
     except Exception as err:
         reason = f"cannot read: {gdal_reason(err)}; the file may be truncated or corrupt"
         return [Chip(path=set_row_id(plan.rel, i), source=plan.rel, failure=reason) for i in work.indexes]
@@ -166,11 +174,12 @@ def read_aligned_work(work: AlignedWork, settings: ReadSettings) -> list[Chip]:
             window=NO_WINDOW,
             per_tile_normalised=per_image,
         )
+        gsd = {m: float(chip_gsd[m][k]) for m in plan.modalities}
         for modality in missing:
             chips.append(
-                _joint(plan, images, settings, common)
+                _joint(plan, images, gsd, settings, common)
                 if modality == JOINT
-                else _single(plan, modality, images, settings, common)
+                else _single(plan, modality, images, gsd, settings, common)
             )
     return chips
 
@@ -184,29 +193,40 @@ def _channels(data: np.ndarray, route: BandRoute) -> np.ndarray:
     return out
 
 
-def _joint(plan: AlignedPlan, images: dict[str, np.ndarray], settings: ReadSettings, common: dict[str, Any]) -> Chip:
+def _joint(
+    plan: AlignedPlan,
+    images: dict[str, np.ndarray],
+    gsd: dict[str, float],
+    settings: ReadSettings,
+    common: dict[str, Any],
+) -> Chip:
     padded = {m: pad_to_patches(x, settings.patch_size) for m, x in images.items()}
     return Chip(
         modality=JOINT,
         bands="; ".join(f"{m}: {plan.routes[m].label}" for m in plan.modalities),
-        gsd=max(plan.gsd.values()),
+        gsd=max(gsd.values()),
         images={m: p[0] for m, p in padded.items()},
         image_masks={m: p[1] for m, p in padded.items()},
-        gsds=dict(plan.gsd),
+        gsds=dict(gsd),
         assumption=_assumptions(plan.routes[m] for m in plan.modalities),
         **common,
     )
 
 
 def _single(
-    plan: AlignedPlan, modality: str, images: dict[str, np.ndarray], settings: ReadSettings, common: dict[str, Any]
+    plan: AlignedPlan,
+    modality: str,
+    images: dict[str, np.ndarray],
+    gsd: dict[str, float],
+    settings: ReadSettings,
+    common: dict[str, Any],
 ) -> Chip:
     windows, masks = to_windows(images[modality], settings.patch_size, settings.window_patches)
     route = plan.routes[modality]
     return Chip(
         modality=modality,
         bands=route.label,
-        gsd=plan.gsd[modality],
+        gsd=gsd[modality],
         windows=windows,
         token_masks=masks,
         assumption=route.assumption,

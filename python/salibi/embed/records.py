@@ -81,14 +81,6 @@ class Chip:
         area = (x1 - x0) * (y1 - y0)
         return area if math.isfinite(area) else 0.0
 
-    def pin_memory(self) -> Chip:
-        """Called by the DataLoader (pin_memory=True on CUDA): page-locked pixels copy faster."""
-        if self.windows is not None:
-            self.windows, self.token_masks = self.windows.pin_memory(), self.token_masks.pin_memory()
-        if self.images is not None:
-            self.images = {m: x.pin_memory() for m, x in self.images.items()}
-        return self
-
 
 @dataclass
 class Columns:

@@ -26,21 +26,30 @@ How a raster is routed (:func:`route`):
    ``B02=mean``.
 
 ``bands`` of a row: the raster's names of the bands used, in the encoder's order (``B4,B3,B2``).
+
+A folder of tiles mostly repeats a few layouts: :class:`Router` decides once per
+:class:`BandLayout` (what a raster says about its bands, and what its file name states) and GSD
+class, and answers every other raster of that layout from its cache.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from salibi.bands import band_from_file_name, identify, landsat_band_name, landsat_sensor, match_strength, name_key
 
 __all__ = [
     "HIRES_BELOW_M",
+    "BandLayout",
     "BandRefusal",
     "BandRoute",
     "ModalitySpec",
     "RasterBands",
+    "Router",
     "raster_bands",
     "route",
     "route_named",
@@ -109,41 +118,69 @@ def _states_something(name: str) -> bool:
     return bool(optical.keys or optical.wavelength or sar.keys)
 
 
-def raster_bands(
-    descriptions: Sequence[str | None],
-    colour_interpretations: Sequence[str],
-    file_name: str,
-    driver: str,
-    is_complex: bool,
-    band_names: Sequence[str] | None = None,
-) -> RasterBands:
-    """What a raster says about its bands (see the module docstring); ``colour_interpretations``
-    are GDAL's names (``red``, ``alpha``, ``gray``, ...) per band."""
-    count = len(descriptions)
-    alpha = tuple(i < len(colour_interpretations) and colour_interpretations[i] == "alpha" for i in range(count))
+@dataclass(frozen=True)
+class BandLayout:
+    """Everything :func:`raster_bands` reads from a raster: its band descriptions and colour
+    interpretations, driver, whether its pixels are complex, and what its file name states (the
+    Landsat product it starts with; the band of a one-band file). Rasters of one layout have the
+    same bands, so they route alike (:class:`Router`)."""
+
+    descriptions: tuple[str, ...]
+    colour_interpretations: tuple[str, ...]
+    driver: str
+    is_complex: bool
+    landsat_sensor: str | None = None
+    file_band: str | None = None  # the band a one-band file's name states
+
+    @classmethod
+    def of(
+        cls,
+        descriptions: Sequence[str | None],
+        colour_interpretations: Sequence[str],
+        file_name: str,
+        driver: str,
+        is_complex: bool,
+    ) -> BandLayout:
+        """The layout of a raster; ``colour_interpretations`` are GDAL's names (``red``, ``alpha``,
+        ``gray``, ...) per band."""
+        return cls(
+            tuple(d or "" for d in descriptions),
+            tuple(colour_interpretations),
+            driver,
+            is_complex,
+            landsat_sensor(file_name),
+            band_from_file_name(file_name) if len(descriptions) == 1 else None,
+        )
+
+
+def raster_bands(layout: BandLayout, band_names: Sequence[str] | None = None) -> RasterBands:
+    """What a raster of ``layout`` says about its bands (see the module docstring)."""
+    count = len(layout.descriptions)
+    interps = layout.colour_interpretations
+    alpha = tuple(i < len(interps) and interps[i] == "alpha" for i in range(count))
     if band_names:
         if len(band_names) > count:
             raise BandRefusal(
                 f"has {count} band(s) but --band-names names {len(band_names)} ({', '.join(band_names)}); "
                 "give one name per band, in order"
             )
-        return RasterBands(tuple(band_names) + ("",) * (count - len(band_names)), alpha, is_complex)
-    sensor = landsat_sensor(file_name)
+        return RasterBands(tuple(band_names) + ("",) * (count - len(band_names)), alpha, layout.is_complex)
+    sensor = layout.landsat_sensor
     names = []
     for i in range(count):
-        text = (descriptions[i] or "").strip()
+        text = layout.descriptions[i].strip()
         if text and sensor:
             text = landsat_band_name(sensor, text) or text
-        interp = colour_interpretations[i] if i < len(colour_interpretations) else ""
+        interp = interps[i] if i < len(interps) else ""
         names.append(text or (interp if interp in _RGB else ""))
     if not any(names):
         usable = [i for i in range(count) if not alpha[i]]
-        if driver in ("PNG", "JPEG") and len(usable) >= 3:
+        if layout.driver in ("PNG", "JPEG") and len(usable) >= 3:
             for i, colour in zip(usable, _RGB):
                 names[i] = colour
         elif count == 1:
-            names[0] = band_from_file_name(file_name) or ""
-    return RasterBands(tuple(names), alpha, is_complex)
+            names[0] = layout.file_band or ""
+    return RasterBands(tuple(names), alpha, layout.is_complex)
 
 
 # -- matching ------------------------------------------------------------------------------------
@@ -199,13 +236,19 @@ def _fit(bands: RasterBands, modality: str, spec: ModalitySpec) -> _Fit:
     return _Fit(modality, wanted, _find(bands, wanted, sar) if wanted else [])
 
 
+def _optical_by_gsd(gsd: float) -> str:
+    """The optical encoder a GSD prefers: high-res below :data:`HIRES_BELOW_M`, else low-res (the
+    only way the GSD enters routing)."""
+    return "hires" if gsd < HIRES_BELOW_M else "lores"
+
+
 def _by_gsd(modalities: Sequence[str], gsd: float, sar_evidence: bool) -> str:
     """The tie-break among encoders that fit equally: SAR when the raster looks like SAR, else
     high-res optical below :data:`HIRES_BELOW_M` and low-res optical from it, else the first."""
     if "sar" in modalities and (sar_evidence or all(m == "sar" for m in modalities)):
         return "sar"
     optical = [m for m in modalities if m != "sar"]
-    preferred = "hires" if gsd < HIRES_BELOW_M else "lores"
+    preferred = _optical_by_gsd(gsd)
     return preferred if preferred in optical else (optical[0] if optical else modalities[0])
 
 
@@ -315,6 +358,80 @@ def _route_to(bands: RasterBands, modality: str, spec: ModalitySpec, fill_missin
         f"none of its bands ({names}) is one of the {modality} encoder's ({_encoder_bands(spec)}); "
         "name its bands with --band-names or choose another --modality"
     )
+
+
+class Router:
+    """:func:`raster_bands` and :func:`route` for the rasters of one run, decided once per
+    :class:`BandLayout` and GSD class (the optical encoder the GSD prefers) and kept: a folder of
+    tiles of one sensor is routed once. A decision that asked ``looks_like_db`` (unnamed bands,
+    SAR among the candidates) is kept per answer; refusals are kept too. Safe to share between
+    reader threads (two threads may decide one layout at once: both get the same answer).
+    ``seconds``: the time spent routing, answers from the cache included."""
+
+    def __init__(
+        self,
+        specs: dict[str, ModalitySpec],
+        modality: str = "auto",
+        fill_missing: bool = False,
+        band_names: Sequence[str] | None = None,
+    ) -> None:
+        self.specs, self.modality, self.fill_missing = specs, modality, fill_missing
+        self.band_names = tuple(band_names) if band_names else None
+        self.seconds = 0.0
+        self._decided: dict[tuple, BandRoute | str | object] = {}  # a route, a refusal's reason or _ASKS_DB
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to DataLoader worker processes: a fresh lock there
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def route(self, layout: BandLayout, gsd: float, looks_like_db: Callable[[], bool] = lambda: False) -> BandRoute:
+        """The encoder and bands for a raster of ``layout`` and ``gsd``; :class:`BandRefusal` says why not."""
+        started = time.perf_counter()
+        try:
+            key: tuple = (layout, _optical_by_gsd(gsd))
+            decided = self._decided.get(key)
+            if decided is None:
+                decided = self._decide(key, layout, gsd, looks_like_db)
+            elif decided is _ASKS_DB:
+                db = bool(looks_like_db())
+                decided = self._decided.get(key + (db,))
+                if decided is None:
+                    decided = self._decide(key + (db,), layout, gsd, lambda: db)
+            if isinstance(decided, BandRoute):
+                return decided
+            raise BandRefusal(str(decided))
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.seconds += elapsed
+
+    def _decide(self, key: tuple, layout: BandLayout, gsd: float, looks_like_db: Callable[[], bool]) -> BandRoute | str:
+        asked: list[bool] = []
+
+        def ask() -> bool:
+            asked.append(bool(looks_like_db()))
+            return asked[-1]
+
+        decided: BandRoute | str
+        try:
+            bands = raster_bands(layout, self.band_names)
+            decided = route(bands, gsd, self.specs, self.modality, self.fill_missing, looks_like_db=ask)
+        except BandRefusal as err:
+            decided = str(err)
+        if asked and len(key) == 2:  # this layout's answer depends on its pixels: kept per answer
+            self._decided[key] = _ASKS_DB
+            self._decided[key + (asked[0],)] = decided
+        else:
+            self._decided[key] = decided
+        return decided
+
+
+#: What :class:`Router` keeps for a layout whose route depends on whether its pixels look like dB.
+_ASKS_DB = object()
 
 
 def route_named(names: Sequence[str], modality: str, spec: ModalitySpec, fill_missing: bool, where: str) -> BandRoute:

@@ -17,7 +17,7 @@ from salibi.embed.ranks import RankContext, join, leave, rank_device, shard
 from salibi.embed.records import ReadSettings
 from salibi.embed.routing import ModalitySpec
 from salibi.embed.store import EmbeddingStore, output_attrs
-from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES
+from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, router_for
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
 from salibi.errors import DeviceError, InputError, MissingInputError, SalibiError
 from salibi.vocabulary import MODALITIES
@@ -78,6 +78,8 @@ class EmbedSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
     notes: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)  # band assumptions made (each said once, as a warning)
+    # rank 0's wall time by stage (salibi.embed.work.STAGES), and "route": the readers' time routing
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def tiles_found(self) -> int:
@@ -299,19 +301,25 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
     checkpoint_folder = Path(model.checkpoint_path or job.checkpoint)
     attrs = output_attrs(model, checkpoint_folder, job.chip_size_m, job.stride_m, _geometry_crs(job.crs))
     store = EmbeddingStore(output, attrs, int(model.config.dim))
+    stages = {"load": time.perf_counter() - started}
     try:
         message: Any = None
         if context.is_main:
+            router = router_for(settings)
             try:
                 done = store.prepare()
-                plan = plan_work(Path(job.source), settings, done, job.chip_size_m, job.stride_m, job.batch_size)
+                plan = plan_work(
+                    Path(job.source), settings, done, job.chip_size_m, job.stride_m, job.batch_size, router
+                )
                 message = ("ok", plan, done.run, done.notes)
             except SalibiError as err:
                 message = ("error", err)
+            stages["route"] = router.seconds
         message = context.broadcast(message)
         if message[0] == "error":
             raise message[1]
         _, plan, run, notes = message
+        stages["plan"] = time.perf_counter() - started - stages["load"]
         writer = PartWriter(store, job.batch_size, run, context.rank)
         counts = embed_items(
             model,
@@ -326,10 +334,14 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
             warn=context.is_main and not job.launched,
         )
         every = context.gather(counts)  # all ranks finished and flushed their parts
+        merging = time.perf_counter()
         rows = store.merge() if context.is_main else 0
+        stages["merge"] = time.perf_counter() - merging
     finally:
         store.close()
-    return _summary(job, plan, every, rows, notes, started, device, checkpoint_folder, store, context)
+    for stage, seconds in counts.seconds.items():
+        stages[stage] = stages.get(stage, 0.0) + seconds
+    return _summary(job, plan, every, rows, notes, started, device, checkpoint_folder, store, context, stages)
 
 
 def _summary(
@@ -343,6 +355,7 @@ def _summary(
     checkpoint: Path,
     store: EmbeddingStore,
     context: RankContext,
+    stages: dict[str, float],
 ) -> EmbedSummary:
     summary = EmbedSummary(
         output=Path(job.output),
@@ -364,6 +377,7 @@ def _summary(
         failures=[f for c in every for f in c.failures],
         notes=list(notes),
         assumptions=list(dict.fromkeys(a for c in every for a in c.assumptions)),
+        stages=stages,
     )
     per_tile = sorted({m for c in every for m in c.per_tile_normalised})
     if per_tile:

@@ -25,6 +25,7 @@ chip when a single chip is larger) and its chips, whatever the raster's size; GD
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,8 @@ from typing import Any
 
 from salibi.embed.pixels import invalid_fraction, normalise, read_routed, to_windows
 from salibi.embed.records import Chip, ReadSettings, chip_id
-from salibi.embed.routing import BandRoute
-from salibi.embed.tiles import TileFailure, georeference, open_raster, route_raster
+from salibi.embed.routing import BandRoute, Router
+from salibi.embed.tiles import TileFailure, georeference, open_raster, route_raster, router_for
 from salibi.errors import InputError
 from salibi.rasters import gdal_reason, pixel_size_m, round_significant
 
@@ -104,12 +105,18 @@ class SceneWork:
 
 
 def plan_scene(
-    rel: str, path: Path, settings: ReadSettings, chip_size_m: float, stride_m: float | None
+    rel: str,
+    path: Path,
+    settings: ReadSettings,
+    chip_size_m: float,
+    stride_m: float | None,
+    router: Router | None = None,
 ) -> ScenePlan | Chip:
-    """The chip grid of the raster at ``path``, or a failed :class:`Chip` (for the scene) saying why."""
+    """The chip grid of the raster at ``path``, or a failed :class:`Chip` (for the scene) saying why.
+    ``router``: the run's (a folder of scenes of one layout is routed once), else a new one."""
     try:
         with open_raster(path) as ds:
-            return _plan(rel, path, ds, settings, chip_size_m, stride_m)
+            return _plan(rel, path, ds, settings, chip_size_m, stride_m, router or router_for(settings))
     except TileFailure as err:
         return Chip(path=rel, source=rel, failure=str(err))
     except InputError as err:  # a chip size or stride that does not fit this raster
@@ -121,12 +128,12 @@ def plan_scene(
 
 
 def _plan(
-    rel: str, path: Path, ds: Any, settings: ReadSettings, chip_size_m: float, stride_m: float | None
+    rel: str, path: Path, ds: Any, settings: ReadSettings, chip_size_m: float, stride_m: float | None, router: Router
 ) -> ScenePlan:
     from salibi.align.grid import plan_chip_grid
 
     view, gsd = _view(ds, settings.default_gsd)
-    chosen, is_complex = route_raster(ds, path.name, gsd, settings)
+    chosen, is_complex = route_raster(ds, path.name, gsd, router)
     a, _, c, _, e, f = view.transform
     footprint = (c, f + view.height * e, c + view.width * a, f)
     grid = plan_chip_grid(footprint, chip_size_m, [(Path(rel).name, gsd)], (c, f), stride_m)
@@ -197,17 +204,21 @@ def scene_work(plan: ScenePlan, done: set[str] | dict[str, Any]) -> list[SceneWo
 
 # -- reading -------------------------------------------------------------------------------------
 
-# Scenes open in this process (a DataLoader worker or the main process), the latest few kept.
-_OPEN: OrderedDict[tuple[str, SceneView], tuple[Any, Any]] = OrderedDict()
+# Scenes open in this thread (a reader thread, a DataLoader worker), the latest few kept: a
+# dataset is read by one thread at a time.
+_THREAD = threading.local()
 _KEEP_OPEN = 4
 
 
 def _open_view(plan: ScenePlan) -> Any:
     """The dataset to read ``plan``'s chips from (the raster, or its WarpedVRT), kept open."""
+    if not hasattr(_THREAD, "open"):
+        _THREAD.open = OrderedDict()
+    opened: OrderedDict[tuple[str, SceneView], tuple[Any, Any]] = _THREAD.open
     key = (plan.path, plan.view)
-    if key in _OPEN:
-        _OPEN.move_to_end(key)
-        return _OPEN[key][1]
+    if key in opened:
+        opened.move_to_end(key)
+        return opened[key][1]
     import rasterio
     from affine import Affine
     from rasterio.enums import Resampling
@@ -225,9 +236,9 @@ def _open_view(plan: ScenePlan) -> Any:
             resampling=Resampling.bilinear,
             add_alpha=ds.nodata is None and not any(c.name == "alpha" for c in ds.colorinterp),
         )
-    _OPEN[key] = (ds, view)
-    while len(_OPEN) > _KEEP_OPEN:
-        _, (old, old_view) = _OPEN.popitem(last=False)
+    opened[key] = (ds, view)
+    while len(opened) > _KEEP_OPEN:
+        _, (old, old_view) = opened.popitem(last=False)
         if old_view is not old:
             old_view.close()
         old.close()

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from salibi.embed.pixels import normalise, read_routed, to_windows
 from salibi.embed.records import Chip, ReadSettings
-from salibi.embed.routing import BandRefusal, BandRoute, RasterBands, raster_bands, route
+from salibi.embed.routing import BandLayout, BandRefusal, BandRoute, Router
 from salibi.embed.store import PARTS_SUFFIX
 from salibi.rasters import envelope, gdal_reason, pixel_size_m, round_significant
 
@@ -28,13 +29,15 @@ __all__ = [
     "TILE_SUFFIXES",
     "Georeference",
     "TileFailure",
-    "describe_bands",
+    "TileWork",
+    "band_layout",
     "find_tiles",
     "georeference",
     "looks_like_db",
     "open_raster",
     "read_tile",
     "route_raster",
+    "router_for",
 ]
 
 TILE_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".png", ".jpg", ".jpeg")
@@ -72,6 +75,14 @@ def find_tiles(tiles_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
                 found.append((path.relative_to(root).as_posix(), path))
     found.sort(key=lambda item: item[0])
     return found
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """One tile: a whole file, one row (a work item)."""
+
+    rel: str
+    path: str
 
 
 class TileFailure(Exception):
@@ -130,19 +141,11 @@ def georeference(ds: Any, default_gsd: float | None) -> Georeference:
 # -- the band contract, applied to an open raster --------------------------------------------------
 
 
-def describe_bands(ds: Any, file_name: str, band_names: tuple[str, ...] | None) -> RasterBands:
-    """What ``ds`` says about its bands (:func:`salibi.embed.routing.raster_bands`)."""
-    try:
-        return raster_bands(
-            ds.descriptions,
-            [c.name for c in ds.colorinterp],
-            file_name,
-            ds.driver,
-            np.dtype(ds.dtypes[0]).kind == "c",
-            band_names,
-        )
-    except BandRefusal as err:
-        raise TileFailure(str(err)) from None
+def band_layout(ds: Any, file_name: str) -> BandLayout:
+    """What ``ds`` (a raster called ``file_name``) says about its bands (:class:`~salibi.embed.routing.BandLayout`)."""
+    return BandLayout.of(
+        ds.descriptions, [c.name for c in ds.colorinterp], file_name, ds.driver, np.dtype(ds.dtypes[0]).kind == "c"
+    )
 
 
 def looks_like_db(ds: Any) -> bool:
@@ -158,32 +161,31 @@ def looks_like_db(ds: Any) -> bool:
     return values.size > 0 and float(np.median(values)) < 0
 
 
-def route_raster(ds: Any, file_name: str, gsd: float, settings: ReadSettings) -> tuple[BandRoute, bool]:
+def router_for(settings: ReadSettings) -> Router:
+    """A :class:`~salibi.embed.routing.Router` for the rasters read with ``settings`` (one per run and process)."""
+    return Router(settings.specs, settings.modality, settings.fill_missing, settings.band_names)
+
+
+def route_raster(ds: Any, file_name: str, gsd: float, router: Router) -> tuple[BandRoute, bool]:
     """The encoder and bands for ``ds`` under the band contract, and whether its pixels are complex;
     a :class:`TileFailure` with the reason when it has none."""
-    bands = describe_bands(ds, file_name, settings.band_names)
+    layout = band_layout(ds, file_name)
     try:
-        chosen = route(
-            bands,
-            gsd,
-            settings.specs,
-            settings.modality,
-            settings.fill_missing,
-            looks_like_db=lambda: looks_like_db(ds),
-        )
+        chosen = router.route(layout, gsd, looks_like_db=lambda: looks_like_db(ds))
     except BandRefusal as err:
         raise TileFailure(str(err)) from None
-    return chosen, bands.is_complex
+    return chosen, layout.is_complex
 
 
 # -- reading one tile ----------------------------------------------------------------------------
 
 
-def read_tile(rel: str, path: Path, settings: ReadSettings) -> Chip:
-    """Read, route, normalise, pad and window one tile; failures are returned, not raised."""
+def read_tile(rel: str, path: Path, settings: ReadSettings, router: Router | None = None) -> Chip:
+    """Read, route, normalise, pad and window one tile (opened once); failures are returned, not
+    raised. ``router``: the run's, which routes each band layout once (else a new one)."""
     chip = Chip(path=rel, source=rel)
     try:
-        _read_into(chip, path, settings)
+        _read_into(chip, path, settings, router or router_for(settings))
     except TileFailure as err:
         chip.failure = str(err)
     except Exception as err:  # one bad file must not stop the other tiles: it becomes a failed row
@@ -193,14 +195,14 @@ def read_tile(rel: str, path: Path, settings: ReadSettings) -> Chip:
     return chip
 
 
-def _read_into(chip: Chip, path: Path, settings: ReadSettings) -> None:
+def _read_into(chip: Chip, path: Path, settings: ReadSettings, router: Router) -> None:
     from rasterio.errors import RasterioIOError
 
     with open_raster(path) as ds:
         where = georeference(ds, settings.default_gsd)
         chip.bounds, chip.crs, chip.gsd = where.bounds, where.crs, where.gsd
         chip.window = (0, 0, int(ds.width), int(ds.height))
-        chosen, is_complex = route_raster(ds, path.name, where.gsd, settings)
+        chosen, is_complex = route_raster(ds, path.name, where.gsd, router)
         chip.modality, chip.bands, chip.assumption = chosen.modality, chosen.label, chosen.assumption
         try:
             values, invalid = read_routed(ds, chosen, is_complex)

@@ -1,22 +1,26 @@
 """The work of one ``salibi embed`` run: what the input is, the work items still to do (tiles, runs
-of scene chips, batches of aligned chips) and the loop that reads them -- in this process or in
-``num_workers`` DataLoader workers -- and feeds the model, writing rows as parts.
+of scene chips, batches of aligned chips) and the loop that feeds the model the chips read ahead
+of it (:mod:`~salibi.embed.reading`), writing rows as parts; where its time goes (:class:`Counts`
+``seconds``).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
-from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from salibi.embed.aligned import AlignedWork, aligned_work, is_aligned_set, plan_aligned, read_aligned_work
+from salibi.embed.aligned import aligned_work, is_aligned_set, plan_aligned
 from salibi.embed.batches import JointBatches, PartWriter, WindowBatches
+from salibi.embed.reading import Item, ItemReader, item_size, read_items
 from salibi.embed.records import JOINT, Chip, ReadSettings
-from salibi.embed.scenes import ScenePlan, SceneWork, plan_scene, read_scene_work, scene_work
+from salibi.embed.routing import Router
+from salibi.embed.scenes import ScenePlan, plan_scene, scene_work
 from salibi.embed.store import Done
-from salibi.embed.tiles import TILE_SUFFIXES, find_tiles, read_tile
+from salibi.embed.tiles import TILE_SUFFIXES, TileWork, find_tiles, router_for
 from salibi.errors import InputError, MissingInputError
 from salibi.progress import RateProgress
 
@@ -24,18 +28,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-__all__ = ["Counts", "Plan", "TileWork", "embed_items", "item_size", "plan_work", "read_item"]
+__all__ = ["STAGES", "Counts", "Plan", "embed_items", "item_size", "plan_work"]
 
-
-@dataclass(frozen=True)
-class TileWork:
-    """One tile: a whole file, one row."""
-
-    rel: str
-    path: str
-
-
-Item = TileWork | SceneWork | AlignedWork
+#: Where a run's wall time goes (:class:`Counts` ``seconds``, :class:`~salibi.embed.run.EmbedSummary`
+#: ``stages``): loading the checkpoint; checking the output and planning the work (scenes: their
+#: georeference and routing); waiting for pixels the readers had not read yet; forward passes
+#: (batching and pooling included); writing part files; the final merge. ``route`` is apart: time
+#: the readers spent routing, overlapping the rest (not counted in DataLoader processes).
+STAGES = ("load", "plan", "read", "model", "write", "merge")
 
 
 @dataclass
@@ -55,19 +55,17 @@ class Plan:
         return {"tiles": "tiles", "scenes": "chips"}.get(self.kind, "rows")
 
 
-def item_size(item: Item) -> int:
-    """Rows-to-be in an item."""
-    if isinstance(item, SceneWork):
-        return len(item.cols)
-    if isinstance(item, AlignedWork):
-        return sum(len(m) for m in item.missing)
-    return 1
-
-
 def plan_work(
-    source: Path, settings: ReadSettings, done: Done, chip_size_m: float | None, stride_m: float | None, batch_size: int
+    source: Path,
+    settings: ReadSettings,
+    done: Done,
+    chip_size_m: float | None,
+    stride_m: float | None,
+    batch_size: int,
+    router: Router | None = None,
 ) -> Plan:
-    """The work items of ``source`` (a folder, a raster, an aligned set) not in ``done``."""
+    """The work items of ``source`` (a folder, a raster, an aligned set) not in ``done``; scenes
+    routed by ``router`` (the run's, else a new one)."""
     if not source.exists():
         raise MissingInputError(
             f"{source}: no such file or folder; give a folder of tiles or scenes, a raster or an aligned set"
@@ -94,60 +92,15 @@ def plan_work(
         tiles: list[Item] = [TileWork(rel, str(path)) for rel, path in found if rel not in done.rows]
         return Plan("tiles", len(found), tiles, sources=len(found))
     plan = Plan("scenes", 0, [], sources=len(found))
+    router = router or router_for(settings)
     for rel, path in found:
-        scene = plan_scene(rel, path, settings, chip_size_m, stride_m)
+        scene = plan_scene(rel, path, settings, chip_size_m, stride_m, router)
         if isinstance(scene, ScenePlan):
             plan.found += scene.chips
             plan.items.extend(scene_work(scene, done.rows))
         else:  # the whole scene failed: one failure, no chips
             plan.failures.append(scene)
     return plan
-
-
-def read_item(item: Item, settings: ReadSettings) -> list[Chip]:
-    """The chips of a work item, read and ready (or with the reason they are not)."""
-    if isinstance(item, SceneWork):
-        return read_scene_work(item, settings)
-    if isinstance(item, AlignedWork):
-        return read_aligned_work(item, settings)
-    return [read_tile(item.rel, Path(item.path), settings)]
-
-
-class ItemReader:
-    """Map-style dataset for torch's DataLoader: item i -> its chips."""
-
-    def __init__(self, items: list[Item], settings: ReadSettings) -> None:
-        self.items, self.settings = items, settings
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> list[Chip]:
-        return read_item(self.items[i], self.settings)
-
-
-def _keep_as_is(item: Any) -> Any:
-    """The DataLoader's collate function: items arrive one by one (module level: workers pickle it)."""
-    return item
-
-
-def read_items(items: list[Item], settings: ReadSettings, num_workers: int, pin: bool) -> Iterator[list[Chip]]:
-    """The chips of ``items`` in order, read here or by ``num_workers`` processes."""
-    reader = ItemReader(items, settings)
-    if num_workers == 0:
-        return (reader[i] for i in range(len(reader)))
-    from torch.utils.data import DataLoader
-
-    loader: Any = DataLoader(
-        reader,  # type: ignore[arg-type]  # any map-style object will do
-        batch_size=None,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_keep_as_is,
-        pin_memory=pin,
-        prefetch_factor=4,
-    )
-    return iter(loader)
 
 
 @dataclass
@@ -161,6 +114,7 @@ class Counts:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), the first few
     per_tile_normalised: set[str] = field(default_factory=set)
     assumptions: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # read, model, write, route (see STAGES)
 
 
 _KEEP_FAILURES = 50
@@ -199,26 +153,54 @@ def embed_items(
         on_failure(chip)
     batches = WindowBatches(model, device, batch_size, on_row, after_batch=writer.flush)
     joint = JointBatches(model, device, batch_size, on_row, after_batch=writer.flush)
+    reader = ItemReader(items, settings)
+    waited = 0.0
     try:
-        for chips in read_items(items, settings, num_workers, pin=device.type == "cuda"):
-            for chip in chips:
-                if chip.failure is not None:
-                    on_failure(chip)
-                    bar.advance(1)
-                elif chip.skipped is not None:
-                    writer.add_skip(chip)
-                    counts.nodata += 1
-                    bar.advance(1)
-                else:
-                    _note(chip, counts, warn)
-                    (joint if chip.modality == JOINT else batches).add(chip)
-            writer.flush()
+        with closing(read_items(reader, batch_size, num_workers)) as read:
+            while True:
+                started = time.perf_counter()
+                chips = next(read, None)
+                waited += time.perf_counter() - started
+                if chips is None:
+                    break
+                _take(chips, counts, writer, batches, joint, on_failure, bar, warn)
+                writer.flush()
         batches.drain()
         joint.drain()
     finally:
         bar.close()
         writer.flush(force=True)  # keep what finished, also on Ctrl-C
+    counts.seconds = {
+        "read": waited,
+        "model": batches.seconds + joint.seconds,
+        "write": writer.seconds,
+        "route": reader.router.seconds,
+    }
     return counts
+
+
+def _take(
+    chips: list[Chip],
+    counts: Counts,
+    writer: PartWriter,
+    batches: WindowBatches,
+    joint: JointBatches,
+    on_failure: Any,
+    bar: RateProgress,
+    warn: bool,
+) -> None:
+    """Queue the ready chips of an item for the model; record its failures and no-data skips."""
+    for chip in chips:
+        if chip.failure is not None:
+            on_failure(chip)
+            bar.advance(1)
+        elif chip.skipped is not None:
+            writer.add_skip(chip)
+            counts.nodata += 1
+            bar.advance(1)
+        else:
+            _note(chip, counts, warn)
+            (joint if chip.modality == JOINT else batches).add(chip)
 
 
 def _note(chip: Chip, counts: Counts, warn: bool) -> None:
