@@ -182,7 +182,8 @@ def run_demo(
     from salibi.align import align
     from salibi.embed import embed_folder
     from salibi.eval.geobench.sample_tasks import write_landcover_task
-    from salibi.eval.report import write_bar_chart, write_results
+    from salibi.eval.output.report import write_bar_chart
+    from salibi.eval.output.results import write_results
     from salibi.eval.run import evaluate_geobench
     from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain

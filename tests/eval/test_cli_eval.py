@@ -239,7 +239,7 @@ def test_shared_geobench_samples_end_to_end(random_checkpoint, tmp_path, copy_ta
 def test_partitions_curve_and_saved_features(synthetic_root, random_checkpoint, tmp_path):
     import h5py
 
-    from salibi.eval.feature_store import read_features
+    from salibi.eval.output.feature_store import read_features
 
     out = tmp_path / "curve.json"
     features = tmp_path / "features"
@@ -391,7 +391,8 @@ def test_compare_needs_no_checkpoint(tmp_path):
 
 
 def test_results_json_is_strict(tmp_path):
-    from salibi.eval.report import markdown_table, write_results
+    from salibi.eval.output.report import markdown_table
+    from salibi.eval.output.results import write_results
 
     results = {
         "checkpoint": "c",

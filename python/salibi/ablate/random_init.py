@@ -248,7 +248,8 @@ def evaluate_random_init(
     :func:`~salibi.eval.run.evaluate_geobench` (``evaluate``: its other arguments), its results
     written (and resumed) at :func:`baseline_output` of ``output``. Returns the results and the line
     describing the twin."""
-    from salibi.eval.report import open_output, write_results
+    from salibi.eval.output.files import open_output
+    from salibi.eval.output.results import write_results
     from salibi.eval.run import evaluate_geobench
     from salibi.models import load_checkpoint, resolve_checkpoint
 

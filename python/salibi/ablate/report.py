@@ -25,7 +25,7 @@ from typing import Any
 
 from salibi.ablate.plan import REFERENCE
 from salibi.ablate.random_init import RANDOM_INIT
-from salibi.eval.report import format_interval, format_number
+from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.fileio import write_atomic, write_json

@@ -100,8 +100,7 @@ def _evaluate(
 ) -> tuple[dict[str, Any], bool]:
     """The results of one checkpoint, resumed from ``eval/LABEL.json`` unless ``fresh`` (it trained
     in this call) or the file is of another checkpoint; and whether anything was computed."""
-    from salibi.eval.report import load_results, write_results
-    from salibi.eval.results import upgrade_document
+    from salibi.eval.output.results import load_results, upgrade_document, write_results
     from salibi.eval.run import evaluate_geobench
     from salibi.models import resolve_checkpoint
 

@@ -184,11 +184,11 @@ def geobench(
             raise click.UsageError("--compare needs one or more results files, e.g. --compare a.json b.json")
         if aggregate:
             from salibi.eval.geobench.tasks import default_root
-            from salibi.eval.scoring.aggregation import aggregate_table
+            from salibi.eval.output.report import aggregate_table
 
             click.echo(aggregate_table(results_files, root if root is not None else default_root()), nl=False)
             return
-        from salibi.eval.report import compare_table
+        from salibi.eval.output.report import compare_table
 
         click.echo(compare_table(results_files), nl=False)
         return
@@ -227,16 +227,10 @@ def _evaluate(
     attention: str = "auto",
     baseline: str | None = None,
 ) -> None:
-    from salibi.eval.csv_export import write_csv
+    from salibi.eval.output.files import open_output, write_outputs
+    from salibi.eval.output.report import markdown_table, partition_table
+    from salibi.eval.output.results import write_results
     from salibi.eval.protocols.registry import ProtocolSettings
-    from salibi.eval.report import (
-        markdown_table,
-        open_output,
-        partition_table,
-        write_bar_chart,
-        write_partition_chart,
-        write_results,
-    )
     from salibi.eval.run import evaluate_geobench
 
     paths, previous = open_output(output, overwrite)
@@ -266,9 +260,7 @@ def _evaluate(
         features=features,
         attention=attention,
     )
-    write_results(results, paths.results)
-    written = [paths.results, write_csv(results, paths.csv), write_bar_chart(results, paths.chart)]
-    written.append(write_partition_chart(results, paths.curve))
+    written = write_outputs(results, paths)
     click.echo(markdown_table(results), nl=False)
     curve = partition_table(results)
     if curve:
@@ -286,7 +278,7 @@ def _evaluate(
         click.echo(f"\n{description}\n\n{table}", nl=False)
         written.append(baseline_output(output))
         results["failed"].update({f"{t} (random init)": why for t, why in untrained["failed"].items()})
-    click.echo("Results: " + ", ".join(str(p) for p in written if p is not None), err=True)
+    click.echo("Results: " + ", ".join(str(p) for p in written), err=True)
     if results["failed"]:
         click.echo(f"Error: {len(results['failed'])} task(s) failed: {', '.join(sorted(results['failed']))}", err=True)
         ctx.exit(1)

@@ -18,9 +18,9 @@ and its parameters), :mod:`~salibi.eval.protocols.knn`, :mod:`~salibi.eval.proto
 :mod:`~salibi.eval.protocols.segmentation_heads`; :mod:`~salibi.eval.scoring.task_metrics` (every metric on any
 resample of the test set) and :mod:`~salibi.eval.scoring.bootstrap` (bootstrap intervals, IQM).
 
-Outputs: :mod:`~salibi.eval.run` (the command as a call), :mod:`~salibi.eval.results` (the
-results document and its runs), :mod:`~salibi.eval.report` (JSON, Markdown, PNG),
-:mod:`~salibi.eval.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.scoring.aggregation`
-(GEO-Bench's IQM aggregate) and :mod:`~salibi.eval.feature_store` (``--save-features``).
+Outputs: :mod:`~salibi.eval.run` (the command as a call), :mod:`~salibi.eval.output.results` (the
+results document and its runs), :mod:`~salibi.eval.output.report` (JSON, Markdown, PNG),
+:mod:`~salibi.eval.output.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.scoring.aggregation`
+(GEO-Bench's IQM aggregate) and :mod:`~salibi.eval.output.feature_store` (``--save-features``).
 Nothing heavy is imported here.
 """

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import InputError
-from salibi.eval import results as R
 from salibi.eval.geobench.tasks import Task
+from salibi.eval.output import results as R
 from salibi.eval.protocols import registry as P
 from salibi.vocabulary import TRAIN_SIZE_PARTITIONS
 

@@ -7,7 +7,7 @@
                                 protocols=("knn", "linear"), partitions="all")
     results["tasks"]["m-eurosat"]["linear"]["accuracy"], results["intervals"]["m-eurosat"]["linear"]["accuracy"]
 
-The result is the document of :mod:`salibi.eval.results`. Per task, the features of every
+The result is the document of :mod:`salibi.eval.output.results`. Per task, the features of every
 split are extracted once (the train split of the largest partition requested; smaller
 partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols.registry`)
 once per seed when it is seeded, once otherwise. A partition ``P`` takes its train split from
@@ -39,12 +39,12 @@ import numpy as np
 
 from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
-from salibi.eval import results as R
 from salibi.eval.bands import TaskInputs, default_band_names
 from salibi.eval.benchmarks import open_benchmark
-from salibi.eval.feature_store import features_path, write_features
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench.tasks import Task, default_root
+from salibi.eval.output import results as R
+from salibi.eval.output.feature_store import features_path, write_features
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
 from salibi.eval.protocols import registry as P
 from salibi.eval.protocols.segmentation_heads import SEG_STEPS

@@ -37,6 +37,7 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
     "CONFIDENCE",
+    "CONFIDENCE_LABEL",
     "Interval",
     "bootstrap_interval",
     "bootstrap_replicates",
@@ -50,6 +51,8 @@ __all__ = [
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
+#: How tables and charts name it: "95 %".
+CONFIDENCE_LABEL = f"{round(CONFIDENCE * 100)} %"
 AGGREGATE_REPEATS = 100
 
 MetricLike = str | Callable[[np.ndarray, np.ndarray], float]

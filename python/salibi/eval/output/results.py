@@ -14,23 +14,29 @@ for every partition evaluated. docs/EVAL_RESULTS.md documents every field.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from salibi.errors import DataFormatError
+from salibi.errors import DataFormatError, MissingInputError
 from salibi.eval.scoring.bootstrap import iqm, percentile_interval
 from salibi.eval.scoring.task_metrics import METRICS_BY_KIND
+from salibi.fileio import write_json
 from salibi.vocabulary import EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION
 
 __all__ = [
     "RunKey",
     "finished_runs",
+    "load_results",
     "new_document",
     "run_key",
     "summarise",
     "upgrade_document",
+    "write_results",
 ]
 
 RunKey = tuple[str, str, str, int]
@@ -144,3 +150,24 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
     document["partition_results"] = by_partition
     document["partition_intervals"] = by_partition_intervals
     return document
+
+
+def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``results`` as strict JSON (NaN as null) to ``path``."""
+    path = Path(path)
+    write_json(path, results)
+    return path
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A results document read from ``path`` (any version: at least its ``tasks``)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"results file {path} does not exist; write one with salibi eval geobench --output")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{path} is not JSON ({err}); pass files written by salibi eval geobench") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise DataFormatError(f'{path}: no "tasks" object; pass files written by salibi eval geobench --output')
+    return data

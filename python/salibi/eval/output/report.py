@@ -1,9 +1,11 @@
-"""Results of ``salibi eval geobench`` for people: the JSON file, Markdown tables, charts.
+"""Results of ``salibi eval geobench`` for people: Markdown tables and PNG charts.
 
 Every number is printed beside its 95 % bootstrap interval and the chance reference (the
-``majority`` protocol on the same task). All files are written through
+``majority`` protocol on the same task): the results table, the data-efficiency table, the
+comparison of several results files and GEO-Bench's aggregate of them
+(:mod:`salibi.eval.scoring.aggregation`). Charts are written through
 :func:`salibi.fileio.write_atomic`: under a temporary name beside the target, flushed to disk,
-then renamed, so a results file is whole or absent.
+then renamed.
 """
 
 from __future__ import annotations
@@ -16,90 +18,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from salibi.errors import DataFormatError, InputError, MissingInputError, OutputExistsError
-from salibi.eval.results import upgrade_document
+from salibi.errors import DataFormatError
+from salibi.eval.geobench.tasks import BENCHMARK_FOLDER
+from salibi.eval.output.results import load_results
+from salibi.eval.scoring.aggregation import Normalizer, aggregate_scores
+from salibi.eval.scoring.bootstrap import AGGREGATE_REPEATS, BOOTSTRAP_SEED, CONFIDENCE_LABEL
 from salibi.eval.scoring.task_metrics import headline_metric
-from salibi.fileio import write_atomic, write_json
+from salibi.fileio import write_atomic
 
 __all__ = [
-    "OutputPaths",
+    "aggregate_table",
     "compare_table",
     "file_labels",
-    "load_results",
+    "format_interval",
+    "format_number",
+    "load_normalizer",
     "markdown_table",
-    "open_output",
     "partition_table",
-    "results_paths",
     "write_bar_chart",
     "write_partition_chart",
-    "write_results",
 ]
 
 _METRIC_ORDER = ("accuracy", "f1_micro", "map_micro", "f1_macro", "miou", "pixel_accuracy")
 _SUMMARY_SUFFIXES = ("_std", "_iqm")
-
-
-class OutputPaths:
-    """The files one evaluation writes beside its ``--output``."""
-
-    def __init__(self, output: Path) -> None:
-        self.results = output
-        self.chart = output.with_suffix(".png")
-        self.csv = output.with_suffix(".csv")
-        self.curve = output.with_name(f"{output.stem}.partitions.png")
-
-
-def results_paths(output: str | os.PathLike[str], overwrite: bool = False) -> tuple[Path, Path]:
-    """The results JSON ``output`` and the chart beside it (``.png``), checked before any work:
-    a ``.json`` name, and nothing there unless ``overwrite``."""
-    output = Path(output)
-    if output.suffix.lower() != ".json":
-        raise InputError(f"--output {output}: give a .json file name (the chart goes beside it as .png)")
-    chart = output.with_suffix(".png")
-    if not overwrite:
-        for path in (output, chart):
-            if path.exists():
-                raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
-    return output, chart
-
-
-def open_output(output: str | os.PathLike[str], overwrite: bool = False) -> tuple[OutputPaths, dict[str, Any] | None]:
-    """The output files, and the results already in ``output`` to resume (None for a fresh
-    start): an existing file is resumed unless ``overwrite``; one that is not a results
-    document of this version is an :class:`~salibi.errors.OutputExistsError`."""
-    path = Path(output)
-    if path.suffix.lower() != ".json":
-        raise InputError(f"--output {path}: give a .json file name (the chart and CSV go beside it)")
-    paths = OutputPaths(path)
-    if overwrite or not path.exists():
-        return paths, None
-    try:
-        previous = upgrade_document(load_results(path), str(path))
-    except (DataFormatError, MissingInputError) as err:
-        raise OutputExistsError(
-            f"{path} exists and cannot be resumed ({err}); pass --overwrite to replace it, or choose another --output"
-        ) from None
-    return paths, previous
-
-
-def write_results(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``results`` as strict JSON (NaN as null) to ``path``."""
-    path = Path(path)
-    write_json(path, results)
-    return path
-
-
-def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"results file {path} does not exist; write one with salibi eval geobench --output")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{path} is not JSON ({err}); pass files written by salibi eval geobench") from None
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        raise DataFormatError(f'{path}: no "tasks" object; pass files written by salibi eval geobench --output')
-    return data
 
 
 def _missing(value: Any) -> bool:
@@ -167,14 +108,14 @@ def markdown_table(results: dict[str, Any]) -> str:
     name = _BENCHMARK_NAMES.get(str(results.get("benchmark", "geobench")), "GEO-Bench")
     lines = [
         f"{name}, partition `{results.get('partition', '?')}`, checkpoint `{results.get('checkpoint', '?')}`; "
-        f"interval: 95 % percentile bootstrap over test samples ({bootstrap.get('resamples', '?')} resamples); "
+        f"interval: {CONFIDENCE_LABEL} percentile bootstrap over test samples ({bootstrap.get('resamples', '?')} resamples); "
         "chance: the majority protocol",
         "",
     ]
     rows = _protocol_rows(results, results.get("tasks", {}), results.get("intervals", {}))
     if rows:
         lines += [
-            "| task | protocol | metric | value | 95 % interval | chance | seeds |",
+            f"| task | protocol | metric | value | {CONFIDENCE_LABEL} interval | chance | seeds |",
             "|---|---|---|---|---|---|---|",
         ]
         lines += rows
@@ -208,7 +149,7 @@ def partition_table(results: dict[str, Any]) -> str:
     if len(by_partition) < 2:
         return ""
     lines = [
-        "| task | protocol | partition | n_train | metric | value | 95 % interval | chance |",
+        f"| task | protocol | partition | n_train | metric | value | {CONFIDENCE_LABEL} interval | chance |",
         "|---|---|---|---|---|---|---|---|",
     ]
     sizes = {(r["task"], r["partition"]): r.get("n_train") for r in results.get("runs", [])}
@@ -279,6 +220,77 @@ def compare_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_normalizer(root: str | os.PathLike[str] | None) -> tuple[Normalizer, list[Path]]:
+    """Per-task (min, max) from every ``normalizer.json`` under ``root`` (the root itself and
+    its benchmark folders), and the files read; empty when there is none."""
+    if root is None:
+        return {}, []
+    root = Path(root).expanduser()
+    candidates = [root / "normalizer.json"]
+    if root.is_dir():
+        candidates += sorted(p / "normalizer.json" for p in root.iterdir() if BENCHMARK_FOLDER.match(p.name))
+    ranges: Normalizer = {}
+    read = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+            entries = {str(task): (float(pair[0]), float(pair[1])) for task, pair in data.items()}
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, UnicodeDecodeError) as err:
+            raise DataFormatError(
+                f"{path}: expected {{task: [min, max]}} as GEO-Bench writes it ({err}); fix or remove the file"
+            ) from None
+        ranges.update(entries)
+        read.append(path)
+    return ranges, read
+
+
+def aggregate_table(
+    paths: Sequence[str | os.PathLike[str]],
+    root: str | os.PathLike[str] | None = None,
+    repeats: int = AGGREGATE_REPEATS,
+    seed: int = BOOTSTRAP_SEED,
+) -> str:
+    """One row per protocol, one column per results file: IQM [95 % interval] (tasks)."""
+    documents = [load_results(p) for p in paths]
+    labels = file_labels(paths)
+    normalizer, sources = load_normalizer(root)
+    protocols = sorted({p for doc in documents for t in doc["tasks"].values() for p in t})
+    lines = [
+        "| protocol | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    notes: list[str] = []
+    for protocol in protocols:
+        cells = []
+        for label, doc in zip(labels, documents):
+            interval, tasks, left_out = aggregate_scores(doc, protocol, normalizer, repeats, seed)
+            if not tasks:
+                cells.append("–")
+                continue
+            cells.append(
+                f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}] ({len(tasks)} task"
+                f"{'s' if len(tasks) != 1 else ''})"
+            )
+            if left_out:
+                notes.append(f"- {label} {protocol}: left out (not in normalizer.json): {', '.join(left_out)}")
+        lines.append(f"| {protocol} | " + " | ".join(cells) + " |")
+    scores = (
+        "scores min-max normalised per task with " + ", ".join(str(s) for s in sources)
+        if sources
+        else f"raw scores (no normalizer.json under {root if root is not None else '--root'}): not normalised per task"
+    )
+    lines += [
+        "",
+        f"Interquartile mean over tasks and seeds of each task's headline metric (accuracy, micro-F1, mIoU); {scores}.",
+        f"Interval: {CONFIDENCE_LABEL} stratified bootstrap ({repeats} repeats; seeds redrawn within each task, each run "
+        "contributing its test-sample bootstrap replicate), as GEO-Bench's plot_tools.",
+        *notes,
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -339,7 +351,7 @@ def write_bar_chart(results: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     ax.set_ylabel("accuracy / micro-F1 / mIoU")
     ax.set_title(
         f"GEO-Bench ({results.get('partition', '?')}): {Path(str(results.get('checkpoint', ''))).name}; "
-        "bars: 95 % bootstrap intervals",
+        f"bars: {CONFIDENCE_LABEL} bootstrap intervals",
         fontsize=8,
     )
     ax.legend(fontsize=7)
@@ -379,7 +391,7 @@ def write_partition_chart(results: dict[str, Any], path: str | os.PathLike[str])
     ax.set_xlabel("training samples (partition)")
     ax.set_ylabel("accuracy / micro-F1 / mIoU")
     ax.set_ylim(0, 1.05)
-    ax.set_title("data efficiency; bands: 95 % bootstrap intervals; dotted: chance", fontsize=8)
+    ax.set_title(f"data efficiency; bands: {CONFIDENCE_LABEL} bootstrap intervals; dotted: chance", fontsize=8)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return _save(fig, path)
