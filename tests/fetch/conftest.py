@@ -47,7 +47,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory, shared) -> Iterator[Archiv
 
 def forget_downloads() -> None:
     """Empty GDAL's in-process cache of /vsicurl/ files, so a test's reads reach the server again."""
-    from salibi.fetch.vsicurl import _library
+    from salibi.fetch.reading.vsicurl import _library
 
     lib = _library()
     if lib is not None:

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from http_server import Fault
 from salibi.cli import cli
-from salibi.fetch.catalogs import resolve_catalog
-from salibi.fetch.transfer import FetchError, FileJob, transfer
+from salibi.fetch.reading.transfer import FetchError, FileJob, transfer
+from salibi.fetch.stac.catalogs import resolve_catalog
 
 from .catalog import HOSTILE, free_port
 from .conftest import SPAIN_BBOX, SPAIN_DATES, fetch_args, forget_downloads
@@ -193,7 +193,7 @@ def test_servers_that_are_down(served, tmp_path):
                        "--datetime", SPAIN_DATES, "--tries", "1", "-o", str(tmp_path / "down"))  # fmt: skip
     assert status == 1 and text.startswith(f"Error: --stac http://127.0.0.1:{port}: cannot reach the STAC API"), text
     assert "connection refused" in text and not (tmp_path / "down").exists()
-    from salibi.fetch.assets import AssetRead
+    from salibi.fetch.planning.assets import AssetRead
 
     asset = AssetRead("red", f"http://127.0.0.1:{port}/a.tif", (1,), ("B04",))
     job = FileJob(tmp_path / "a.tif", "a.tif", "lores", "c", "item", asset, (0.0, 0.0, 1.0, 1.0))

@@ -9,9 +9,17 @@ import pytest
 from shapely.geometry import box
 
 from salibi.errors import InputError
-from salibi.fetch.areas import Area, check_datetime, parse_bbox, parse_shard, plan_areas, shard_areas, tile_bounds
-from salibi.fetch.cover import Scene, greedy_cover, pair
 from salibi.fetch.hrefs import RefusedHrefError, check_href, gdal_path, resolve_href
+from salibi.fetch.planning.areas import (
+    Area,
+    check_datetime,
+    parse_bbox,
+    parse_shard,
+    plan_areas,
+    shard_areas,
+    tile_bounds,
+)
+from salibi.fetch.planning.cover import Scene, greedy_cover, pair
 
 HOSTILE = [
     ("file:///etc/passwd", "file:// URL"),
@@ -144,7 +152,7 @@ def _asset(
 
 
 def test_earth_search_band_names_are_matched_by_name_colour_or_wavelength():
-    from salibi.fetch.assets import choose_assets, wanted_identities
+    from salibi.fetch.planning.assets import choose_assets, wanted_identities
 
     item = {"id": "S2B_31UDQ", "assets": {
         "nir": _asset("https://e.com/B08.tif", "nir", 0.842),
@@ -168,8 +176,8 @@ def test_earth_search_band_names_are_matched_by_name_colour_or_wavelength():
 
 
 def test_the_catalog_client_reads_only_bounded_http_answers(http_server, monkeypatch):
-    from salibi.fetch import search
-    from salibi.fetch.catalogs import PLANETARY_COMPUTER, resolve_catalog, sign_href
+    from salibi.fetch.stac import search
+    from salibi.fetch.stac.catalogs import PLANETARY_COMPUTER, resolve_catalog, sign_href
 
     catalog = resolve_catalog(http_server.url("stac"))
     io = search._guarded_io(catalog, 1)
@@ -184,9 +192,9 @@ def test_the_catalog_client_reads_only_bounded_http_answers(http_server, monkeyp
 
 
 def test_too_many_redirects_are_refused(http_server, tmp_path):
-    from salibi.fetch.assets import AssetRead
-    from salibi.fetch.catalogs import resolve_catalog
-    from salibi.fetch.transfer import FetchError, FileJob, transfer
+    from salibi.fetch.planning.assets import AssetRead
+    from salibi.fetch.reading.transfer import FetchError, FileJob, transfer
+    from salibi.fetch.stac.catalogs import resolve_catalog
 
     (http_server.root / "a.tif").write_bytes(b"II*\x00")
     asset = AssetRead("red", http_server.redirect("a.tif", hops=11), (1,), ("B04",))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from salibi.cli.options import parse_modality_values
-from salibi.fetch.catalogs import CATALOGS
+from salibi.fetch.stac.catalogs import CATALOGS
 
 _DEFAULTS = "; ".join(
     f"{name}: " + ", ".join(f"--{m} {c}" for m, c in catalog.collections.items()) for name, catalog in CATALOGS.items()

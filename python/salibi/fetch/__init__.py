@@ -8,12 +8,12 @@ read (cloud-optimised GeoTIFFs over HTTP range requests) into ``DIR/<area>/<grou
 with ``DIR/manifest.json`` recording what and where from. ``salibi align DIR -o set.h5`` turns
 the folder into one aligned training set.
 
-The parts, one idea each: :mod:`.catalogs` (named catalogs, signing), :mod:`.hrefs` (what may be
-opened), :mod:`.search` (pystac-client through a guarded HTTP layer), :mod:`.assets` (assets by
-band metadata), :mod:`.areas` (box, tiles, shards), :mod:`.cover` (pairing, greedy cover),
-:mod:`.plan` (areas to groups and files), :mod:`.transfer` (windowed reads, retries, resume),
-:mod:`.vsicurl` (GDAL's bytes downloaded and cache), :mod:`.manifest` (``salibi-fetch`` v1, merging shards),
-:mod:`.run` (the whole command).
+The parts, one idea each: :mod:`.hrefs` (what may be opened), :mod:`.manifest` (``salibi-fetch``
+v1, merging shards), :mod:`.run` (the whole command); :mod:`.stac` -- ``catalogs`` (named catalogs,
+signing), ``search`` (pystac-client through a guarded HTTP layer); :mod:`.planning` -- ``areas``
+(box, tiles, shards), ``assets`` (by band metadata), ``cover`` (pairing, greedy cover), ``plan``
+(areas to groups and files); :mod:`.reading` -- ``transfer`` (windowed reads, retries, resume),
+``vsicurl`` (GDAL's bytes downloaded and cache).
 """
 
 from __future__ import annotations

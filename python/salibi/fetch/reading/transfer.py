@@ -4,7 +4,7 @@ Each file of the plan (:class:`FileJob`) is done once: a file that exists is com
 are written under a temporary name, flushed and renamed: :mod:`salibi.fileio`), so a killed
 fetch run again transfers only what is missing, and a complete folder transfers nothing.
 
-One file: the asset's URL is signed when the catalog wants it (:mod:`.catalogs`); a one-byte
+One file: the asset's URL is signed when the catalog wants it (:mod:`salibi.fetch.stac.catalogs`); a one-byte
 range request checks that it is there and how large it is, honouring ``Retry-After`` on 429 and
 503 (GDAL's own retries do not); GDAL then opens it as a cloud-optimised GeoTIFF over HTTP range
 requests (``/vsicurl/``), and only the pixels of the area's window are read -- on the asset's own
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError, InputError, SalibiError
-from salibi.fetch import vsicurl
-from salibi.fetch.assets import AssetRead
-from salibi.fetch.catalogs import Catalog, sign_href
 from salibi.fetch.hrefs import MAX_REDIRECTS, gdal_path
+from salibi.fetch.planning.assets import AssetRead
+from salibi.fetch.reading import vsicurl
+from salibi.fetch.stac.catalogs import Catalog, sign_href
 from salibi.fileio import staging_file
 
 #: Most pixels (per band) read from one asset: a window larger than this is a too large area.

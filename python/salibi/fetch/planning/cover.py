@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from salibi.fetch.areas import Area
-from salibi.fetch.assets import AssetRead
+from salibi.fetch.planning.areas import Area
+from salibi.fetch.planning.assets import AssetRead
 
 #: A group that adds less than this share of the area is not taken.
 MIN_GAIN = 0.005

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from salibi.errors import DataFormatError, InputError
-from salibi.fetch.catalogs import Catalog
 from salibi.fetch.hrefs import MAX_REDIRECTS
+from salibi.fetch.stac.catalogs import Catalog
 
 #: Largest answer read from the STAC API (one page of items, a collection, the landing page).
 MAX_RESPONSE_BYTES = 64 * 2**20

@@ -1,0 +1,1 @@
+"""Reading assets: windowed COG reads with retries and resume, and GDAL's /vsicurl/ bookkeeping."""
