@@ -29,6 +29,8 @@ BENCHMARKS: tuple[str, ...] = ("auto", "geobench", "geobench2")
 EVAL_FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
 #: Former protocol names still accepted: name -> the protocol it means now.
 PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
+#: The untrained reference evaluated beside a checkpoint (``salibi eval geobench --baseline``, ``salibi ablate``).
+RANDOM_INIT = "random-init"
 #: salibi map's 2-D projections (auto: UMAP when umap-learn is installed, else PCA).
 MAP_METHODS: tuple[str, ...] = ("auto", "umap", "pca")
 #: What salibi map can colour points by: k-means clusters or a column of the output.
