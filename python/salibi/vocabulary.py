@@ -41,7 +41,7 @@ TRAIN_SIZE_PARTITIONS: tuple[str, ...] = tuple(
 )
 
 # File formats: the ``format`` / ``format_version`` every salibi file carries.
-ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION = "salibi-aligned", 1
+ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION = "salibi-aligned", 2
 EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION = "salibi-embeddings", 2
 CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION = "salibi-checkpoint", 1
 TRAINER_FORMAT, TRAINER_FORMAT_VERSION = "salibi-trainer-state", 1

@@ -30,7 +30,7 @@ def grid_positions(bounds: np.ndarray, tile: float, extent: tuple[float, float, 
 def test_schema_and_shared_bounds(name, request):
     summary = request.getfixturevalue(name)
     with h5py.File(summary.path) as f:
-        assert f.attrs["format"] == "salibi-aligned" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "salibi-aligned" and f.attrs["format_version"] == 2
         tile = f.attrs["tile_size_m"]
         n = f["bounds"].shape[0]
         assert n == summary.chips_kept > 0 and f["split"].shape == (n,) and f["split"].dtype == np.uint8

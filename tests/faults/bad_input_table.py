@@ -256,9 +256,9 @@ def fetch_folder(name: str, kind: str) -> Maker:
     def make(case: Path, inputs: dict[str, Path]) -> None:
         import json
 
+        from salibi.fetch.catalogs import resolve_catalog
         from salibi.fetch.manifest import new_document
         from salibi.fetch.run import build_query
-        from salibi.fetch.stac.catalogs import resolve_catalog
 
         query = build_query(resolve_catalog("earth-search"), FETCH_BBOX, "2019-01-01/2019-01-31", {}, {}, 10.0, 12.0,
                             (), False)  # fmt: skip
@@ -362,9 +362,9 @@ CASES: tuple[Case, ...] = (
     Case("pretrain-other-hdf5", "pretrain", "wrong format: an HDF5 file of another kind", ("{case}/other.h5", *OUT),
          "Error: other.h5: not a salibi aligned training set (no format attribute); re-create it with `salibi align`",
          hdf5_of_another_kind("other.h5")),
-    Case("pretrain-version", "pretrain", "wrong format version", ("{case}/v2.h5", *OUT),
-         "Error: v2.h5: aligned-set format version 2 is not the one this salibi reads (1); re-create it with "
-         "`salibi align`", aligned_version("v2.h5", 2)),
+    Case("pretrain-version", "pretrain", "wrong format version", ("{case}/v9.h5", *OUT),
+         "Error: v9.h5: aligned-set format version 9 is not one this salibi reads (1 or 2); re-create it with "
+         "`salibi align`", aligned_version("v9.h5", 9)),
     Case("pretrain-directory", "pretrain", "a directory instead of a file", ("{case}/set", *OUT),
          "Error: Invalid value for 'DATA...': File 'set' is a directory. (see 'salibi pretrain --help')", folder("set"),
          status=2),

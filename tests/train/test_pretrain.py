@@ -167,13 +167,13 @@ def test_missing_data_file_is_one_clear_line(tmp_path):
 
 
 def test_data_of_another_format_version_is_refused(aligned_set, tmp_path):
-    copy = tmp_path / "v2.h5"
+    copy = tmp_path / "v9.h5"
     copy.write_bytes(aligned_set.read_bytes())
     with h5py.File(copy, "r+") as f:
-        f.attrs["format_version"] = 2
+        f.attrs["format_version"] = 9
     result = invoke(str(copy), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1
-    assert "v2.h5" in result.output and "version" in result.output
+    assert "v9.h5" in result.output and "version" in result.output
 
 
 def test_more_gpus_than_present_is_refused(aligned_set, tmp_path):

@@ -5,6 +5,9 @@ validation until ``val_fraction`` of the kept chips is reached; training chips t
 validation chip (8-neighbourhood, corners included) are dropped as a buffer, so no training
 chip is adjacent to a validation chip. Chips of a strip are held in memory until the strip
 after it is decided, which bounds the block size (:func:`split_block_size`).
+
+:func:`sparse_spatial_split` makes the same split for chips scattered over a huge grid (web
+tiles of an archive: a few thousand places among billions of tiles), from their positions alone.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ HOLD_BYTES = 1024 * 2**20
 # Largest split block, in chips a side.
 MAX_BLOCK = 8
 
-TRAIN, VAL = 0, 1  # the labels stored in /split
+TRAIN, VAL, TEST = 0, 1, 2  # the labels stored in /split (align's own split makes no TEST chips)
+#: Label of a training chip dropped as the buffer beside a validation chip (never stored).
+BUFFER = -1
 
 
 def split_block_size(rows: int, cols: int, val_fraction: float, bytes_per_row: float) -> int:
@@ -71,3 +76,43 @@ class SpatialSplit:
         if self.val[max(0, row - 1) : row + 2, max(0, col - 1) : col + 2].any():
             return None
         return TRAIN
+
+
+def sparse_spatial_split(col: np.ndarray, row: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, int]:
+    """(labels, block) of chips at grid positions ``col``, ``row`` (distinct): TRAIN, VAL or BUFFER,
+    by the rule of :class:`SpatialSplit` -- square blocks of ``block`` chips a side (the largest up
+    to :data:`MAX_BLOCK` that leaves two validation blocks or more) taken whole for validation in a
+    seeded random order while below ``val_fraction`` of the chips, and training chips that touch a
+    validation chip (8-neighbourhood) as buffer."""
+    labels = np.full(len(col), TRAIN, np.int64)
+    if val_fraction <= 0 or not len(col):
+        return labels, 1
+    col, row = np.asarray(col, np.int64), np.asarray(row, np.int64)
+    block = 1
+    for candidate in range(1, MAX_BLOCK + 1):
+        blocks = len(np.unique(np.stack([col // candidate, row // candidate], axis=1), axis=0))
+        if blocks * val_fraction >= 2:
+            block = candidate
+    keys, block_of, counts = np.unique(
+        np.stack([col // block, row // block], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    rng = np.random.default_rng(seed)
+    target, taken = val_fraction * len(col), 0
+    chosen = np.zeros(len(keys), bool)
+    for b in rng.permutation(len(keys)):
+        if taken + counts[b] * rng.random() <= target:
+            chosen[b] = True
+            taken += int(counts[b])
+    labels[chosen[block_of.reshape(-1)]] = VAL
+    val = labels == VAL
+    # A training chip beside a validation chip: look its 8 neighbours up among the validation chips.
+    width = int(col.max()) + 3
+    encoded = np.sort((row[val] + 1) * width + (col[val] + 1))
+    near = np.zeros(len(col), bool)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            probe = (row + 1 + dr) * width + (col + 1 + dc)
+            found = np.searchsorted(encoded, probe)
+            near |= (found < len(encoded)) & (encoded[np.minimum(found, len(encoded) - 1)] == probe)
+    labels[near & ~val] = BUFFER
+    return labels, block

@@ -1,13 +1,17 @@
-"""A torch ``Dataset`` over aligned training sets (format ``salibi-aligned``, version 1).
+"""A torch ``Dataset`` over aligned training sets (format ``salibi-aligned``, versions 1 and 2).
 
-Layout (DESIGN.md "Data formats"): ``/bounds (N, 4)``, ``/split (N,)`` (0 train, 1 validation),
-and per modality ``/<modality>/data (N, C, H, W)`` float32 with attributes ``gsd``, ``bands``,
-``sources``, ``nodata`` and datasets ``mean``/``std`` over the training split.
+Layout (DESIGN.md "Data formats"): ``/bounds (N, 4)``, ``/split (N,)`` (0 train, 1 validation,
+2 test), and per modality its chips (:mod:`salibi.data.chips`: float32 rasters
+``/<modality>/data (N, C, H, W)``, or -- version 2, imported from web-tile archives -- the
+encoded tiles, decoded here) with attributes ``gsd``, ``bands``, ``sources``, ``nodata``,
+datasets ``mean``/``std`` over the training split and, optionally, ``chip_gsd (N,)``: each
+chip's own ground GSD.
 
 Sample ``ds[i]``::
 
     {"sar": FloatTensor(C, H, W), "lores": ..., "hires": ...,   # the modalities asked for
-     "gsd": {"sar": 10.0, ...},                                  # metres per pixel (floats)
+     "gsd": {"sar": 10.0, ...},                                  # the chip's metres per pixel (floats;
+                                                                 #  collated: (B,) tensors, see salibi.models)
      "bounds": float64 tensor (4,),                              # min_x, min_y, max_x, max_y
      "index": row in its file, "file": which file}
 
@@ -32,17 +36,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from salibi.data.chips import ChipReader, chip_shape, missing_datasets
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.vocabulary import ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION, MODALITIES
 
-_SPLITS = {"train": 0, "val": 1, "validation": 1}
+#: The aligned-set versions this salibi reads (2 added encoded tiles, chip_gsd and the test split).
+READABLE_VERSIONS = (1, ALIGNED_FORMAT_VERSION)
+#: Split names and the label /split stores for each.
+SPLITS = {"train": 0, "val": 1, "validation": 1, "test": 2}
 _RECREATE = "re-create it with `salibi align`"
 
 
 def open_aligned(path: str | os.PathLike[str]) -> Any:
     """Open an aligned training set read-only and check it: an ``h5py.File`` (use it as a
     context manager). Raises :class:`DataFormatError` naming the file, with the fix, for
-    anything that is not a complete ``salibi-aligned`` version 1 file."""
+    anything that is not a complete ``salibi-aligned`` file of a version it reads."""
     import h5py
 
     path = Path(path)
@@ -72,27 +80,27 @@ def _check_layout(path: Path, f: Any) -> None:
         found = "no format attribute" if kind is None else f"format {_text(kind)!r}"
         raise DataFormatError(f"{path}: not a salibi aligned training set ({found}); {_RECREATE}")
     version = f.attrs.get("format_version")
-    if version is None or int(version) != ALIGNED_FORMAT_VERSION:
+    if version is None or int(version) not in READABLE_VERSIONS:
         raise DataFormatError(
-            f"{path}: aligned-set format version {version} is not the one this salibi reads "
-            f"({ALIGNED_FORMAT_VERSION}); "
-            f"{_RECREATE}"
+            f"{path}: aligned-set format version {version} is not one this salibi reads "
+            f"({' or '.join(str(v) for v in READABLE_VERSIONS)}); {_RECREATE}"
         )
     missing = [name for name in ("bounds", "split") if name not in f]
     modalities = [m for m in MODALITIES if m in f]
     if not modalities:
         missing.append(f"any modality group ({', '.join(MODALITIES)})")
     for m in modalities:
-        missing += [f"{m}/{name}" for name in ("data", "mean", "std") if name not in f[m]]
+        missing += [f"{m}/{name}" for name in missing_datasets(f[m])]
         missing += [f"{m} attribute {a!r}" for a in ("gsd", "bands") if a not in f[m].attrs]
     if missing:
         raise DataFormatError(f"{path}: incomplete or damaged aligned set (missing {', '.join(missing)}); {_RECREATE}")
     n = f["split"].shape[0]
-    for name, shape in [("bounds", f["bounds"].shape)] + [(f"{m}/data", f[m]["data"].shape) for m in modalities]:
-        if shape[0] != n or (name == "bounds" and shape[1:] != (4,)) or (name != "bounds" and len(shape) != 4):
+    shapes = {m: chip_shape(f[m], f"{path}: /{m}") for m in modalities}
+    for name, shape in [("bounds", f["bounds"].shape)] + [(f"{m} chips", shapes[m]) for m in modalities]:
+        if shape[0] != n or (name == "bounds" and shape[1:] != (4,)):
             raise DataFormatError(f"{path}: {name} has shape {shape}, inconsistent with {n} samples; {_RECREATE}")
     for m in modalities:
-        channels = f[m]["data"].shape[1]
+        channels = shapes[m][1]
         if (
             f[m]["mean"].shape != (channels,)
             or f[m]["std"].shape != (channels,)
@@ -114,13 +122,14 @@ class _FileInfo:
             self.info: dict[str, dict[str, Any]] = {}
             for m in self.modalities:
                 group = f[m]
+                shape = chip_shape(group, f"{path}: /{m}")
                 self.info[m] = {
-                    "channels": int(group["data"].shape[1]),
+                    "channels": shape[1],
                     "bands": [_text(b) for b in group.attrs["bands"]],
                     "gsd": float(group.attrs["gsd"]),
                     "mean": [float(v) for v in group["mean"][:]],
                     "std": [float(v) for v in group["std"][:]],
-                    "chip_px": int(group["data"].shape[-1]),
+                    "chip_px": shape[-1],
                 }
         self.path = path
 
@@ -128,7 +137,7 @@ class _FileInfo:
 class AlignedDataset(Dataset):
     """One or several aligned training sets as one dataset (files concatenated in order).
 
-    ``split``: ``"train"``, ``"val"`` or ``None`` (all samples). ``modalities``: the ones to
+    ``split``: ``"train"``, ``"val"`` (``"validation"``), ``"test"`` or ``None`` (all samples). ``modalities``: the ones to
     return (default: those present in every file), always in the shared order of
     :data:`salibi.vocabulary.MODALITIES`. ``normalize``: per-band standardisation with each
     file's training statistics.
@@ -146,11 +155,11 @@ class AlignedDataset(Dataset):
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise InputError("AlignedDataset: give at least one aligned HDF5 file")
-        if split is not None and split not in _SPLITS:
-            raise InputError(f"split={split!r}: use 'train', 'val' or None")
+        if split is not None and split not in SPLITS:
+            raise InputError(f"split={split!r}: use 'train', 'val', 'test' or None")
         self.split = split
         self.normalize = normalize
-        self._files = [_FileInfo(p, None if split is None else _SPLITS[split]) for p in self.paths]
+        self._files = [_FileInfo(p, None if split is None else SPLITS[split]) for p in self.paths]
 
         common = [m for m in MODALITIES if all(m in fi.modalities for fi in self._files)]
         if modalities is None:
@@ -228,26 +237,26 @@ class AlignedDataset(Dataset):
         handle = self._handles.get(k)
         if handle is None:
             f = h5py.File(self._files[k].path, "r")
-            # Dataset objects looked up once per file and process, not per sample.
-            handle = self._handles[k] = {"file": f, "bounds": f["bounds"], **{m: f[m]["data"] for m in self.modalities}}
+            # Datasets looked up once per file and process, not per sample.
+            readers = {m: ChipReader(f[m], f"{self._files[k].path}: /{m}") for m in self.modalities}
+            handle = self._handles[k] = {"file": f, "bounds": f["bounds"], **readers}
         return handle
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         k, row = self.locate(int(index))
         datasets = self._handle(k)
-        info = self._files[k].info
         sample: dict[str, Any] = {}
         for m in self.modalities:
-            x = np.asarray(datasets[m][row], dtype=np.float32)
+            x, invalid = datasets[m].read(row)
             mean, std = self._stats[k][m]
-            invalid = np.isnan(x)
             if self.normalize:
                 x = (x - mean) / std
-                x[invalid] = 0.0
+                if invalid.any():
+                    x[np.broadcast_to(invalid, x.shape)] = 0.0
             elif invalid.any():
                 x = np.where(invalid, mean, x)
-            sample[m] = torch.from_numpy(np.ascontiguousarray(x))
-        sample["gsd"] = {m: info[m]["gsd"] for m in self.modalities}
+            sample[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        sample["gsd"] = {m: float(datasets[m].gsd([row])[0]) for m in self.modalities}
         sample["bounds"] = torch.from_numpy(np.asarray(datasets["bounds"][row], dtype=np.float64))
         sample["index"] = row
         sample["file"] = k

@@ -144,8 +144,10 @@ def read_data_facts(paths: Sequence[str | os.PathLike[str]]) -> DataFacts:
 
 
 def _modality_facts(path: Path, f: Any, m: str) -> ModalityFacts:
+    from salibi.data.chips import chip_shape
+
     group = f[m]
-    shape = group["data"].shape
+    shape = chip_shape(group, f"{path}: /{m}")
     mean = [float(v) for v in group["mean"][:]]
     std = [float(v) for v in group["std"][:]]
     gsd = float(group.attrs["gsd"])
