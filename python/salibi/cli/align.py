@@ -1,6 +1,7 @@
 """``salibi align``: cut co-registered multi-modal chips into one HDF5 training set.
 
-Thin: parses the options, calls :func:`salibi.align.align` and prints its summary.
+Thin: parses the options, calls :func:`salibi.align.align` (rasters, or a fetch folder) or
+:func:`salibi.align.pmtiles.import_archives` (PMTiles archives) and prints its summary.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _files_options(f: F) -> F:
             metavar="FILE",
             type=click.Path(dir_okay=True, path_type=str),
             help=f"{_FILES_HELP[modality]} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: "
-            "they are the bands of this modality in the order given and may differ in resolution.",
+            "they are the bands of this modality in the order given and may differ in resolution. "
+            "Or the modality's PMTiles archive of the paper's released dataset (a path or an http(s) URL).",
         )(f)
     return f
 
@@ -105,8 +107,30 @@ def _files_options(f: F) -> F:
     "validation chip are dropped.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
+@click.option(
+    "--zoom",
+    type=click.IntRange(0, 30),
+    default=None,
+    help="PMTiles archives: the zoom of the chips (default: the deepest of the sar/lores archives).",
+)
+@click.option(
+    "--split-ids",
+    "split_id_values",
+    multiple=True,
+    metavar="SPLIT=FILE.npy",
+    help="PMTiles archives: keep the authors' splits, e.g. --split-ids train=split_train.npy (train, "
+    "validation or val, test; NumPy arrays of tile ids). Default: a spatial split (--val-fraction).",
+)
+@click.option(
+    "--keep-sar-overflow",
+    is_flag=True,
+    help="PMTiles archives: leave the released SAR's wrapped values (DN >= 1000 stored as 0) as 0 "
+    "instead of repairing them to 255.",
+)
 @overwrite_option
+@click.pass_context
 def command(
+    ctx: click.Context,
     fetch_folder: str | None,
     output: str,
     tile_size_m: float,
@@ -117,6 +141,9 @@ def command(
     max_nodata: float,
     val_fraction: float,
     seed: int,
+    zoom: int | None,
+    split_id_values: tuple[str, ...],
+    keep_sar_overflow: bool,
     overwrite: bool,
     **files: tuple[str, ...],
 ) -> None:
@@ -126,13 +153,24 @@ def command(
     \b
     Chips cover the intersection of all inputs. Two of the three modalities are enough.
     DIR instead of input files: every group (place and time) of a `salibi fetch` folder.
+    PMTiles archives instead (the paper's released tiles): one chip per tile in every archive,
+    each with its own ground GSD (see README "The paper's dataset").
     Example (Sen1Floods11, geographic inputs brought to UTM):
       salibi align --lores S2Hand.tif --sar S1Hand.tif --gsd lores=10 --gsd sar=10 \\
                    --tile-size-m 240 -o floods.h5
     """
     from salibi.align import align
+    from salibi.align.pmtiles import archive_inputs
 
     inputs: dict[str, Any] = {m: list(files[m]) for m in MODALITIES}  # FILE arguments per modality
+    if fetch_folder is None and archive_inputs(inputs):
+        _import_archives(ctx, inputs, output, zoom, split_id_values, keep_sar_overflow, max_nodata, val_fraction,
+                         seed, overwrite)  # fmt: skip
+        return
+    for name in ("zoom", "split_id_values", "keep_sar_overflow"):
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            option = "--split-ids" if name == "split_id_values" else f"--{name.replace('_', '-')}"
+            raise click.UsageError(f"{option} applies to PMTiles archives only; these inputs are rasters")
     if fetch_folder is not None:
         if any(inputs.values()):
             raise click.UsageError("give a fetch folder DIR or input files (--hires/--lores/--sar), not both")
@@ -151,6 +189,51 @@ def command(
         val_fraction=val_fraction,
         overwrite=overwrite,
         seed=seed,
+        progress=True,
+    )
+    click.echo(summary.format())
+
+
+def _import_archives(
+    ctx: click.Context,
+    inputs: dict[str, Any],
+    output: str,
+    zoom: int | None,
+    split_id_values: tuple[str, ...],
+    keep_sar_overflow: bool,
+    max_nodata: float,
+    val_fraction: float,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    from salibi.align.pmtiles import import_archives
+
+    for name in ("tile_size_m", "gsd_values", "band_values", "band_name_values", "crs"):
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            option = {"gsd_values": "--gsd", "band_values": "--bands", "band_name_values": "--band-names"}.get(
+                name, f"--{name.replace('_', '-')}"
+            )
+            raise click.UsageError(
+                f"{option} applies to rasters; PMTiles archives are cut tile by tile, each chip at its own GSD"
+            )
+    splits: dict[str, str] = {}
+    for item in split_id_values:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(
+                f"{item!r}: expected SPLIT=FILE.npy, e.g. train=split_train.npy", param_hint="--split-ids"
+            )
+        splits[name.strip()] = path.strip()
+    summary = import_archives(
+        **{m: v[0] for m, v in inputs.items() if v},
+        output=output,
+        zoom=zoom,
+        split_ids=splits,
+        max_nodata=max_nodata,
+        val_fraction=val_fraction,
+        seed=seed,
+        keep_sar_overflow=keep_sar_overflow,
+        overwrite=overwrite,
         progress=True,
     )
     click.echo(summary.format())
