@@ -77,78 +77,77 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         arrived = time.monotonic()
         path = urllib.parse.urlsplit(self.path).path
         wanted = self.headers.get("Range")
-        status, sent = self._respond(path, wanted, body)
+        status, headers, data, cut = self._prepare(path, wanted)
+        sent = len(data) if body else 0
+        # Recorded before the client can see the answer: a test that asserts on the log right
+        # after its request returns never misses the last one.
         self.server.record(Request(self.command, path, wanted, status, sent, arrived))
+        if sent and status < 300:
+            self.server.count(path, sent)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+        if cut:
+            self.wfile.flush()
+            self.close_connection = True  # the client sees the body end before Content-Length
 
-    def _respond(self, path: str, wanted: str | None, body: bool) -> tuple[int, int]:
+    def _prepare(self, path: str, wanted: str | None) -> tuple[int, dict[str, str], bytes, bool]:
+        """(status, headers, body, cut short) of the answer to ``path``."""
         hop = _HOP.match(path)
         if hop is not None:  # /_redirect/N/NAME: 302 to /_redirect/N-1/NAME, the last to /NAME
             left, name = int(hop[1]), hop[2]
             location = f"/_redirect/{left - 1}/{name}" if left > 1 else f"/{name}"
-            return self._plain(302, "moved\n", {"Location": location}, body), 0
+            return _plain(302, "moved\n", {"Location": location})
         if path in self.server.fail:
             status = self.server.fail[path]
-            return self._plain(status, f"failing with {status}\n", {}, body), 0
+            return _plain(status, f"failing with {status}\n", {})
         fault = self.server.next_fault(path)
         if fault is not None and fault.arrived is not None:
             fault.arrived.set()
         if fault is not None and fault.hold is not None:
             fault.hold.wait(120)
         if fault is not None and fault.status is not None:
-            return self._plain(fault.status, f"injected {fault.status}\n", fault.headers, body), 0
+            return _plain(fault.status, f"injected {fault.status}\n", fault.headers)
         file = self.server.file_of(path)
         if file is None:
-            return self._plain(404, "not found\n", {}, body), 0
+            return _plain(404, "not found\n", {})
         size = file.stat().st_size
         start, end = 0, size - 1
         status = 200
         if wanted:
             found = _RANGE.match(wanted.strip())
             if not found or (not found[1] and not found[2]):
-                return self._plain(416, "bad range\n", {"Content-Range": f"bytes */{size}"}, body), 0
+                return _plain(416, "bad range\n", {"Content-Range": f"bytes */{size}"})
             if found[1]:
                 start = int(found[1])
                 end = min(int(found[2]), size - 1) if found[2] else size - 1
             else:
                 start = max(0, size - int(found[2]))
             if start >= size or start > end:
-                return self._plain(416, "bad range\n", {"Content-Range": f"bytes */{size}"}, body), 0
+                return _plain(416, "bad range\n", {"Content-Range": f"bytes */{size}"})
             status = 206
         length = end - start + 1
-        self.send_response(status)
-        self.send_header("Content-Type", "image/tiff" if path.endswith((".tif", ".tiff")) else "application/json")
-        self.send_header("Content-Length", str(length))
-        self.send_header("Accept-Ranges", "bytes")
+        headers = {
+            "Content-Type": "image/tiff" if path.endswith((".tif", ".tiff")) else "application/json",
+            "Content-Length": str(length),
+            "Accept-Ranges": "bytes",
+        }
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if not body:
-            return status, 0
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         with open(file, "rb") as f:
             f.seek(start)
             data = f.read(length)
         if fault is not None and fault.truncate_to is not None:
-            data = data[: fault.truncate_to]
-            self.wfile.write(data)
-            self.wfile.flush()
-            self.close_connection = True  # the client sees the body end early
-            self.server.count(path, len(data))
-            return status, len(data)
-        self.wfile.write(data)
-        self.server.count(path, len(data))
-        return status, len(data)
+            return status, headers, data[: fault.truncate_to], True
+        return status, headers, data, False
 
-    def _plain(self, status: int, text: str, headers: dict[str, str], body: bool) -> int:
-        data = text.encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-        return status
+
+def _plain(status: int, text: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, bool]:
+    data = text.encode()
+    return status, {**headers, "Content-Type": "text/plain", "Content-Length": str(len(data))}, data, False
 
 
 class FileServer(http.server.ThreadingHTTPServer):
