@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,14 +248,14 @@ def _transfer_all(
     moved = 0.0
     started = time.perf_counter()
     with (
-        RateProgress("fetching", "files", len(jobs), progress, plain_every=10.0) as bar,
+        RateProgress("fetching", "files", len(jobs), progress, plain_every=10.0, transient=True) as bar,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="salibi-fetch") as pool,
     ):
         futures = {pool.submit(transfer, job, catalog, tries, allow_s3, backoff_s): job for job in jobs}
         pending = set(futures)
         failure: BaseException | None = None
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 job = futures[future]
                 error = future.exception()
