@@ -178,13 +178,13 @@ def run_demo(
 ) -> DemoSummary:
     """Run the four steps into ``out`` (its demo outputs are replaced; nothing else is touched);
     ``only="align"``: the first step alone (only ``out/aligned`` is replaced)."""
-    from salibi.ablate.random_init import baseline_label, random_init_reference
     from salibi.align import align
     from salibi.embed import embed_folder
+    from salibi.eval.baseline import baseline_label, random_init_reference
+    from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.geobench.sample_tasks import write_landcover_task
     from salibi.eval.output.report import write_bar_chart
     from salibi.eval.output.results import write_results
-    from salibi.eval.run import evaluate_geobench
     from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain
 

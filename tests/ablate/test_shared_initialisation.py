@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salibi.ablate.random_init import check_twin, untrained_twin
 from salibi.errors import DataFormatError
+from salibi.eval.baseline import check_twin, untrained_twin
 from salibi.train import PretrainConfig
 from salibi.train.initial_weights import (
     compare_initial_weights,

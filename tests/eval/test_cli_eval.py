@@ -156,7 +156,7 @@ def test_when_every_task_fails_the_first_is_the_error_and_nothing_is_written(
     synthetic_root, random_checkpoint, tmp_path
 ):
     from salibi.errors import TasksFailedError
-    from salibi.eval.run import evaluate_geobench
+    from salibi.eval.evaluate import evaluate_geobench
 
     root = tmp_path / "root"
     for name in ("m-evil", "m-evil-too", "m-evil-three"):

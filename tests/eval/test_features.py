@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from salibi.eval.bands import BandMatch, ModalityInput, map_task_bands
+from salibi.eval.band_matching import BandMatch, ModalityInput, map_task_bands
+from salibi.eval.evaluate import checkpoint_bands
 from salibi.eval.features import band_normalisation, extract_features, prepare_sample
 from salibi.eval.geobench.tasks import BandInfo, Task, open_task
-from salibi.eval.run import checkpoint_bands
 from salibi.models import load_checkpoint
 
 

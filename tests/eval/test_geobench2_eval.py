@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner
 
 from salibi.cli import cli
+from salibi.eval.evaluate import checkpoint_bands, evaluate_geobench
 from salibi.eval.features import band_normalisation, extract_features, prepare_sample
 from salibi.eval.geobench2.inputs import route_inputs
 from salibi.eval.geobench2.reader import discover_datasets
 from salibi.eval.geobench2.tortilla import Tortilla
 from salibi.eval.protocols.registry import ProtocolSettings
-from salibi.eval.run import checkpoint_bands, evaluate_geobench
 from salibi.models import build, save_checkpoint
 
 LORES = ["B02", "B03", "B04", "B08", "B11", "B12"]

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
-from salibi.eval.bands import map_task_bands
+from salibi.eval.band_matching import map_task_bands
 from salibi.eval.geobench.sample_tasks import (
     LANDCOVER_CLASSES,
     SHIPPED_TASKS,

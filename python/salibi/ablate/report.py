@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from salibi.ablate.plan import REFERENCE
-from salibi.ablate.random_init import RANDOM_INIT
 from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.fileio import write_atomic, write_json
+from salibi.vocabulary import RANDOM_INIT
 
 __all__ = ["ABLATION_FORMAT", "build_document", "markdown_report", "summary_text", "write_chart", "write_document"]
 

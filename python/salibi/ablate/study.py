@@ -34,10 +34,10 @@ from salibi.ablate.plan import (
     pretrain_arguments,
     shown_command,
 )
-from salibi.ablate.random_init import RANDOM_INIT
 from salibi.ablate.report import build_document, markdown_report, write_chart, write_document
 from salibi.errors import InputError, TasksFailedError
 from salibi.fileio import write_atomic
+from salibi.vocabulary import RANDOM_INIT
 
 __all__ = ["AblationStudy", "run_ablation"]
 
@@ -100,8 +100,8 @@ def _evaluate(
 ) -> tuple[dict[str, Any], bool]:
     """The results of one checkpoint, resumed from ``eval/LABEL.json`` unless ``fresh`` (it trained
     in this call) or the file is of another checkpoint; and whether anything was computed."""
+    from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.output.results import load_results, upgrade_document, write_results
-    from salibi.eval.run import evaluate_geobench
     from salibi.models import resolve_checkpoint
 
     path = layout.results(label)

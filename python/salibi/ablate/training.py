@@ -187,7 +187,7 @@ def train_run(settings: AblationSettings, spec: RunSpec, log: Log) -> bool:
 def write_random_init(spec: RunSpec, folder: Path, shared: dict[str, Any], log: Log) -> Path:
     """The untrained model of ``spec``'s run (same configuration, bands and statistics, its initial
     weights) as a checkpoint folder, checked against the study's digests; kept when already there."""
-    from salibi.ablate.random_init import check_twin, untrained_twin
+    from salibi.eval.baseline import check_twin, untrained_twin
     from salibi.models import load_checkpoint, resolve_checkpoint, save_checkpoint
     from salibi.train.initial_weights import parameter_digests
 

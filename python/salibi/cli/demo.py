@@ -43,7 +43,7 @@ def command(out: str, steps: int, batch_size: int, samples: str | None, only: st
       OUT/aligned/*.h5  OUT/run/  OUT/embeddings.h5  OUT/eval.json  OUT/eval.random-init.json
       (+ eval.png, tiles/, geobench/)
     """
-    from salibi.ablate.random_init import comparison_rows, comparison_table
+    from salibi.eval.baseline import comparison_rows, comparison_table
     from salibi.demo import run_demo
 
     summary = run_demo(out, steps=steps, batch_size=batch_size, samples=samples, log=click.echo, only=only)

@@ -227,11 +227,11 @@ def _evaluate(
     attention: str = "auto",
     baseline: str | None = None,
 ) -> None:
+    from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.output.files import open_output, write_outputs
     from salibi.eval.output.report import markdown_table, partition_table
     from salibi.eval.output.results import write_results
     from salibi.eval.protocols.registry import ProtocolSettings
-    from salibi.eval.run import evaluate_geobench
 
     paths, previous = open_output(output, overwrite)
     if previous is not None:
@@ -266,7 +266,7 @@ def _evaluate(
     if curve:
         click.echo("\nData efficiency (train-size partitions):\n\n" + curve, nl=False)
     if baseline == "random-init":
-        from salibi.ablate.random_init import baseline_output, comparison_rows, comparison_table, evaluate_random_init
+        from salibi.eval.baseline import baseline_output, comparison_rows, comparison_table, evaluate_random_init
 
         untrained, description = evaluate_random_init(
             checkpoint, output, overwrite, attention, root=root, tasks=tasks, partition=partition,

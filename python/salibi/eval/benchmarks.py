@@ -2,7 +2,7 @@
 ``salibi eval geobench`` tells GEO-Bench (v1, HDF5 task folders) from GEO-Bench-2 (tortillas).
 
 - ``geobench``: :func:`salibi.eval.geobench.tasks.discover_tasks`; inputs by band matching
-  (:func:`salibi.eval.bands.map_task_bands`: one optical modality, plus SAR, features concatenated).
+  (:func:`salibi.eval.band_matching.map_task_bands`: one optical modality, plus SAR, features concatenated).
 - ``geobench2``: :func:`salibi.eval.geobench2.reader.discover_datasets`; inputs by sensor routing
   (:func:`salibi.eval.geobench2.inputs.route_inputs`: every matching encoder, joint features),
   recorded per task as ``inputs[TASK]``; datasets salibi does not evaluate are listed as skipped.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import InputError
-from salibi.eval.bands import TaskInputs, map_task_bands
+from salibi.eval.band_matching import TaskInputs, map_task_bands
 from salibi.vocabulary import BENCHMARKS
 
 __all__ = ["BENCHMARKS", "Benchmark", "open_benchmark"]

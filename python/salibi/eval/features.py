@@ -1,7 +1,7 @@
 """Frozen-encoder features of a GEO-Bench split, streamed with bounded memory.
 
 Samples are read one at a time, turned into one normalised tensor per modality the task
-feeds (see :mod:`salibi.eval.bands`), grouped by shape and encoded a batch at a time, so at
+feeds (see :mod:`salibi.eval.band_matching`), grouped by shape and encoded a batch at a time, so at
 most one batch per distinct input shape is held. Per sample this keeps the pooled feature
 (mean of the patch tokens; the modalities' features concatenated) and, for segmentation, the
 patch tokens themselves (float16, on disk when they would not fit comfortably in memory)
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from salibi.errors import DataFormatError
-from salibi.eval.bands import ModalityInput, TaskInputs
+from salibi.eval.band_matching import ModalityInput, TaskInputs
 from salibi.eval.geobench.tasks import Task
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Every source of a dataset (:mod:`salibi.eval.geobench2.datasets`) feeds the enco
 family (:data:`~salibi.eval.geobench2.conventions.SENSOR_MODALITY`: Sentinel-2, HLS, Landsat ->
 ``lores``; Sentinel-1 and other SAR -> ``sar``; aerial, WorldView, Planet -> ``hires``) at its own
 GSD. Within an encoder, the checkpoint's bands are matched to the source's by identity exactly as
-for GEO-Bench v1 (:func:`salibi.eval.bands.map_task_bands`: same band, alias, or wavelength; an
+for GEO-Bench v1 (:func:`salibi.eval.band_matching.map_task_bands`: same band, alias, or wavelength; an
 encoder is usable when 75 % of its bands match). When two sources of a dataset feed one encoder
 (SpaceNet 2's multispectral and pan images, PASTIS' ascending and descending S1), the better
 match feeds it, the first listed on a tie.
@@ -17,7 +17,7 @@ match feeds it, the first listed on a tie.
   pools them; the task is skipped when fewer than two are usable;
 - ``sar``, ``lores`` or ``hires``: that encoder alone; skipped when it is not usable.
 
-The result, :class:`RoutedInputs`, is a :class:`~salibi.eval.bands.TaskInputs` (what the feature
+The result, :class:`RoutedInputs`, is a :class:`~salibi.eval.band_matching.TaskInputs` (what the feature
 extractor takes) that also says whether to fuse, which source feeds each encoder, and the record
 written to the results as ``inputs[TASK]``.
 """
@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from salibi.eval.bands import ModalityInput, TaskInputs, map_task_bands
+from salibi.eval.band_matching import ModalityInput, TaskInputs, map_task_bands
 from salibi.eval.geobench2.conventions import Source
 from salibi.eval.geobench2.reader import GeoBench2Task
 from salibi.vocabulary import EVAL_FEATURES, MODALITIES

@@ -2,7 +2,7 @@
 
 ::
 
-    from salibi.eval.run import evaluate_geobench
+    from salibi.eval.evaluate import evaluate_geobench
     results = evaluate_geobench("runs/first", root="~/dataset/geobench", tasks=["m-eurosat"],
                                 protocols=("knn", "linear"), partitions="all")
     results["tasks"]["m-eurosat"]["linear"]["accuracy"], results["intervals"]["m-eurosat"]["linear"]["accuracy"]
@@ -39,7 +39,7 @@ import numpy as np
 
 from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
-from salibi.eval.bands import TaskInputs, default_band_names
+from salibi.eval.band_matching import TaskInputs, default_band_names
 from salibi.eval.benchmarks import open_benchmark
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench.tasks import Task, default_root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salibi.eval.bands import default_band_names, map_task_bands
+from salibi.eval.band_matching import default_band_names, map_task_bands
 from salibi.eval.geobench.tasks import BandInfo, LabelType, Task, TaskSpecs, open_task
 
 from .conftest import REAL, S2_NAMES

@@ -1,4 +1,4 @@
-"""The reference every pretrained number needs: the same model, untrained.
+"""The reference every pretrained number needs: the same model, untrained (``random-init``).
 
 :func:`untrained_twin` rebuilds a loaded model's configuration (size, variant, bands, GSDs,
 normalisation statistics, reference length) with the initial weights ``salibi pretrain`` gives a
@@ -9,7 +9,8 @@ its initial weights (``RUN/initial_weights.json``), :func:`run_initial_weights` 
 :func:`comparison_rows` / :func:`comparison_table` put a checkpoint's results beside the
 untrained model's on the same test samples: each value with its 95 % interval, the difference
 with its paired 95 % interval, and the majority-class chance. ``salibi demo`` and
-``salibi eval geobench --baseline random-init`` print it.
+``salibi eval geobench --baseline random-init`` print it; ``salibi ablate`` evaluates the same
+twin beside its variants.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import DataFormatError
+from salibi.eval.output.report import format_interval, format_number
+from salibi.eval.scoring.bootstrap import CONFIDENCE_LABEL
 from salibi.eval.scoring.differences import paired_difference, run_result
 from salibi.eval.scoring.task_metrics import headline_metric
+from salibi.vocabulary import RANDOM_INIT
 
 __all__ = [
     "RANDOM_INIT",
@@ -40,8 +44,6 @@ __all__ = [
     "run_seed",
     "untrained_twin",
 ]
-
-RANDOM_INIT = "random-init"
 
 
 def untrained_twin(model: Any, seed: int) -> Any:
@@ -164,33 +166,20 @@ def comparison_rows(results: Mapping[str, Any], baseline: Mapping[str, Any]) -> 
     return rows
 
 
-def _pair(values: tuple[float | None, float | None]) -> str:
-    low, high = values
-    if low is None or high is None or low != low or high != high:
-        return "–"
-    return f"[{low:.3f}, {high:.3f}]"
-
-
-def _number(value: float | None, signed: bool = False) -> str:
-    if value is None or value != value:
-        return "n/a"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def comparison_table(rows: list[Comparison], label: str = "pretrained") -> str:
     """A Markdown table of :func:`comparison_rows` and one sentence per (task, protocol) headline metric."""
     if not rows:
         return "No task was evaluated with both models.\n"
     lines = [
-        f"| task | protocol | metric | {label} | 95 % interval | random init | 95 % interval | difference | "
-        "paired 95 % interval | chance |",
+        f"| task | protocol | metric | {label} | {CONFIDENCE_LABEL} interval | random init | {CONFIDENCE_LABEL} interval | "
+        f"difference | paired {CONFIDENCE_LABEL} interval | chance |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.task} | {r.protocol} | {r.metric} | {_number(r.value)} | {_pair(r.interval)} | "
-            f"{_number(r.baseline)} | {_pair(r.baseline_interval)} | {_number(r.delta, True)} | "
-            f"{_pair(r.delta_interval)} | {_number(r.chance)} |"
+            f"| {r.task} | {r.protocol} | {r.metric} | {format_number(r.value)} | {format_interval(r.interval)} | "
+            f"{format_number(r.baseline)} | {format_interval(r.baseline_interval)} | {format_number(r.delta, True)} | "
+            f"{format_interval(r.delta_interval)} | {format_number(r.chance)} |"
         )
     lines.append("")
     headline = [r for r in rows if (found := headline_metric({r.metric: r.value})) and found[0] == r.metric]
@@ -199,12 +188,12 @@ def comparison_table(rows: list[Comparison], label: str = "pretrained") -> str:
             verdict = "better" if r.delta > 0 else "worse"
             lines.append(
                 f"- {r.task} {r.protocol}: {label} is {verdict} than random init by {abs(r.delta):.3f} {r.metric} "
-                f"(paired interval {_pair(r.delta_interval)} excludes 0; {r.n_test} test samples)."
+                f"(paired interval {format_interval(r.delta_interval)} excludes 0; {r.n_test} test samples)."
             )
         else:
             lines.append(
                 f"- {r.task} {r.protocol}: no difference shown between {label} and random init "
-                f"({r.delta:+.3f} {r.metric}, paired interval {_pair(r.delta_interval)} includes 0; "
+                f"({r.delta:+.3f} {r.metric}, paired interval {format_interval(r.delta_interval)} includes 0; "
                 f"{r.n_test} test samples)."
             )
     return "\n".join(lines) + "\n"
@@ -245,12 +234,12 @@ def evaluate_random_init(
     checkpoint: str, output: Path, overwrite: bool = False, attention: str = "auto", **evaluate: Any
 ) -> tuple[dict[str, Any], str]:
     """``salibi eval geobench --baseline random-init``: the untrained twin of ``checkpoint`` through
-    :func:`~salibi.eval.run.evaluate_geobench` (``evaluate``: its other arguments), its results
+    :func:`~salibi.eval.evaluate.evaluate_geobench` (``evaluate``: its other arguments), its results
     written (and resumed) at :func:`baseline_output` of ``output``. Returns the results and the line
     describing the twin."""
+    from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.output.files import open_output
     from salibi.eval.output.results import write_results
-    from salibi.eval.run import evaluate_geobench
     from salibi.models import load_checkpoint, resolve_checkpoint
 
     resolved = resolve_checkpoint(checkpoint)
