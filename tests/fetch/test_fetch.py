@@ -230,3 +230,31 @@ def test_shards_of_tiles_merge_into_one_folder(archive, tmp_path):
     assert found == {"10-598-280": [], "10-598-281": ["57_38"], "10-599-280": ["69_24"], "10-599-281": []}
     status, text = run("align", str(out), "-o", str(tmp_path / "ben.h5"), "--tile-size-m", "240")
     assert status == 0 and "grid: 50 chips of 240 m" in text, text  # two 1.2 km squares, 5 x 5 chips each
+
+
+def test_the_cloud_limit_and_the_days_apart_decide_what_is_planned(archive):
+    from salibi.fetch.planning.areas import Area, parse_bbox
+    from salibi.fetch.planning.plan import plan_area
+    from salibi.fetch.run import build_query
+    from salibi.fetch.stac.search import open_catalog
+
+    catalog = resolve_catalog(archive.stac)
+    stac, area = open_catalog(catalog, tries=1), Area("bbox", parse_bbox(SPAIN_BBOX))
+    collections = {"lores": "sentinel-2-l2a", "sar": "sentinel-1-grd"}
+
+    def plan(max_cloud: float, max_days: float) -> dict:
+        query = build_query(catalog, SPAIN_BBOX, SPAIN_DATES, collections, {}, max_cloud, max_days, (), False)
+        return plan_area(stac, area, query)
+
+    loose = plan(60, 12)  # the cloudy scene of the whole chip now counts, and covers it alone
+    assert [(g["scenes"]["lores"]["id"], g["scenes"]["sar"]["id"]) for g in loose["groups"]] == [
+        ("S2_spain_cloudy", "S1_spain_a")
+    ]
+    assert loose["found"]["lores"] == 4 and loose["covered_share"] == pytest.approx(1.0, abs=1e-6)
+    tight = plan(10, 0.5)  # no SAR scene within half a day of any optical one
+    assert tight["groups"] == [] and {u["id"] for u in tight["unpaired"]} == {
+        "S2_spain_west",
+        "S2_spain_east",
+        "S2_spain_core",
+    }
+    assert all("no sar scene of the same ground within 0.5 days" == u["reason"] for u in tight["unpaired"])
