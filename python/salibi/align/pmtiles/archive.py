@@ -70,6 +70,11 @@ class Header:
 
     @classmethod
     def parse(cls, name: str, raw: bytes, size: int) -> Header:
+        if raw[:2] == b"PM" and raw[2:4] in (b"\x01\x00", b"\x02\x00"):
+            raise DataFormatError(
+                f"{name}: PMTiles version {raw[2]} (an older layout); salibi reads version 3: convert it with "
+                "`pmtiles convert`"
+            )
         if len(raw) < HEADER_BYTES or raw[:7] != MAGIC:
             raise DataFormatError(
                 f"{name}: not a PMTiles archive (it does not start with the PMTiles magic bytes); give the "

@@ -48,8 +48,9 @@ class ImportSummary:
             f"wrote {self.path}: {self.chips_kept} chips ({self.chips_train} train, {self.chips_val} validation, "
             f"{self.chips_test} test) of zoom {z}, CRS EPSG:3857",
             f"  tiles of zoom {z}: {counts}; {self.chips_in_every_archive} in every archive",
-            f"  dropped: {self.dropped_missing_child} missing a hires tile of zoom {z + 1}, {self.dropped_nodata} with too "
-            f"many invalid pixels, "
+            "  dropped: "
+            + (f"{self.dropped_missing_child} missing a hires tile of zoom {z + 1}, " if "hires" in self.bands else "")
+            + f"{self.dropped_nodata} with too many invalid pixels, "
             + (
                 f"{self.dropped_no_split} in no split file"
                 if self.split_from == "files"
