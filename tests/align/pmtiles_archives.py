@@ -211,12 +211,24 @@ def small_tiles(shared: Path, modality: str) -> dict[tuple[int, int, int], bytes
     }
 
 
-def small_archive(shared: Path, path: Path, modality: str, replace: bytes | None = None) -> Path:
-    """A two-tile archive of ``modality``; ``replace``: other bytes for its first tile."""
+def small_archive(shared: Path, path: Path, modality: str, replace: bytes | None = None, shift: int = 0) -> Path:
+    """A two-tile archive of ``modality``; ``replace``: other bytes for its first tile; ``shift``:
+    the tiles ``shift`` rows further south (another place)."""
     tiles = small_tiles(shared, modality)
     if replace is not None:
         tiles[SMALL_TILES[0]] = replace
-    return write_archive(path, tiles)
+    return write_archive(path, {(z, x, y + shift): data for (z, x, y), data in tiles.items()})
+
+
+def png_of_size(side: int) -> bytes:
+    """A real ``side`` x ``side`` RGBA PNG (Sen1Floods11 Sentinel-2 pixels)."""
+    import rasterio
+
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+    with rasterio.open(shared / "sen1floods11" / "Spain_7370579_S2Hand.tif") as source:
+        data = source.read([4, 3, 2], window=((0, side), (0, side))).astype(np.float32)
+    rgb = np.clip(np.round(data * 255 / 2000), 0, 255).astype(np.uint8)
+    return encode(np.ascontiguousarray(np.moveaxis(np.concatenate([rgb, np.full_like(rgb[:1], 255)]), 0, -1)), "PNG")
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -259,7 +271,8 @@ def archive_with_leaf_twice(shared: Path, path: Path) -> Path:
     ids = [zxy_to_tileid(*zxy) for zxy in SMALL_TILES]
     first = len(tiles[SMALL_TILES[0]])
     leaf = serialize_directory([Entry(ids[0], 0, first, 1), Entry(ids[1], first, len(tiles[SMALL_TILES[1]]), 1)])
-    root = serialize_directory([Entry(ids[0], 0, len(leaf), 0), Entry(ids[1], 0, len(leaf), 0)])
+    # The first pointer covers every id the leaf holds; the second points to the same leaf again.
+    root = serialize_directory([Entry(ids[0], 0, len(leaf), 0), Entry(ids[1] + 1000, 0, len(leaf), 0)])
     return handmade_archive(path, root, leaf, tiles[SMALL_TILES[0]] + tiles[SMALL_TILES[1]])
 
 

@@ -277,11 +277,73 @@ def fetch_folder(name: str, kind: str) -> Maker:
     return make
 
 
+def archives(lores: Callable[[Path, Path], object] | None = None, tile: str | None = None, shift: int = 0) -> Maker:
+    """A sar archive and a lores archive in the released format (tests/align/pmtiles_archives.py,
+    two tiles of real Sen1Floods11 pixels each) as sar.pmtile and visual.pmtile; ``lores(data, path)``
+    writes a hostile lores archive instead; ``tile``: the lores archive's first tile is a
+    decompression ``bomb``, of the wrong ``size`` or ``junk``; ``shift``: the lores tiles lie elsewhere."""
+
+    def make(case: Path, inputs: dict[str, Path]) -> None:
+        from align import pmtiles_archives
+
+        data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+        pmtiles_archives.small_archive(data, case / "sar.pmtile", "sar")
+        if lores is not None:
+            lores(data, case / "visual.pmtile")
+            return
+        replace = {
+            None: None,
+            "bomb": lambda: pmtiles_archives.png_claiming(100_000, 100_000),
+            "size": lambda: pmtiles_archives.png_of_size(512),
+            "junk": lambda: b"not an image" * 8,
+        }[tile]
+        pmtiles_archives.small_archive(
+            data, case / "visual.pmtile", "lores", replace=replace() if replace else None, shift=shift
+        )
+
+    return make
+
+
+def _archive_built(name: str) -> Callable[[Path, Path], Path]:
+    def write(data: Path, path: Path) -> Path:
+        from align import pmtiles_archives
+
+        return getattr(pmtiles_archives, name)(data, path)
+
+    return write
+
+
+def _archive_changed(change: Callable[[bytes], bytes]) -> Callable[[Path, Path], Path]:
+    def write(data: Path, path: Path) -> Path:
+        from align import pmtiles_archives
+
+        good = pmtiles_archives.small_archive(data, path, "lores")
+        path.write_bytes(change(good.read_bytes()))
+        return path
+
+    return write
+
+
+def _root_past_the_end(data: bytes) -> bytes:
+    import struct
+
+    return data[:8] + struct.pack("<Q", 10**9) + data[16:]
+
+
+def split_file_with_objects(name: str) -> Maker:
+    def make(case: Path, inputs: dict[str, Path]) -> None:
+        archives()(case, inputs)
+        np.save(case / name, np.array([{"tile": 1}], dtype=object), allow_pickle=True)
+
+    return make
+
+
 NON_UTF8 = os.fsdecode(b"caf\xe9.tif")  # Latin-1 bytes: not UTF-8
 
 # -- the table -------------------------------------------------------------------------------------
 
 ALIGN = ("--hires", "{pan}", "--tile-size-m", "60", "-o", "{case}/out.h5")
+PMT = ("--sar", "{case}/sar.pmtile", "--lores", "{case}/visual.pmtile", "-o", "{case}/out.h5")
 OUT = ("--out", "{case}/run", "--batch-size", "4", "--max-steps", "2", "--quiet")
 EVAL = ("--checkpoint", "{ckpt}", "--root", "{root}", "--output", "{case}/results.json")
 EMBED = ("--checkpoint", "{ckpt}", "-o", "{case}/out.h5")
@@ -350,6 +412,45 @@ CASES: tuple[Case, ...] = (
     Case("align-usage", "align", "a malformed option value", ("--lores", "{ms}", *ALIGN, "--bands", "lores=a"),
          "Error: Invalid value for --bands: 'lores=a': expected band numbers separated by commas, e.g. lores=4,3,2 "
          "(see 'salibi align --help')", status=2),
+    # align of PMTiles archives (the paper's released format)
+    Case("align-pmtiles-not-an-archive", "align", "wrong format: text named .pmtile", ("--sar", "{case}/sar.pmtile", *PMT[2:3], "{case}/junk.pmtile", *PMT[4:]),
+         "Error: --lores junk.pmtile: not a PMTiles archive (it does not start with the PMTiles magic bytes); give the "
+         ".pmtile archive itself", archives(lores=lambda data, path: (path.parent / "junk.pmtile").write_text("this is not what it says it is\n" * 20))),
+    Case("align-pmtiles-version", "align", "a PMTiles archive of version 2", PMT,
+         "Error: --lores visual.pmtile: PMTiles version 2 (an older layout); salibi reads version 3: convert it with "
+         "`pmtiles convert`", archives(lores=lambda data, path: path.write_bytes(b"PM\x02\x00" + bytes(508)))),
+    Case("align-pmtiles-truncated", "align", "truncated PMTiles archive (tiles cut off)", PMT,
+         "Error: --lores visual.pmtile: the tile data (as the header says) at bytes … lies outside the file (… bytes): "
+         "the archive is truncated or damaged; download it again",
+         archives(lores=_archive_changed(lambda data: data[: int(len(data) * 0.6)]))),
+    Case("align-pmtiles-offset", "align", "a header offset past the end of the file", PMT,
+         "Error: --lores visual.pmtile: the root directory (as the header says) at bytes 1000000000..… lies outside "
+         "the file (… bytes): the archive is truncated or damaged; download it again",
+         archives(lores=_archive_changed(_root_past_the_end))),
+    Case("align-pmtiles-directory-bomb", "align", "a directory that gzip-expands to 20 MiB", PMT,
+         "Error: --lores visual.pmtile: the root directory: expands to more than 16777216 bytes (a decompression "
+         "bomb?); salibi does not read it", archives(lores=_archive_built("archive_with_directory_bomb"))),
+    Case("align-pmtiles-leaf-loop", "align", "a leaf directory pointed to twice (a loop)", PMT,
+         "Error: --lores visual.pmtile: a leaf directory at byte … is pointed to twice; the archive is damaged",
+         archives(lores=_archive_built("archive_with_leaf_twice"))),
+    Case("align-pmtiles-tile-bomb", "align", "a tile claiming 100000 x 100000 px (decompression bomb)", PMT,
+         "Error: --lores visual.pmtile: tile 15/16313/12625: refused as a decompression bomb (…)",
+         archives(tile="bomb")),
+    Case("align-pmtiles-tile-size", "align", "a tile of the wrong size", PMT,
+         "Error: --lores visual.pmtile: tile 15/16313/12625: a 512 x 512 px PNG image, not a 256 x 256 px tile",
+         archives(tile="size")),
+    Case("align-pmtiles-not-image", "align", "a tile that is no image", PMT,
+         "Error: --lores visual.pmtile: tile 15/16313/12625: not a PNG, JPEG or WebP image (it starts with 6e 6f 74 "
+         "20 61 6e 20 69)", archives(tile="junk")),
+    Case("align-pmtiles-elsewhere", "align", "archives of different places", PMT,
+         "Error: no tile of zoom 15 is in every archive (tiles at zoom 15: sar: 2, lores: 2); check that the archives "
+         "cover the same places, or choose another --zoom", archives(shift=40)),
+    Case("align-pmtiles-split-pickle", "align", "a split file holding pickled objects", (*PMT, "--split-ids", "train={case}/split.npy"),
+         "Error: --split-ids train=split.npy: holds Python objects (a pickle), which salibi never loads; save the ids "
+         "as a plain integer array (np.save(path, ids.astype(np.uint64)))", split_file_with_objects("split.npy")),
+    Case("align-pmtiles-with-raster", "align", "an archive and a raster mixed", ("--sar", "{case}/sar.pmtile", "--lores", "{ms}", "-o", "{case}/out.h5"),
+         "Error: --lores ms1.tif is a raster but other inputs are PMTiles archives; give archives for every modality "
+         "(or rasters for every one)", archives()),
     # pretrain
     Case("pretrain-missing", "pretrain", "a file that does not exist", ("{case}/missing.h5", *OUT),
          "Error: missing.h5: no such file; create it with `salibi align`"),

@@ -132,15 +132,19 @@ class ChipLayout:
         return layout
 
 
-def decode_chip(tiles: Sequence[bytes], layout: ChipLayout, where: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(bands uint8 (C, H, W), valid bool (H, W), saturated SAR values counted) of one chip."""
+def decode_chip(
+    tiles: Sequence[bytes], layout: ChipLayout, where: str, names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(bands uint8 (C, H, W), valid bool (H, W), saturated SAR values counted) of one chip;
+    ``names``: what to call each tile in errors (default: ``where`` and its position)."""
     if len(tiles) != layout.tiles:
         raise DataFormatError(f"{where}: {len(tiles)} tiles for a chip of {layout.tiles}")
     t, side = layout.tile_px, layout.side
     rgba = np.empty((t * side, t * side, 4), np.uint8)
     for k, data in enumerate(tiles):
         r, c = divmod(k, side)
-        rgba[r * t : (r + 1) * t, c * t : (c + 1) * t] = decode_tile(data, t, f"{where} tile {k + 1}/{layout.tiles}")
+        name = names[k] if names else (where if layout.tiles == 1 else f"{where} tile {k + 1}/{layout.tiles}")
+        rgba[r * t : (r + 1) * t, c * t : (c + 1) * t] = decode_tile(data, t, name)
     valid = rgba[..., 3] > 0
     bands = np.ascontiguousarray(np.moveaxis(rgba[..., list(layout.channels)], -1, 0))
     saturated = 0

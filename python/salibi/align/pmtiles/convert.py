@@ -182,7 +182,8 @@ def convert_parts(
             tiles = upcoming.result()
             upcoming = fetcher.submit(fetch, todo[i + 1]) if i + 1 < len(todo) else None
             chips = min(size, len(plan.ids) - k * size)
-            numbers = _measure(plan, k * size, chips, tiles, layouts, max_nodata, pool)
+            names = {m: a.name for m, a in archives.items()}
+            numbers = _measure(plan, k * size, chips, tiles, layouts, names, max_nodata, pool)
             _write_part(folder / f"part-{k:06d}.h5", numbers, tiles, layouts)
             bar.advance(chips)
 
@@ -193,6 +194,7 @@ def _measure(
     chips: int,
     tiles: dict[str, list[bytes]],
     layouts: Mapping[str, ChipLayout],
+    archive_names: Mapping[str, str],
     max_nodata: float,
     pool: ThreadPoolExecutor,
 ) -> ChipNumbers:
@@ -200,8 +202,12 @@ def _measure(
         z, x, y = plan.zoom, int(plan.x[first + j]), int(plan.y[first + j])
         out = {}
         for m, layout in layouts.items():
-            t = layout.tiles
-            bands, valid, saturated = decode_chip(tiles[m][j * t : (j + 1) * t], layout, f"{m} tile {z}/{x}/{y}")
+            t, side = layout.tiles, layout.side
+            if side == 1:
+                names = [f"{archive_names[m]}: tile {z}/{x}/{y}"]
+            else:  # the children of zoom z + 1, row-major
+                names = [f"{archive_names[m]}: tile {z + 1}/{2 * x + k % 2}/{2 * y + k // 2}" for k in range(t)]
+            bands, valid, saturated = decode_chip(tiles[m][j * t : (j + 1) * t], layout, names[0], names)
             values = bands.reshape(bands.shape[0], -1)[:, valid.reshape(-1)].astype(np.float64)
             out[m] = (1.0 - valid.mean(), float(valid.sum()), values.sum(axis=1), (values**2).sum(axis=1), saturated)
         return out

@@ -150,27 +150,35 @@ def read_split_ids(files: Mapping[str, str | os.PathLike[str]]) -> dict[int, np.
 
 
 def _load_ids(path: Path, flag: str) -> np.ndarray:
+    """The ids of a ``.npy`` file: its header read first (dtype, shape), the array only when it is
+    a 1-D integer array -- never a pickle."""
     if not path.is_file():
         raise MissingInputError(f"{flag}: no such file")
     try:
-        array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise DataFormatError(
-                f"{flag}: holds Python objects (a pickle), which salibi never loads; save the ids as a plain integer "
-                "array (np.save(path, ids.astype(np.uint64)))"
-            ) from None
-        raise DataFormatError(f"{flag}: not a NumPy .npy array ({err})") from None
-    except (OSError, EOFError) as err:
-        raise DataFormatError(f"{flag}: not a readable NumPy .npy file ({err})") from None
-    if array.dtype.kind not in "iu" or array.ndim != 1:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataFormatError(f"{flag}: not a NumPy .npy file ({err})") from None
+    if dtype.hasobject:
         raise DataFormatError(
-            f"{flag}: holds a {array.dtype} array of shape {array.shape}; expected a 1-D array of integer tile ids"
+            f"{flag}: holds Python objects (a pickle), which salibi never loads; save the ids as a plain integer "
+            "array (np.save(path, ids.astype(np.uint64)))"
         )
-    if array.size > MAX_SPLIT_IDS:
-        raise DataFormatError(f"{flag}: {array.size} ids, more than salibi reads ({MAX_SPLIT_IDS})")
-    ids = np.asarray(array)
-    if array.dtype.kind == "i" and (ids < 0).any():
+    if dtype.kind not in "iu" or len(shape) != 1:
+        raise DataFormatError(
+            f"{flag}: holds a {dtype} array of shape {shape}; expected a 1-D array of integer tile ids"
+        )
+    if shape[0] > MAX_SPLIT_IDS:
+        raise DataFormatError(f"{flag}: {shape[0]} ids, more than salibi reads ({MAX_SPLIT_IDS})")
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataFormatError(f"{flag}: not a readable NumPy .npy file ({err})") from None
+    if dtype.kind == "i" and (ids < 0).any():
         raise DataFormatError(f"{flag}: holds negative numbers, which are not tile ids")
     return np.unique(ids.astype(np.uint64))
 
