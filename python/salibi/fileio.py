@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "HeldWritesFile",
     "StagedHDF5",
+    "file_digest",
     "fsync_dir",
     "fsync_tree",
     "remove_stale_staging",
@@ -51,6 +52,19 @@ _HOST = re.sub(r"[^A-Za-z0-9-]", "-", os.uname().nodename.split(".")[0])[:32] or
 #: What follows ``.{name}.`` and precedes ``.tmp`` in a staging name: pid, host, random part.
 _OWNER = re.compile(r"(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]{8}")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex digest}`` of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

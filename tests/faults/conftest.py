@@ -4,6 +4,7 @@ launcher or to one rank, and a small tmpfs for a full disk (an unprivileged user
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bigearthnet_pair import align_pair
+from conftest import LAST_RESORT
 
 REPO = Path(__file__).resolve().parents[2]
 SALIBI = str(Path(sys.executable).with_name("salibi"))
@@ -24,16 +26,34 @@ SALIBI = str(Path(sys.executable).with_name("salibi"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
 
 
-def run_salibi(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_salibi(
+    *args: str, timeout: float = LAST_RESORT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """The installed command, to its end."""
     return subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env or ENV, timeout=timeout)
 
 
 def start_salibi(*args: str) -> subprocess.Popen:
     """The installed command in a session of its own: a signal to its process group is a terminal's."""
+    return start_command([SALIBI, *args])
+
+
+def start_command(command: list[str]) -> subprocess.Popen:
+    """``command`` (salibi, or torchrun starting it) in a session of its own, as from a terminal."""
     return subprocess.Popen(
-        [SALIBI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Put back this process's SIGINT/SIGTERM handlers after a command run in it (pretrain installs its own)."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def metrics(run: Path) -> list[dict]:
@@ -41,8 +61,9 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = 300) -> None:
-    """Until ``metrics.jsonl`` records ``step`` (the run is past its start-up and training)."""
+def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = LAST_RESORT) -> None:
+    """Until ``metrics.jsonl`` records ``step`` (the run is past its start-up and training), or the
+    process ends (a failure, with what it said)."""
     deadline = time.monotonic() + timeout
     while not any(r["step"] >= step for r in metrics(run)):
         if process.poll() is not None:
@@ -77,7 +98,7 @@ def rank_pids(launcher: int) -> list[int]:
     return ranks
 
 
-def wait_gone(pids: list[int], timeout: float = 120) -> None:
+def wait_gone(pids: list[int], timeout: float = LAST_RESORT) -> None:
     deadline = time.monotonic() + timeout
     while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in pids):
         assert time.monotonic() < deadline, f"processes {pids} still running after {timeout} s"

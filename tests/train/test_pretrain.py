@@ -1,19 +1,18 @@
-"""salibi pretrain: DDP equivalence, exact resume after SIGTERM, damaged checkpoints, bad input."""
+"""salibi pretrain: DDP equivalence, damaged checkpoints, bad input (stops and kills: tests/faults)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import pytest
 from click.testing import CliRunner
 
+from conftest import LAST_RESORT
 from salibi.cli import cli
 from salibi.train import PretrainConfig
 from salibi.train.plan import learning_rate
@@ -28,7 +27,7 @@ def run_salibi(*args: str, check: bool = True, **kwargs) -> subprocess.Completed
     """The installed command in a fresh process (ranks need their own processes anyway).
     One thread per process keeps runs quick and repeatable on a shared 2-core machine."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
-    result = subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    result = subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env, timeout=LAST_RESORT, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"salibi {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -43,21 +42,6 @@ def assert_same_curve(a: list[dict], b: list[dict], tolerance: float = 1e-4) -> 
     for x, y in zip(a, b):
         for key in ("loss", "contrastive", "reconstruction", "lr"):
             assert abs(x[key] - y[key]) <= tolerance * max(1.0, abs(y[key])), (x["step"], key, x[key], y[key])
-
-
-def run_until_step(args: list[str], run: Path, step: int) -> subprocess.CompletedProcess:
-    """Start a run, send SIGTERM once ``step`` is logged, and wait for it to exit."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([SALIBI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
-    log = run / "metrics.jsonl"
-    while not (log.exists() and len(log.read_text().splitlines()) >= step):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the run did not reach the step in time"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -85,34 +69,6 @@ def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, referenc
         *COMMON,
     )
     assert "trained 12/12 steps" in result.stdout
-    assert_same_curve(metrics(run), metrics(reference_run))
-
-
-@pytest.mark.slow
-def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(aligned_set, reference_run, tmp_path):
-    run = tmp_path / "stopped"
-    args = ["pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON]
-    stopped = run_until_step(args, run, step=4)
-    assert stopped.returncode == 0, stopped.stderr
-    assert "stopped by SIGTERM after step" in stopped.stdout and "--resume" in stopped.stdout
-    saved = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
-    assert len(saved) == 1 and 4 <= int(saved[0][5:]) < 12  # saved on the way out, not at the end
-    run_salibi(*args, "--resume")
-    assert_same_curve(metrics(run), metrics(reference_run), tolerance=1e-6)
-
-
-@pytest.mark.slow
-def test_preempted_two_rank_job_resumes_on_one_process(aligned_set, reference_run, tmp_path):
-    """SIGTERM to the launcher reaches both ranks, which save and exit promptly; the run then
-    continues on a different number of ranks with the same data order and masks."""
-    run = tmp_path / "preempted"
-    args = ["pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON]
-    started = time.monotonic()
-    stopped = run_until_step([*args, "--cpu-procs", "2"], run, step=3)
-    assert stopped.returncode == 0, stopped.stderr
-    assert time.monotonic() - started < 120
-    assert list((run / "checkpoints").glob("step_*")), "the ranks saved nothing"
-    run_salibi(*args, "--resume")
     assert_same_curve(metrics(run), metrics(reference_run))
 
 

@@ -139,9 +139,10 @@ def command(
 
     \b
     Resumes exactly with --resume (same data order, masks, RNG and schedule). SIGTERM or
-    Ctrl-C (once) finishes the current step, saves a checkpoint and exits with status 0,
-    printing the command that continues; a second Ctrl-C stops at once (the newest saved
-    checkpoint stays). DataLoader workers leave the stop to their rank.
+    Ctrl-C (once) finishes the current step, saves a checkpoint, checks it on disk and exits
+    with status 0, naming it and printing the command that continues (status 1 and the newest
+    complete checkpoint when it could not be saved); a second Ctrl-C stops at once (the newest
+    saved checkpoint stays). DataLoader workers leave the stop to their rank.
     """
     if max_steps is not None and epochs is not None:
         raise click.UsageError("give --max-steps or --epochs, not both")
@@ -197,12 +198,6 @@ def command(
         again = shlex.join(
             ["salibi", *sys.argv[1:]] if "--resume" in sys.argv else ["salibi", *sys.argv[1:], "--resume"]
         )
-        if summary.get("trained", 1) == 0 and not summary.get("checkpoint"):
-            click.echo(
-                f"stopped by {summary['stopped_by']} before step {summary['step'] + 1}: nothing new to save "
-                f"({summary.get('newest', 'no checkpoint')})\ncontinue with: {again}"
-            )
-            return
         click.echo(
             f"stopped by {summary['stopped_by']} after step {summary['step']}{loss}{where}\ncontinue with: {again}"
         )

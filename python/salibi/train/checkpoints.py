@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
-from salibi.fileio import staging_dir
+from salibi.fileio import file_digest, staging_dir
 from salibi.runs import checkpoints_dir, newest_complete, read_last, step_checkpoints, step_name, write_last
 from salibi.vocabulary import TRAINER_FORMAT, TRAINER_FORMAT_VERSION
 
@@ -47,6 +47,7 @@ __all__ = [
     "step_checkpoints",
     "step_name",
     "unflatten_optimizer",
+    "verify_saved",
     "write_last",
 ]
 
@@ -173,10 +174,33 @@ def save_training_checkpoint(
     with staging_dir(final) as staging:
         write_model(staging)
         save_file(trainer_tensors, str(staging / TRAINER_TENSORS), metadata={"format": TRAINER_FORMAT})
-        document = {"format": TRAINER_FORMAT, "format_version": TRAINER_FORMAT_VERSION, **trainer_meta}
+        # What was written, read back: size and digest of every file (trainer.json, written last, aside).
+        files = {path.name: file_digest(path) for path in sorted(staging.iterdir()) if path.is_file()}
+        document = {"format": TRAINER_FORMAT, "format_version": TRAINER_FORMAT_VERSION, **trainer_meta, "files": files}
         (staging / TRAINER_JSON).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     write_last(run, final.name)
     return final
+
+
+def verify_saved(folder: Path) -> int:
+    """Check that the checkpoint ``folder`` is on disk as its saver wrote it: its training state
+    readable, and every file it lists present with the size and SHA-256 digest it was written
+    with. Its step; DataFormatError or MissingInputError naming what differs."""
+    meta = check_trainer_state(folder)
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise DataFormatError(f"{folder / TRAINER_JSON}: lists no files to check (written by an older salibi)")
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise MissingInputError(f"{path}: missing from the checkpoint its saver wrote")
+        found = file_digest(path)
+        if found != expected:
+            raise DataFormatError(
+                f"{path}: {found['bytes']} bytes, sha256 {found['sha256'][:12]}..., but the saver wrote "
+                f"{expected.get('bytes')} bytes, sha256 {str(expected.get('sha256'))[:12]}..."
+            )
+    return int(meta["step"])
 
 
 def prune(run: Path, keep: int) -> None:

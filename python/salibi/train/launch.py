@@ -30,7 +30,6 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
     resumed run refuses other values for its run-defining settings). ``config`` itself is left
     as it is."""
     from salibi.train import distributed
-    from salibi.train.checkpoints import describe_newest
     from salibi.train.loop import run_rank
 
     env = distributed.TorchrunEnv.from_environ()
@@ -51,9 +50,31 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
     else:
         result = _run_local_ranks(plan)
     result["total_steps"] = plan.total_steps
-    if result.get("stopped_by") and not result.get("checkpoint"):
-        result["newest"] = describe_newest(Path(plan.config.out))
+    if result.get("rank", 0) == 0:
+        _check_saved(result, Path(plan.config.out))
     return result
+
+
+def _check_saved(result: dict[str, Any], run: Path) -> None:
+    """Before anything says it: the checkpoint rank 0's summary names must be on disk as its saver
+    wrote it (:func:`~salibi.train.checkpoints.verify_saved`) and hold the step the run reached;
+    else a SalibiError that says what was not saved and names the newest complete checkpoint."""
+    from salibi.errors import DataFormatError, MissingInputError
+    from salibi.train.checkpoints import describe_newest, verify_saved
+
+    step, folder = int(result["step"]), result.get("checkpoint")
+    try:
+        if not folder:
+            raise MissingInputError("no checkpoint was written")
+        saved = verify_saved(Path(folder))
+        if saved != step:
+            raise DataFormatError(f"{folder} holds step {saved}")
+    except (DataFormatError, MissingInputError) as err:
+        how = f"stopped by {result['stopped_by']}" if result.get("stopped_by") else "trained"
+        raise SalibiError(
+            f"{how} after step {step}, but its checkpoint was not saved ({err}); {describe_newest(run)}: "
+            "run the same command with --resume to continue from there"
+        ) from None
 
 
 def _run_local_ranks(plan: RunPlan) -> dict[str, Any]:

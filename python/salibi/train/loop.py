@@ -209,9 +209,12 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
     world = rank.world_size
     last_saved: Path | None = None
     started = step
+    stopping = False
     model.train()
     try:
-        while step < plan.total_steps and not stop.requested():
+        # A stop is only ever taken where every rank agrees on it, after a step (below): a check
+        # here, between epochs, would let one rank leave the loop without saving, or without the others.
+        while step < plan.total_steps and not stopping:
             epoch, in_epoch = divmod(step, plan.steps_per_epoch)
             epoch_end = min(plan.steps_per_epoch, in_epoch + plan.total_steps - step)
             sampler = MicroBatchSampler(batches, epoch, in_epoch, rank.rank, world, config.accumulate, epoch_end)
