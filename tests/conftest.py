@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 #: Real data that may be read in place but never copied into the project (see data/README.md).
 SHARED = REPO.parent / "shared"
+#: How long a test waits for a process before it gives up on it: tests wait on events (a line, a
+#: file, an exit), never on a clock; this ceiling only keeps a hung process from hanging the suite.
+LAST_RESORT = 1800
 #: The unprivileged user permission tests run as (CI runs the tests as root, who may read and write anything).
 NOBODY = 65534
 
@@ -76,13 +81,35 @@ def sen1floods11() -> Path:
 
 def nobody_command(command: list[str]) -> list[str]:
     """``command`` as the unprivileged user ``nobody`` (the tests run as root in CI, and root
-    reads and writes whatever the permissions say); skipped where that cannot be done."""
+    reads and writes whatever the permissions say); skipped, with the reason, where that cannot
+    be done: no ``setpriv``, or a checkout or interpreter ``nobody`` cannot reach (a clone under
+    a folder that others may not enter, such as root's 0700 home)."""
     if os.geteuid() != 0:
         return command  # already unprivileged
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv (util-linux) is needed to run a command as an unprivileged user")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *command]
+    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    reason = _nobody_cannot_run(tuple(prefix))
+    if reason:
+        pytest.skip(reason)
+    return [*prefix, *command]
+
+
+@functools.cache
+def _nobody_cannot_run(prefix: tuple[str, ...]) -> str | None:
+    """Why ``nobody`` cannot run this interpreter on this checkout (None: it can), asked once."""
+    import subprocess
+
+    probe = f"import salibi; open({str(REPO / 'pyproject.toml')!r}).close()"
+    result = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True)
+    if result.returncode == 0:
+        return None
+    said = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+    return (
+        f"the unprivileged user nobody cannot run {sys.executable} on the checkout {REPO} ({said}): "
+        "a folder above them is closed to other users; clone into a folder others may enter to run this test"
+    )
 
 
 @pytest.fixture(scope="session")
