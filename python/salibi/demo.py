@@ -185,6 +185,7 @@ def run_demo(
     from salibi.eval.geobench.sample_tasks import write_landcover_task
     from salibi.eval.output.report import write_bar_chart
     from salibi.eval.output.results import write_results
+    from salibi.eval.settings import GeoBenchSettings
     from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain
 
@@ -261,7 +262,8 @@ def run_demo(
     landsat = samples_dir / "landsat7_raleigh"
     write_landcover_task(root, kind="classification", source=landsat, overwrite=True)
     write_landcover_task(root, kind="segmentation", source=landsat, overwrite=True)
-    summary.results = evaluate_geobench(out / "run", root=root, device="cpu", log=lambda message: None)
+    evaluation = GeoBenchSettings(root=root, device="cpu")
+    summary.results = evaluate_geobench(out / "run", evaluation, log=lambda message: None)
     write_results(summary.results, out / "eval.json")
     write_bar_chart(summary.results, out / "eval.png")
     summary.seconds["eval"] = time.perf_counter() - clock
@@ -270,9 +272,7 @@ def run_demo(
     checkpoint = resolve_checkpoint(out / "run")
     twin, summary.baseline_description = random_init_reference(checkpoint, load_checkpoint(checkpoint))
     log("    the same model untrained, through the same evaluation (the reference for what pretraining added)")
-    summary.baseline = evaluate_geobench(
-        baseline_label(checkpoint), root=root, device="cpu", model=twin, log=lambda message: None
-    )
+    summary.baseline = evaluate_geobench(baseline_label(checkpoint), evaluation, model=twin, log=lambda message: None)
     write_results(summary.baseline, out / "eval.random-init.json")
     summary.seconds["eval random init"] = time.perf_counter() - clock
     return summary

@@ -157,6 +157,7 @@ def test_when_every_task_fails_the_first_is_the_error_and_nothing_is_written(
 ):
     from salibi.errors import TasksFailedError
     from salibi.eval.evaluate import evaluate_geobench
+    from salibi.eval.settings import GeoBenchSettings
 
     root = tmp_path / "root"
     for name in ("m-evil", "m-evil-too", "m-evil-three"):
@@ -174,7 +175,8 @@ def test_when_every_task_fails_the_first_is_the_error_and_nothing_is_written(
     assert not list(out.parent.iterdir())
     lines, updates = [], []
     with pytest.raises(TasksFailedError) as raised:
-        evaluate_geobench(random_checkpoint, root=root, device="cpu", log=lines.append, on_update=updates.append)
+        settings = GeoBenchSettings(root=root, device="cpu")
+        evaluate_geobench(random_checkpoint, settings, log=lines.append, on_update=updates.append)
     assert sorted(raised.value.failed) == ["m-evil", "m-evil-three", "m-evil-too"]
     assert all("refusing to unpickle" in why for why in raised.value.failed.values())
     assert lines == [] and updates == []
@@ -404,3 +406,21 @@ def test_results_json_is_strict(tmp_path):
     path = write_results(results, tmp_path / "r.json")
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))["tasks"]["t"]["seg"]["miou"] is None
     assert "| t | seg | miou | n/a |" in markdown_table(results)
+
+
+def test_option_defaults_are_the_settings_defaults():
+    """Every option of a GeoBenchSettings field defaults to the field's default (shared options included)."""
+    import dataclasses
+
+    from salibi.cli.eval import geobench
+    from salibi.eval.settings import GeoBenchSettings
+
+    options = {p.name: p.default for p in geobench.params}
+    defaults = GeoBenchSettings()
+    for field in dataclasses.fields(GeoBenchSettings):
+        if field.name == "protocol_settings":  # library-only: every protocol parameter at once
+            assert field.name not in options
+            continue
+        expected = getattr(defaults, field.name)
+        found = tuple(options[field.name].split(",")) if field.name == "protocols" else options[field.name]
+        assert found == expected, field.name

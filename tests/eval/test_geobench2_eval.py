@@ -19,6 +19,7 @@ from salibi.eval.geobench2.inputs import route_inputs
 from salibi.eval.geobench2.reader import discover_datasets
 from salibi.eval.geobench2.tortilla import Tortilla
 from salibi.eval.protocols.registry import ProtocolSettings
+from salibi.eval.settings import GeoBenchSettings
 from salibi.models import build, save_checkpoint
 
 LORES = ["B02", "B03", "B04", "B08", "B11", "B12"]
@@ -72,9 +73,10 @@ def test_joint_features_are_the_cross_modal_encoders_pooled_tokens(root, model, 
 
 @pytest.mark.slow
 def test_every_sample_dataset_scored_end_to_end_with_inputs_recorded(root, checkpoint):
-    document = evaluate_geobench(
-        checkpoint, root=root, protocols="knn,linear,seg-linear,majority", device="cpu", settings=FAST
+    settings = GeoBenchSettings(
+        root=root, protocols="knn,linear,seg-linear,majority", device="cpu", protocol_settings=FAST
     )
+    document = evaluate_geobench(checkpoint, settings)
     assert document["benchmark"] == "geobench2" and document["failed"] == {} and document["skipped"] == {}
     assert set(document["tasks"]) == {"benv2", "burn_scars", "spacenet2"}
     assert set(document["tasks"]["benv2"]) == {"knn", "linear", "majority"}
@@ -106,7 +108,8 @@ def test_a_damaged_dataset_fails_with_one_line_and_skips_are_reported(root, chec
     (copy / "benv2" / "geobench_benv2.tortilla").write_bytes(bytes(data))
     (copy / "caffe").mkdir()
     shutil.copy(root / "spacenet2" / "geobench_spacenet2.tortilla", copy / "caffe" / "geobench_caffe.tortilla")
-    document = evaluate_geobench(checkpoint, root=copy, protocols="majority", device="cpu", settings=FAST)
+    settings = GeoBenchSettings(root=copy, protocols="majority", device="cpu", protocol_settings=FAST)
+    document = evaluate_geobench(checkpoint, settings)
     reason = document["failed"]["benv2"]
     assert "\n" not in reason and "item 'sample_1'" in reason and "outside" in reason
     assert set(document["tasks"]) == {"spacenet2"}  # the others go on
@@ -147,9 +150,10 @@ def test_features_choice_and_benchmark_on_the_command_line(root, checkpoint, tmp
 def test_partitions_all_on_geobench2_is_the_one_train_split(root, checkpoint):
     """GEO-Bench-2 has no train-size partitions: the curve of each task is one point, its whole
     train split (as 1.00x_train), not a failure naming the partitions it lacks."""
-    document = evaluate_geobench(
-        checkpoint, root=root, tasks="benv2", protocols="majority", partitions="all", device="cpu", settings=FAST
+    settings = GeoBenchSettings(
+        root=root, tasks="benv2", protocols="majority", partitions="all", device="cpu", protocol_settings=FAST
     )
+    document = evaluate_geobench(checkpoint, settings)
     assert not document["failed"], document["failed"]
     assert document["partition"] == "1.00x_train" and list(document["partition_results"]) == ["1.00x_train"]
     assert "majority" in document["tasks"]["benv2"]

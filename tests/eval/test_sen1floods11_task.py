@@ -18,6 +18,7 @@ from salibi.eval.features import band_normalisation, prepare_sample
 from salibi.eval.geobench.sample_tasks import write_sen1floods11_task
 from salibi.eval.geobench.tasks import Task, discover_tasks
 from salibi.eval.scoring.task_metrics import mean_iou
+from salibi.eval.settings import GeoBenchSettings
 from salibi.models import build, load_checkpoint, save_checkpoint
 
 from .conftest import S2_NAMES
@@ -111,7 +112,7 @@ def _pretrain(task: Task, steps: int, tmp_path):
 def test_pretrained_tiny_encoder_beats_a_constant_predictor(flood_root, tmp_path):
     seg = Task(flood_root / "segmentation_v1.0" / "sen1floods11-water-seg")
     checkpoint = _pretrain(seg, PRETRAIN_STEPS, tmp_path)
-    results = evaluate_geobench(checkpoint, root=flood_root, device="cpu", log=lambda _: None)
+    results = evaluate_geobench(checkpoint, GeoBenchSettings(root=flood_root, device="cpu"), log=lambda _: None)
     assert results["failed"] == {} and results["skipped"] == {}
 
     test_labels = np.stack([seg.read_sample(n)["label"] for n in seg.partition()["test"]])

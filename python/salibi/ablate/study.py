@@ -102,6 +102,7 @@ def _evaluate(
     in this call) or the file is of another checkpoint; and whether anything was computed."""
     from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.output.results import load_results, upgrade_document, write_results
+    from salibi.eval.settings import GeoBenchSettings
     from salibi.models import resolve_checkpoint
 
     path = layout.results(label)
@@ -118,13 +119,16 @@ def _evaluate(
         write_results(document, path)
 
     try:
-        results = evaluate_geobench(
-            resolved,
+        evaluation = GeoBenchSettings(
             root=root,
             tasks=settings.tasks,
             protocols=(*settings.protocols, "majority"),
             batch_size=settings.eval_batch_size,
             device=settings.device,
+        )
+        results = evaluate_geobench(
+            resolved,
+            evaluation,
             previous=previous,
             on_update=save,
             log=lambda message: log(f"  {label}: {message}"),

@@ -8,7 +8,19 @@ from typing import Any
 import click
 
 from salibi.cli.options import attention_option, batch_size_option, device_option, num_workers_option
-from salibi.vocabulary import BENCHMARKS, EVAL_FEATURES, PROTOCOL_ALIASES, PROTOCOLS, TRAIN_SIZE_PARTITIONS
+from salibi.eval.protocols.knn import KNN_METRICS
+from salibi.eval.settings import GeoBenchSettings
+from salibi.vocabulary import (
+    BENCHMARKS,
+    EVAL_FEATURES,
+    PROTOCOL_ALIASES,
+    PROTOCOLS,
+    RANDOM_INIT,
+    TRAIN_SIZE_PARTITIONS,
+)
+
+#: The options' defaults are the settings' (one owner).
+_DEFAULT = GeoBenchSettings()
 
 
 def _protocol_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -36,7 +48,7 @@ def command() -> None:
 @click.option(
     "--root",
     type=click.Path(path_type=str),
-    default=None,
+    default=_DEFAULT.root,
     help="GEO-Bench folder holding classification_v1.0/ and segmentation_v1.0/, or a GEO-Bench-2 folder of "
     "<dataset>/geobench_<dataset>.tortilla [default: $GEO_BENCH_DIR, else ~/dataset/geobench]. With --aggregate: "
     "where normalizer.json is looked for.",
@@ -44,36 +56,40 @@ def command() -> None:
 @click.option(
     "--benchmark",
     type=click.Choice(BENCHMARKS),
-    default="auto",
+    default=_DEFAULT.benchmark,
     show_default=True,
     help="Which layout --root holds; auto: GEO-Bench-2 when it holds .tortilla files.",
 )
 @click.option(
     "--features",
     type=click.Choice(EVAL_FEATURES),
-    default="auto",
+    default=_DEFAULT.features,
     show_default=True,
     help="GEO-Bench-2: joint (the cross-modal encoder's pooled tokens of every matching encoder), or one encoder; "
     "auto: joint when two or more of the task's modalities match the checkpoint, else the one.",
 )
-@click.option("--tasks", default=None, help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].")
+@click.option(
+    "--tasks",
+    default=_DEFAULT.tasks,
+    help="Comma-separated task names, e.g. m-eurosat,m-so2sat [default: all found].",
+)
 @click.option(
     "--partition",
-    default="default",
+    default=_DEFAULT.partition,
     show_default=True,
     help="Partition whose train split is used (validation and test: the default partition's): default, "
     f"{TRAIN_SIZE_PARTITIONS[0]} ... {TRAIN_SIZE_PARTITIONS[-1]}.",
 )
 @click.option(
     "--partitions",
-    default=None,
+    default=_DEFAULT.partitions,
     help="Several partitions (comma-separated), or 'all' for every train-size partition: the data-efficiency "
     "curve (a table and OUTPUT.partitions.png). The largest is the headline partition.",
 )
 @click.option(
     "--protocol",
     "protocols",
-    default=",".join(PROTOCOLS),
+    default=",".join(_DEFAULT.protocols),
     show_default=True,
     callback=_protocol_list,
     help="Comma-separated: knn (k nearest training features vote), linear (logistic regression, C swept on "
@@ -81,18 +97,20 @@ def command() -> None:
     "head on four encoder blocks), majority (chance reference). Each runs on the tasks it applies to; 'seg' "
     "means seg-linear.",
 )
-@click.option("--knn-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of knn.")
+@click.option(
+    "--knn-k", type=click.IntRange(min=1), default=_DEFAULT.knn_k, show_default=True, help="Neighbours of knn."
+)
 @click.option(
     "--knn-metric",
-    type=click.Choice(["euclidean", "cosine"]),
-    default="euclidean",
+    type=click.Choice(KNN_METRICS),
+    default=_DEFAULT.knn_metric,
     show_default=True,
     help="Distance of knn.",
 )
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
-    default=1,
+    default=_DEFAULT.seeds,
     show_default=True,
     help="Runs of the seeded protocols (the segmentation heads): mean, std and IQM over seeds. "
     "knn, linear and majority are deterministic and run once.",
@@ -110,16 +128,16 @@ def command() -> None:
 @click.option(
     "--save-features",
     type=click.Path(path_type=Path),
-    default=None,
+    default=_DEFAULT.save_features,
     help="Folder for each task's frozen features: DIR/TASK/SPLIT.h5 with features, labels and ids.",
 )
-@batch_size_option(64)
+@batch_size_option(_DEFAULT.batch_size)
 @num_workers_option
 @device_option
 @attention_option
 @click.option(
     "--baseline",
-    type=click.Choice(["random-init"]),
+    type=click.Choice([RANDOM_INIT]),
     default=None,
     help="Also evaluate the same model untrained (its run's initial weights, same bands and statistics) and "
     "print both, each difference with its paired 95 % interval; its results go to OUTPUT.random-init.json.",
@@ -140,27 +158,13 @@ def command() -> None:
 def geobench(
     ctx: click.Context,
     checkpoint: str | None,
-    root: str | None,
-    benchmark: str,
-    features: str,
-    tasks: str | None,
-    partition: str,
-    partitions: str | None,
-    protocols: tuple[str, ...],
-    knn_k: int,
-    knn_metric: str,
-    seeds: int,
     output: Path,
     overwrite: bool,
-    save_features: Path | None,
-    batch_size: int,
-    num_workers: int,
-    device: str,
-    attention: str,
     baseline: str | None,
     compare: bool,
     aggregate: bool,
     results_files: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Frozen-encoder evaluation on GEO-Bench tasks read from the official layout.
 
@@ -186,6 +190,7 @@ def geobench(
             from salibi.eval.geobench.tasks import default_root
             from salibi.eval.output.report import aggregate_table
 
+            root = options["root"]
             click.echo(aggregate_table(results_files, root if root is not None else default_root()), nl=False)
             return
         from salibi.eval.output.report import compare_table
@@ -198,87 +203,16 @@ def geobench(
         raise click.UsageError(f"unexpected argument(s) {' '.join(results_files)}; did you mean --compare?")
     if not checkpoint:
         raise click.UsageError("--checkpoint is required (or use --compare A.json B.json ...)")
-    if partitions and partition != "default":
+    if options["partitions"] and options["partition"] != _DEFAULT.partition:
         raise click.UsageError("give --partition or --partitions, not both")
-    _evaluate(ctx, checkpoint, root, tasks, partition, partitions, protocols, knn_k, knn_metric, seeds, output,
-              overwrite, save_features, batch_size, num_workers, device, benchmark, features, attention,
-              baseline)  # fmt: skip
+    from salibi.eval.command import add_random_init, evaluate_to_files
 
-
-def _evaluate(
-    ctx: click.Context,
-    checkpoint: str,
-    root: str | None,
-    tasks: str | None,
-    partition: str,
-    partitions: str | None,
-    protocols: tuple[str, ...],
-    knn_k: int,
-    knn_metric: str,
-    seeds: int,
-    output: Path,
-    overwrite: bool,
-    save_features: Path | None,
-    batch_size: int,
-    num_workers: int,
-    device: str,
-    benchmark: str = "auto",
-    features: str = "auto",
-    attention: str = "auto",
-    baseline: str | None = None,
-) -> None:
-    from salibi.eval.evaluate import evaluate_geobench
-    from salibi.eval.output.files import open_output, write_outputs
-    from salibi.eval.output.report import markdown_table, partition_table
-    from salibi.eval.output.results import write_results
-    from salibi.eval.protocols.registry import ProtocolSettings
-
-    paths, previous = open_output(output, overwrite)
-    if previous is not None:
-        _progress(f"resuming {output}: {len(previous.get('runs', []))} finished runs are kept")
-
-    def save(document: dict[str, Any]) -> None:
-        write_results(document, paths.results)
-
-    results = evaluate_geobench(
-        checkpoint,
-        root=root,
-        tasks=tasks,
-        partition=partition,
-        partitions=partitions,
-        protocols=protocols,
-        seeds=seeds,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        log=_progress,
-        settings=ProtocolSettings(knn_k=knn_k, knn_metric=knn_metric),
-        previous=previous,
-        save_features=save_features,
-        on_update=save,
-        benchmark=benchmark,
-        features=features,
-        attention=attention,
-    )
-    written = write_outputs(results, paths)
-    click.echo(markdown_table(results), nl=False)
-    curve = partition_table(results)
-    if curve:
-        click.echo("\nData efficiency (train-size partitions):\n\n" + curve, nl=False)
-    if baseline == "random-init":
-        from salibi.eval.baseline import baseline_output, comparison_rows, comparison_table, evaluate_random_init
-
-        untrained, description = evaluate_random_init(
-            checkpoint, output, overwrite, attention, root=root, tasks=tasks, partition=partition,
-            partitions=partitions, protocols=protocols, seeds=seeds, batch_size=batch_size, device=device,
-            num_workers=num_workers, log=_progress, settings=ProtocolSettings(knn_k=knn_k, knn_metric=knn_metric),
-            benchmark=benchmark, features=features,
-        )  # fmt: skip
-        table = comparison_table(comparison_rows(results, untrained), label="checkpoint")
-        click.echo(f"\n{description}\n\n{table}", nl=False)
-        written.append(baseline_output(output))
-        results["failed"].update({f"{t} (random init)": why for t, why in untrained["failed"].items()})
-    click.echo("Results: " + ", ".join(str(p) for p in written), err=True)
-    if results["failed"]:
-        click.echo(f"Error: {len(results['failed'])} task(s) failed: {', '.join(sorted(results['failed']))}", err=True)
+    settings = GeoBenchSettings(**options)
+    evaluation = evaluate_to_files(checkpoint, settings, output, overwrite, log=_progress)
+    click.echo(evaluation.report, nl=False)
+    if baseline == RANDOM_INIT:
+        click.echo(add_random_init(evaluation, checkpoint, settings, overwrite, log=_progress), nl=False)
+    click.echo("Results: " + ", ".join(str(p) for p in evaluation.written), err=True)
+    if evaluation.failed:
+        click.echo(f"Error: {len(evaluation.failed)} task(s) failed: {', '.join(sorted(evaluation.failed))}", err=True)
         ctx.exit(1)

@@ -16,8 +16,10 @@ twin beside its variants.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.bootstrap import CONFIDENCE_LABEL
 from salibi.eval.scoring.differences import paired_difference, run_result
 from salibi.eval.scoring.task_metrics import headline_metric
+from salibi.eval.settings import GeoBenchSettings
 from salibi.vocabulary import RANDOM_INIT
 
 __all__ = [
@@ -231,26 +234,31 @@ def baseline_output(output: Path) -> Path:
 
 
 def evaluate_random_init(
-    checkpoint: str, output: Path, overwrite: bool = False, attention: str = "auto", **evaluate: Any
+    checkpoint: str | os.PathLike[str],
+    settings: GeoBenchSettings,
+    output: str | os.PathLike[str],
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda message: None,
 ) -> tuple[dict[str, Any], str]:
     """``salibi eval geobench --baseline random-init``: the untrained twin of ``checkpoint`` through
-    :func:`~salibi.eval.evaluate.evaluate_geobench` (``evaluate``: its other arguments), its results
-    written (and resumed) at :func:`baseline_output` of ``output``. Returns the results and the line
-    describing the twin."""
+    :func:`~salibi.eval.evaluate.evaluate_geobench` with the checkpoint's ``settings`` (its features
+    are not saved), its results written (and resumed) at :func:`baseline_output` of ``output``.
+    Returns the results and the line describing the twin."""
     from salibi.eval.evaluate import evaluate_geobench
     from salibi.eval.output.files import open_output
     from salibi.eval.output.results import write_results
     from salibi.models import load_checkpoint, resolve_checkpoint
 
     resolved = resolve_checkpoint(checkpoint)
-    twin, description = random_init_reference(resolved, load_checkpoint(resolved, attention=attention))
+    twin, description = random_init_reference(resolved, load_checkpoint(resolved, attention=settings.attention))
     paths, previous = open_output(baseline_output(Path(output)), overwrite)
 
     def save(document: dict[str, Any]) -> None:
         write_results(document, paths.results)
 
+    untrained = dataclasses.replace(settings, save_features=None)
     results = evaluate_geobench(
-        baseline_label(resolved), model=twin, previous=previous, on_update=save, attention=attention, **evaluate
+        baseline_label(resolved), untrained, model=twin, previous=previous, on_update=save, log=log
     )
     write_results(results, paths.results)
     return results, description

@@ -3,13 +3,15 @@
 ::
 
     from salibi.eval.evaluate import evaluate_geobench
-    results = evaluate_geobench("runs/first", root="~/dataset/geobench", tasks=["m-eurosat"],
-                                protocols=("knn", "linear"), partitions="all")
+    from salibi.eval.settings import GeoBenchSettings
+    settings = GeoBenchSettings(root="~/dataset/geobench", tasks=["m-eurosat"], protocols=("knn", "linear"),
+                                partitions="all")
+    results = evaluate_geobench("runs/first", settings)
     results["tasks"]["m-eurosat"]["linear"]["accuracy"], results["intervals"]["m-eurosat"]["linear"]["accuracy"]
 
 The result is the document of :mod:`salibi.eval.output.results`. Per task, the features of every
 split are extracted once (the train split of the largest partition requested; smaller
-partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols.registry`)
+partitions are subsets of it), then each protocol runs on arrays (:mod:`salibi.eval.protocols`)
 once per seed when it is seeded, once otherwise. A partition ``P`` takes its train split from
 ``P_partition.json`` and validation and test from the default partition.
 
@@ -30,8 +32,8 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +42,18 @@ import numpy as np
 from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.eval.band_matching import TaskInputs, default_band_names
-from salibi.eval.benchmarks import open_benchmark
+from salibi.eval.benchmarks import Benchmark, open_benchmark
 from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
 from salibi.eval.geobench.tasks import Task, default_root
 from salibi.eval.output import results as R
 from salibi.eval.output.feature_store import features_path, write_features
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset
 from salibi.eval.protocols import registry as P
-from salibi.eval.protocols.segmentation_heads import SEG_STEPS
 from salibi.eval.scoring.bootstrap import CONFIDENCE
+from salibi.eval.settings import GeoBenchSettings
 from salibi.vocabulary import PROTOCOLS
 
-__all__ = ["APPLIES_TO", "PROTOCOLS", "RunOutput", "checkpoint_bands", "evaluate_geobench", "evaluate_task"]
-
-APPLIES_TO = P.APPLIES_TO
+__all__ = ["RunOutput", "checkpoint_bands", "evaluate_geobench"]
 
 #: Where progress lines go (the command line passes one that prints them; by default, nowhere).
 Log = Callable[[str], None]
@@ -125,48 +125,162 @@ def checkpoint_bands(model: Any) -> tuple[dict[str, list[str]], dict[str, float 
     return bands, gsd
 
 
-def _extract(
-    model: Any,
-    task: Task,
-    inputs: TaskInputs,
-    plan: TaskPlan,
-    protocols: Sequence[str],
-    batch_size: int,
-    device: Any,
-    num_workers: int,
-    log: Log,
-) -> dict[str, SplitFeatures]:
-    stats = band_normalisation(task, inputs, plan.splits["train"])
-    depth = max(len(model.encoders[m.modality].blocks) for m in inputs.modalities)
-    blocks = P.fpn_blocks(depth) if "seg-fpn" in protocols else []
-    features: dict[str, SplitFeatures] = {}
-    try:
-        for split, names in plan.splits.items():
-            if split == "valid" and not names:
-                continue
-            started = time.perf_counter()
-            features[split] = extract_features(
-                model,
-                task,
-                inputs,
-                names,
-                stats,
-                batch_size,
-                device,
-                keep_tokens="seg-linear" in protocols,
-                num_workers=num_workers,
-                token_blocks=blocks,
+@dataclass
+class _Evaluation:
+    """What every task of one :func:`evaluate_geobench` call shares."""
+
+    model: Any
+    bands: dict[str, list[str]]  # the checkpoint's, per modality (checkpoint_bands)
+    gsd: dict[str, float | None]
+    settings: GeoBenchSettings
+    parameters: P.ProtocolSettings
+    protocols: list[str]  # canonical names
+    partitions: list[str]  # the headline one last
+    benchmark: Benchmark
+    device: Any
+    log: _HeldLog
+    outputs: dict[R.RunKey, RunOutput] | None
+    finished: dict[R.RunKey, dict[str, Any]]  # the runs of the results resumed
+    #: attributes of the saved features: the checkpoint, and the bands of the task at hand
+    describe: dict[str, Any] = field(default_factory=dict)
+
+    def evaluate(self, name: str, task: Any, document: dict[str, Any]) -> bool:
+        """Evaluate one task into ``document`` (its runs, or why it is skipped); whether it has
+        results (evaluated now, or every run already finished)."""
+        kind = task.kind
+        applicable = [p for p in self.protocols if kind in P.APPLIES_TO[p]]
+        if not applicable:
+            useful = [p for p in PROTOCOLS if kind in P.APPLIES_TO[p]]
+            document["skipped"][name] = (
+                f"no requested protocol applies to a {kind} task "
+                f"(requested {','.join(self.protocols)}; use --protocol {','.join(useful)})"
             )
-            elapsed = time.perf_counter() - started
-            log(
-                f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
-                f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)"
+            self.log(f"{name}: skipped: {document['skipped'][name]}")
+            return False
+        task, inputs, record = self.benchmark.inputs(task, self.bands, self.gsd, self.settings.features)
+        if record is not None:
+            document["inputs"][name] = record
+        if not inputs.modalities:
+            document["skipped"][name] = inputs.reason
+            self.log(f"{name}: skipped: {inputs.reason}")
+            return False
+        all_partitions = parse_list(self.settings.partitions) == ["all"]
+        plan = plan_task(
+            task, self.partitions, applicable, self.settings.seeds, self.finished, self.parameters, all_partitions
+        )
+        save = self.settings.save_features
+        needs_features = save is not None and not features_path(save, name, "test").exists()
+        if not plan.pending and not needs_features:
+            self.log(f"{name}: every run already in the results; skipped")
+            return True
+        used = " | ".join(m.describe() for m in inputs.modalities)
+        self.log(f"{name} ({kind}, {task.specs.spatial_resolution:g} m): {used}")
+        self.describe["bands"] = used
+        records = self.evaluate_task(task, inputs, plan, applicable)
+        replaced = {R.run_key(r) for r in records}
+        document["runs"] = [r for r in document["runs"] if R.run_key(r) not in replaced] + records
+        return True
+
+    def extract(
+        self, task: Task, inputs: TaskInputs, plan: TaskPlan, protocols: Sequence[str]
+    ) -> dict[str, SplitFeatures]:
+        """The features of every split the plan reads (the union of the partitions' train splits)."""
+        stats = band_normalisation(task, inputs, plan.splits["train"])
+        depth = max(len(self.model.encoders[m.modality].blocks) for m in inputs.modalities)
+        blocks = P.fpn_blocks(depth) if "seg-fpn" in protocols else []
+        features: dict[str, SplitFeatures] = {}
+        try:
+            for split, names in plan.splits.items():
+                if split == "valid" and not names:
+                    continue
+                started = time.perf_counter()
+                features[split] = extract_features(
+                    self.model,
+                    task,
+                    inputs,
+                    names,
+                    stats,
+                    self.settings.batch_size,
+                    self.device,
+                    keep_tokens="seg-linear" in protocols,
+                    num_workers=self.settings.num_workers,
+                    token_blocks=blocks,
+                )
+                elapsed = time.perf_counter() - started
+                self.log(
+                    f"  {task.name}: {split} {len(names)} samples encoded in {elapsed:.1f} s "
+                    f"({len(names) / max(elapsed, 1e-9):.0f} samples/s)"
+                )
+        except BaseException:
+            for split_features in features.values():
+                split_features.close()
+            raise
+        return features
+
+    def save_features(self, task: Task, features: dict[str, SplitFeatures]) -> None:
+        """``settings.save_features``: each split's pooled features, labels and sample names."""
+        assert self.settings.save_features is not None
+        for split, split_features in features.items():
+            attributes = {"kind": task.kind, "n_classes": task.specs.label.n_classes, **self.describe}
+            path = write_features(
+                self.settings.save_features,
+                task.name,
+                split,
+                split_features.pooled,
+                split_features.labels,
+                split_features.names,
+                attributes,
             )
-    except BaseException:
-        for split_features in features.values():
-            split_features.close()
-        raise
-    return features
+            self.log(f"  {task.name}: {split} features -> {path}")
+
+    def evaluate_task(
+        self, task: Task, inputs: TaskInputs, plan: TaskPlan, protocols: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The run records of ``plan.pending`` for one task whose ``inputs`` are mapped."""
+        features = self.extract(task, inputs, plan, protocols)
+        records = []
+        try:
+            if self.settings.save_features is not None:
+                self.save_features(task, features)
+            kind, n_classes = task.kind, task.specs.label.n_classes
+            blocks = features["train"].blocks
+            for partition, protocol, seed in plan.pending:
+                rows = plan.partition_rows[partition]
+                data = _inputs_for(kind, n_classes, features, rows)
+                started = time.perf_counter()
+                output = P.run_protocol(protocol, data, self.parameters, seed, self.device)
+                scores = P.score_output(kind, data.test_y, output, n_classes, self.parameters)
+                record: dict[str, Any] = {
+                    "task": task.name,
+                    "protocol": protocol,
+                    "method": self.parameters.method(protocol),
+                    "partition": partition,
+                    "seed": seed,
+                    "kind": kind,
+                    "metrics": {m: s.value for m, s in scores.items()},
+                    "intervals": {m: [s.low, s.high] for m, s in scores.items()},
+                    "parameters": self.parameters.parameters(protocol),
+                    "n_train": int(len(rows)),
+                    "n_val": int(len(data.valid_y)),
+                    "n_test": int(len(data.test_y)),
+                    "feature_dim": int(data.train_x.shape[1]),
+                    "best_c": output.details.get("best_c"),
+                    "blocks": list(blocks) if protocol == "seg-fpn" else None,
+                    "bands": " | ".join(m.describe() for m in inputs.modalities),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "replicates": {m: R.rounded(s.replicates) for m, s in scores.items()},
+                }
+                records.append(record)
+                if self.outputs is not None:
+                    test_ids = features["test"].names
+                    self.outputs[R.run_key(record)] = RunOutput(kind, n_classes, test_ids, data.test_y, output)
+                shown = ", ".join(f"{m} {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]" for m, s in scores.items())
+                extra = f", C = {record['best_c']:.3g}" if record["best_c"] is not None else ""
+                self.log(f"  {task.name}: {protocol} ({partition}, seed {seed}{extra}): {shown}")
+        finally:
+            for split_features in features.values():
+                split_features.close()
+        return records
 
 
 def _inputs_for(kind: str, n_classes: int, features: dict[str, SplitFeatures], rows: np.ndarray) -> P.ProtocolInputs:
@@ -191,175 +305,121 @@ def _inputs_for(kind: str, n_classes: int, features: dict[str, SplitFeatures], r
     )
 
 
-def evaluate_task(
-    model: Any,
-    task: Task,
-    inputs: TaskInputs,
-    plan: TaskPlan,
-    protocols: Sequence[str],
-    settings: P.ProtocolSettings,
-    batch_size: int = 64,
-    device: Any = "cpu",
-    log: Log = _quiet,
-    num_workers: int = 0,
-    save_features: str | os.PathLike[str] | None = None,
-    outputs: dict[R.RunKey, RunOutput] | None = None,
-    describe: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """The run records of ``plan.pending`` for one task whose ``inputs`` are mapped."""
-    kind, n_classes = task.kind, task.specs.label.n_classes
-    features = _extract(model, task, inputs, plan, protocols, batch_size, device, num_workers, log)
-    records = []
-    try:
-        if save_features is not None:
-            for split, split_features in features.items():
-                attributes = {"kind": kind, "n_classes": n_classes, **(describe or {})}
-                path = write_features(
-                    save_features,
-                    task.name,
-                    split,
-                    split_features.pooled,
-                    split_features.labels,
-                    split_features.names,
-                    attributes,
-                )
-                log(f"  {task.name}: {split} features -> {path}")
-        blocks = features["train"].blocks
-        for partition, protocol, seed in plan.pending:
-            rows = plan.partition_rows[partition]
-            data = _inputs_for(kind, n_classes, features, rows)
-            started = time.perf_counter()
-            output = P.run_protocol(protocol, data, settings, seed, device)
-            scores = P.score_output(kind, data.test_y, output, n_classes, settings)
-            record: dict[str, Any] = {
-                "task": task.name,
-                "protocol": protocol,
-                "method": settings.method(protocol),
-                "partition": partition,
-                "seed": seed,
-                "kind": kind,
-                "metrics": {m: s.value for m, s in scores.items()},
-                "intervals": {m: [s.low, s.high] for m, s in scores.items()},
-                "parameters": settings.parameters(protocol),
-                "n_train": int(len(rows)),
-                "n_val": int(len(data.valid_y)),
-                "n_test": int(len(data.test_y)),
-                "feature_dim": int(data.train_x.shape[1]),
-                "best_c": output.details.get("best_c"),
-                "blocks": list(blocks) if protocol == "seg-fpn" else None,
-                "bands": " | ".join(m.describe() for m in inputs.modalities),
-                "seconds": round(time.perf_counter() - started, 3),
-                "replicates": {m: R.rounded(s.replicates) for m, s in scores.items()},
-            }
-            records.append(record)
-            if outputs is not None:
-                outputs[R.run_key(record)] = RunOutput(kind, n_classes, features["test"].names, data.test_y, output)
-            shown = ", ".join(f"{m} {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]" for m, s in scores.items())
-            extra = f", C = {record['best_c']:.3g}" if record["best_c"] is not None else ""
-            log(f"  {task.name}: {protocol} ({partition}, seed {seed}{extra}): {shown}")
-    finally:
-        for split_features in features.values():
-            split_features.close()
-    return records
-
-
-def evaluate_geobench(
-    checkpoint: str | os.PathLike[str],
-    root: str | os.PathLike[str] | None = None,
-    tasks: str | Iterable[str] | None = None,
-    partition: str = "default",
-    protocols: str | Iterable[str] = PROTOCOLS,
-    seeds: int = 1,
-    batch_size: int = 64,
-    device: str = "auto",
-    log: Log = _quiet,
-    model: Any = None,
-    seg_steps: int = SEG_STEPS,
-    num_workers: int = 0,
-    partitions: str | Iterable[str] | None = None,
-    settings: P.ProtocolSettings | None = None,
-    previous: dict[str, Any] | None = None,
-    save_features: str | os.PathLike[str] | None = None,
-    on_update: Callable[[dict[str, Any]], None] | None = None,
-    outputs: dict[R.RunKey, RunOutput] | None = None,
-    benchmark: str = "auto",
-    features: str = "auto",
-    attention: str = "auto",
-) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (a checkpoint or run folder) on GEO-Bench tasks under ``root``.
-
-    ``tasks``: names (list or comma-separated); default every task found. ``partitions``:
-    ``"all"`` (every train-size partition, the data-efficiency curve) or a list; otherwise the
-    one ``partition``. ``seeds``: runs of each seeded protocol. ``model``: an already loaded
-    model to use instead of loading ``checkpoint`` (its path is still reported).
-    ``settings``: protocol parameters (default: torchgeo-bench's; ``seg_steps`` sets the
-    linear segmentation head's steps when ``settings`` is not given). ``previous``: a results
-    document to resume. ``save_features``: a folder for each task's split features (HDF5).
-    ``on_update``: receives the document after each task (e.g. to write it). ``outputs``: a
-    dict filled with each run's per-test-sample output (:class:`RunOutput`). ``log``: one line
-    per step. ``benchmark``: ``auto``, ``geobench`` or ``geobench2``; ``features`` (GEO-Bench-2):
-    ``auto``, ``joint`` or one encoder. ``attention``: the loaded model's attention backend
-    (``auto``, ``sdpa``, ``flex``; :func:`salibi.models.build`). Raises :class:`~salibi.errors.SalibiError` for arguments
-    it cannot use; a task that fails is reported under ``"failed"`` instead, unless no task gave a
-    result: then :class:`~salibi.errors.TasksFailedError` (the first failure, the others named; its
-    ``failed`` has every reason), with nothing passed to ``on_update`` and the held lines not logged.
-    """
-    protocol_list = P.normalise_protocols(parse_list(protocols))
-    if seeds < 1:
-        raise InputError(f"--seeds {seeds}: must be at least 1")
-    settings = settings or P.ProtocolSettings(seg_linear_steps=seg_steps)
-    partition_list = resolve_partitions(partition, partitions)
-    all_partitions = parse_list(partitions) == ["all"]
-    root_path = Path(root).expanduser() if root is not None else default_root()
-    found = open_benchmark(root_path, benchmark, features)
-    available = found.tasks
-    wanted = parse_list(tasks) or sorted([*available, *found.skipped])
-    missing = [t for t in wanted if t not in available and t not in found.skipped]
+def _wanted_tasks(settings: GeoBenchSettings) -> tuple[Benchmark, list[str]]:
+    """The benchmark under ``settings.root`` and the names of the tasks to evaluate."""
+    root_path = Path(settings.root).expanduser() if settings.root is not None else default_root()
+    found = open_benchmark(root_path, settings.benchmark, settings.features)
+    wanted = parse_list(settings.tasks) or sorted([*found.tasks, *found.skipped])
+    missing = [t for t in wanted if t not in found.tasks and t not in found.skipped]
     if missing:
         raise InputError(
-            f"unknown GEO-Bench task(s) {', '.join(missing)} under {root_path}; available: {', '.join(sorted(available))}"
+            f"unknown GEO-Bench task(s) {', '.join(missing)} under {root_path}; "
+            f"available: {', '.join(sorted(found.tasks))}"
         )
+    return found, wanted
 
-    torch_device = resolve_device(device)
+
+def _load_model(checkpoint: str | os.PathLike[str], model: Any, attention: str, device: Any) -> tuple[Any, Path]:
+    """``model`` on ``device`` in eval mode, or the one of ``checkpoint``; and the checkpoint's path."""
     if model is None:
         from salibi.models import load_checkpoint, resolve_checkpoint
 
         checkpoint_path = resolve_checkpoint(checkpoint)
-        model = load_checkpoint(checkpoint_path, map_location=torch_device, attention=attention)
-    else:
-        checkpoint_path = Path(checkpoint)
-        model = model.to(torch_device).eval()
-    bands, gsd = checkpoint_bands(model)
-    say = _HeldLog(log)
-    say.hold(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
+        return load_checkpoint(checkpoint_path, map_location=device, attention=attention), checkpoint_path
+    return model.to(device).eval(), Path(checkpoint)
 
-    if previous is not None and previous.get("checkpoint") != str(checkpoint_path):
-        raise InputError(
-            f"the results to resume are of checkpoint {previous.get('checkpoint')}, not {checkpoint_path}; "
-            "pass --overwrite or another --output"
-        )
+
+def _start_document(
+    checkpoint: Path,
+    evaluation: _Evaluation,
+    previous: dict[str, Any] | None,
+    wanted: list[str],
+) -> dict[str, Any]:
+    """A results document for this evaluation, holding what ``previous`` has of other tasks and runs."""
+    parameters = evaluation.parameters
     document = R.new_document(
-        str(checkpoint_path),
-        partition_list[-1],
-        partition_list,
-        seeds,
-        {p: {"deterministic": p in P.DETERMINISTIC, "parameters": settings.parameters(p)} for p in protocol_list},
+        str(checkpoint),
+        evaluation.partitions[-1],
+        evaluation.partitions,
+        evaluation.settings.seeds,
         {
-            "resamples": settings.resamples,
-            "seed": settings.bootstrap_seed,
+            p: {"deterministic": p in P.DETERMINISTIC, "parameters": parameters.parameters(p)}
+            for p in evaluation.protocols
+        },
+        {
+            "resamples": parameters.resamples,
+            "seed": parameters.bootstrap_seed,
             "confidence": CONFIDENCE,
             "over": "test samples",
         },
     )
-    document["benchmark"], document["inputs"] = found.name, {}
-    finished = R.finished_runs(previous)
+    document["benchmark"], document["inputs"] = evaluation.benchmark.name, {}
     if previous is not None:
         document["runs"] = list(previous.get("runs", []))
         document["protocols"] = {**previous.get("protocols", {}), **document["protocols"]}
         document["skipped"] = {k: v for k, v in previous.get("skipped", {}).items() if k not in wanted}
         document["failed"] = {k: v for k, v in previous.get("failed", {}).items() if k not in wanted}
         document["inputs"] = {k: v for k, v in previous.get("inputs", {}).items() if k not in wanted}
-    describe = {"checkpoint": str(checkpoint_path)}
+    return document
+
+
+def evaluate_geobench(
+    checkpoint: str | os.PathLike[str],
+    settings: GeoBenchSettings | None = None,
+    *,
+    model: Any = None,
+    previous: dict[str, Any] | None = None,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
+    outputs: dict[R.RunKey, RunOutput] | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` (a checkpoint or run folder) on the GEO-Bench tasks ``settings``
+    name (:class:`~salibi.eval.settings.GeoBenchSettings`; default: every task under the default
+    root, every protocol).
+
+    ``model``: an already loaded model to use instead of loading ``checkpoint`` (its path is still
+    reported). ``previous``: a results document to resume. ``on_update``: receives the document
+    after each task (e.g. to write it). ``outputs``: a dict filled with each run's per-test-sample
+    output (:class:`RunOutput`). ``log``: one line per step. Raises
+    :class:`~salibi.errors.SalibiError` for settings it cannot use; a task that fails is reported
+    under ``"failed"`` instead, unless no task gave a result: then
+    :class:`~salibi.errors.TasksFailedError` (the first failure, the others named; its ``failed``
+    has every reason), with nothing passed to ``on_update`` and the held lines not logged.
+    """
+    settings = settings or GeoBenchSettings()
+    protocols = P.normalise_protocols(parse_list(settings.protocols))
+    if settings.seeds < 1:
+        raise InputError(f"--seeds {settings.seeds}: must be at least 1")
+    parameters = settings.protocol_parameters()
+    partitions = resolve_partitions(settings.partition, settings.partitions)
+    found, wanted = _wanted_tasks(settings)
+
+    device = resolve_device(settings.device)
+    model, checkpoint_path = _load_model(checkpoint, model, settings.attention, device)
+    bands, gsd = checkpoint_bands(model)
+    say = _HeldLog(log)
+    say.hold(f"checkpoint {checkpoint_path}: " + "; ".join(f"{m} {' '.join(b)}" for m, b in bands.items()))
+    if previous is not None and previous.get("checkpoint") != str(checkpoint_path):
+        raise InputError(
+            f"the results to resume are of checkpoint {previous.get('checkpoint')}, not {checkpoint_path}; "
+            "pass --overwrite or another --output"
+        )
+    evaluation = _Evaluation(
+        model=model,
+        bands=bands,
+        gsd=gsd,
+        settings=settings,
+        parameters=parameters,
+        protocols=protocols,
+        partitions=partitions,
+        benchmark=found,
+        device=device,
+        log=say,
+        outputs=outputs,
+        finished=R.finished_runs(previous),
+        describe={"checkpoint": str(checkpoint_path)},
+    )
+    document = _start_document(checkpoint_path, evaluation, previous, wanted)
     failed: dict[str, str] = {}  # in this call
     errors: list[BaseException] = []
     succeeded = 0  # tasks evaluated, or found finished in ``previous``
@@ -368,53 +428,9 @@ def evaluate_geobench(
             document["skipped"][name] = found.skipped[name]
             say(f"{name}: skipped: {found.skipped[name]}")
             continue
-        task = available[name]
         try:
-            kind = task.kind
-            applicable = [p for p in protocol_list if kind in APPLIES_TO[p]]
-            if not applicable:
-                useful = [p for p in PROTOCOLS if kind in APPLIES_TO[p]]
-                document["skipped"][name] = (
-                    f"no requested protocol applies to a {kind} task "
-                    f"(requested {','.join(protocol_list)}; use --protocol {','.join(useful)})"
-                )
-                say(f"{name}: skipped: {document['skipped'][name]}")
+            if not evaluation.evaluate(name, found.tasks[name], document):
                 continue
-            task, inputs, record = found.inputs(task, bands, gsd, features)
-            if record is not None:
-                document["inputs"][name] = record
-            if not inputs.modalities:
-                document["skipped"][name] = inputs.reason
-                say(f"{name}: skipped: {inputs.reason}")
-                continue
-            plan = plan_task(task, partition_list, applicable, seeds, finished, settings, all_partitions)
-            needs_features = save_features is not None and not features_path(save_features, name, "test").exists()
-            if not plan.pending and not needs_features:
-                say(f"{name}: every run already in the results; skipped")
-                succeeded += 1
-                continue
-            say(
-                f"{name} ({kind}, {task.specs.spatial_resolution:g} m): "
-                + " | ".join(m.describe() for m in inputs.modalities)
-            )
-            describe["bands"] = " | ".join(m.describe() for m in inputs.modalities)
-            records = evaluate_task(
-                model,
-                task,
-                inputs,
-                plan,
-                applicable,
-                settings,
-                batch_size,
-                torch_device,
-                say,
-                num_workers,
-                save_features,
-                outputs,
-                describe,
-            )
-            replaced = {R.run_key(r) for r in records}
-            document["runs"] = [r for r in document["runs"] if R.run_key(r) not in replaced] + records
             succeeded += 1
         except KeyboardInterrupt:
             raise

@@ -6,20 +6,26 @@ class with most votes wins, ties going to the lowest class index. Distances are 
 L2-normalised features). Multi-label: the score of each class is the mean of the neighbours'
 multi-hot labels, the prediction the scores above 0.5. Fitted on the training split only;
 nothing is random. Neighbours at exactly equal distance are taken in training order.
+
+Its defaults (:data:`KNN_K`, :data:`KNN_METRIC`) are ``salibi eval geobench``'s option defaults, so
+importing this module imports no numpy (the command line reads them for ``--help``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from salibi.errors import InputError
 
-__all__ = ["KNN_K", "KNN_METRICS", "KnnOutput", "knn_probe", "nearest_neighbours"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["KNN_K", "KNN_METRIC", "KNN_METRICS", "KnnOutput", "knn_probe", "nearest_neighbours"]
 
 KNN_K = 5
 KNN_METRICS = ("euclidean", "cosine")
+KNN_METRIC = KNN_METRICS[0]
 # Test rows per distance block: bounds memory at chunk x n_train float64.
 _CHUNK = 256
 
@@ -31,11 +37,15 @@ class KnnOutput:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def nearest_neighbours(train_x: np.ndarray, test_x: np.ndarray, k: int, metric: str = "euclidean") -> np.ndarray:
+def nearest_neighbours(train_x: np.ndarray, test_x: np.ndarray, k: int, metric: str = KNN_METRIC) -> np.ndarray:
     """``(N_test, k)`` indices of the nearest training rows, nearest first (float64 distances)."""
+    import numpy as np
+
     if metric not in KNN_METRICS:
         raise InputError(f"--knn-metric {metric}: choose among {', '.join(KNN_METRICS)}")
     train = np.asarray(train_x, dtype=np.float64)
@@ -63,9 +73,11 @@ def knn_probe(
     kind: str,
     n_classes: int,
     k: int = KNN_K,
-    metric: str = "euclidean",
+    metric: str = KNN_METRIC,
 ) -> KnnOutput:
     """Predictions and vote shares of the unweighted ``k``-NN vote (see the module docstring)."""
+    import numpy as np
+
     if k < 1:
         raise InputError(f"--knn-k {k}: must be at least 1")
     if len(test_x) == 0:

@@ -27,7 +27,7 @@ import numpy as np
 
 from salibi.errors import InputError
 from salibi.eval.protocols import segmentation_heads as heads
-from salibi.eval.protocols.knn import KNN_K, KNN_METRICS, knn_probe
+from salibi.eval.protocols.knn import KNN_K, KNN_METRIC, KNN_METRICS, knn_probe
 from salibi.eval.protocols.linear_probe import C_GRID, linear_probe
 from salibi.eval.scoring.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, bootstrap_interval
 from salibi.eval.scoring.task_metrics import METRICS, METRICS_BY_KIND
@@ -85,7 +85,7 @@ class ProtocolSettings:
     """Every parameter of the protocols; :meth:`parameters` is what the results record."""
 
     knn_k: int = KNN_K
-    knn_metric: str = "euclidean"
+    knn_metric: str = KNN_METRIC
     c_grid: tuple[float, ...] = C_GRID
     seg_linear_steps: int = heads.SEG_STEPS
     fpn_epochs: int = heads.FPN_EPOCHS
