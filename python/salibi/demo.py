@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from salibi.errors import InputError
+from salibi.runs import METRICS_JSONL
 from salibi.samples import sample_path
 
 TILE_PX = 64
@@ -244,7 +245,7 @@ def run_demo(
         )
     )
     summary.steps, summary.checkpoint = int(result["step"]), result.get("checkpoint")
-    records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "run" / METRICS_JSONL).read_text().splitlines()]
     summary.first_loss, summary.last_loss = records[0]["loss"], records[-1]["loss"]
     summary.seconds["pretrain"] = time.perf_counter() - clock
 

@@ -2,7 +2,7 @@
 
 ::
 
-    runs/NAME/run.json  metrics.jsonl  checkpoints/step_0000200/  checkpoints/last
+    runs/NAME/run.json  metrics.jsonl  initial_weights.json  checkpoints/step_0000200/  checkpoints/last
 
 ``checkpoints/last`` is a text file naming the newest checkpoint folder (a symbolic link
 made by hand is read too). Used by :func:`salibi.models.resolve_checkpoint` and the trainer.
@@ -18,6 +18,9 @@ from pathlib import Path
 from salibi.fileio import write_atomic
 
 __all__ = [
+    "INITIAL_WEIGHTS_JSON",
+    "METRICS_JSONL",
+    "RUN_JSON",
     "checkpoint_candidates",
     "checkpoints_dir",
     "newest_complete",
@@ -29,6 +32,11 @@ __all__ = [
 ]
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+#: The files of a run folder: its description (salibi.train.plan), its metrics (salibi.train.metrics)
+#: and the digests of its initial weights (salibi.train.initial_weights).
+RUN_JSON = "run.json"
+METRICS_JSONL = "metrics.jsonl"
+INITIAL_WEIGHTS_JSON = "initial_weights.json"
 
 
 def step_name(step: int) -> str:

@@ -46,6 +46,10 @@ EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION = "salibi-embeddings", 2
 CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION = "salibi-checkpoint", 1
 TRAINER_FORMAT, TRAINER_FORMAT_VERSION = "salibi-trainer-state", 1
 RUN_FORMAT, RUN_FORMAT_VERSION = "salibi-run", 1
+INITIAL_WEIGHTS_FORMAT, INITIAL_WEIGHTS_FORMAT_VERSION = "salibi-initial-weights", 1
+STUDY_FORMAT, STUDY_FORMAT_VERSION = "salibi-ablation-study", 1
+STUDY_INITIAL_WEIGHTS_FORMAT, STUDY_INITIAL_WEIGHTS_FORMAT_VERSION = "salibi-ablation-initial-weights", 1
+ABLATION_FORMAT, ABLATION_FORMAT_VERSION = "salibi-ablation", 1
 EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION = "salibi-eval-results", 2
 EVAL_FEATURES_FORMAT, EVAL_FEATURES_FORMAT_VERSION = "salibi-eval-features", 1
 #: ``salibi fetch``'s manifest.json (and its per-shard parts in manifests/).

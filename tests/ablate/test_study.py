@@ -13,8 +13,7 @@ import pytest
 from salibi.ablate import AblationSettings, run_ablation
 from salibi.ablate.plan import StudyLayout
 from salibi.errors import SalibiError
-from salibi.runs import step_name, write_last
-from salibi.train.initial_weights import INITIAL_WEIGHTS
+from salibi.runs import INITIAL_WEIGHTS_JSON, step_name, write_last
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +78,7 @@ def test_study_writes_its_files_resumes_and_trains_nothing_the_second_time(align
     shared = json.loads(layout.initial_weights.read_text())["seeds"]["0"]
     assert shared["shared"] == shared["equal"] > 50 and shared["only_in"] == {}
     for variant in VARIANTS:
-        record = json.loads((out / "runs" / f"{variant}-seed0" / INITIAL_WEIGHTS).read_text())["parameters"]
+        record = json.loads((out / "runs" / f"{variant}-seed0" / INITIAL_WEIGHTS_JSON).read_text())["parameters"]
         assert {n: d["sha256"] for n, d in record.items()} == shared["parameters"]
 
     # A second identical call trains and evaluates nothing, and reports the same.
@@ -104,7 +103,7 @@ def test_a_run_that_started_from_other_weights_is_refused(aligned, tmp_path):
     settings = _settings(aligned, tmp_path / "study")
     settings.variants = ("scale-alibi",)
     run_ablation(settings)
-    record_path = tmp_path / "study" / "runs" / "scale-alibi-seed0" / INITIAL_WEIGHTS
+    record_path = tmp_path / "study" / "runs" / "scale-alibi-seed0" / INITIAL_WEIGHTS_JSON
     record = json.loads(record_path.read_text())
     name = next(iter(record["parameters"]))
     record["parameters"][name]["sha256"] = "0" * 64

@@ -26,13 +26,12 @@ from typing import Any
 
 from salibi.errors import InputError, MissingInputError
 from salibi.fileio import write_atomic
-from salibi.vocabulary import VARIANTS
+from salibi.vocabulary import STUDY_FORMAT, STUDY_FORMAT_VERSION, VARIANTS
 
 __all__ = ["REFERENCE", "AblationSettings", "RunSpec", "StudyLayout", "check_study", "expand_data"]
 
 #: The variant every difference is taken against.
 REFERENCE = "scale-alibi"
-STUDY_FORMAT, STUDY_FORMAT_VERSION = "salibi-ablation-study", 1
 #: Settings that define the runs: a later call on the same folder must give the same ones.
 RUN_DEFINING = ("data", "model", "max_steps", "epochs", "batch_size", "lr", "pretrain_args")
 #: pretrain options the study sets itself for each run.

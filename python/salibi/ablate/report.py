@@ -28,11 +28,10 @@ from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.fileio import write_atomic, write_json
-from salibi.vocabulary import RANDOM_INIT
+from salibi.vocabulary import ABLATION_FORMAT, ABLATION_FORMAT_VERSION, RANDOM_INIT
 
-__all__ = ["ABLATION_FORMAT", "build_document", "markdown_report", "summary_text", "write_chart", "write_document"]
+__all__ = ["build_document", "markdown_report", "summary_text", "write_chart", "write_document"]
 
-ABLATION_FORMAT, ABLATION_FORMAT_VERSION = "salibi-ablation", 1
 _SUFFIXES = ("_std", "_iqm")
 
 

@@ -25,6 +25,8 @@ from typing import Any
 from salibi.ablate.plan import AblationSettings, RunSpec, StudyLayout, pretrain_command
 from salibi.errors import DataFormatError, SalibiError
 from salibi.fileio import write_atomic
+from salibi.runs import RUN_JSON
+from salibi.vocabulary import STUDY_INITIAL_WEIGHTS_FORMAT, STUDY_INITIAL_WEIGHTS_FORMAT_VERSION
 
 __all__ = [
     "check_run_initialisation",
@@ -44,7 +46,7 @@ def run_progress(folder: Path) -> tuple[int, int | None]:
     from salibi.models.checkpoint import check_checkpoint
     from salibi.runs import checkpoints_dir, newest_complete, step_of
 
-    run_json = folder / "run.json"
+    run_json = folder / RUN_JSON
     if not run_json.is_file():
         return 0, None
     try:
@@ -96,7 +98,11 @@ def check_shared_initialisation(settings: AblationSettings, layout: StudyLayout,
             f"initialisation in {', '.join(settings.variants)}"
             + (f"; not shared: {found['unshared']}" if found["unshared"] else "")
         )
-    document = {"format": "salibi-ablation-initial-weights", "format_version": 1, "seeds": seeds}
+    document = {
+        "format": STUDY_INITIAL_WEIGHTS_FORMAT,
+        "format_version": STUDY_INITIAL_WEIGHTS_FORMAT_VERSION,
+        "seeds": seeds,
+    }
     write_atomic(layout.initial_weights, json.dumps(document, indent=1) + "\n")
     return document
 
@@ -122,10 +128,11 @@ def check_runs_alike(specs: list[RunSpec]) -> list[str]:
     schedule's steps and the data's fingerprint, as each run's ``run.json`` records them -- the
     data order and the masks are functions of these. Returns the names compared."""
     from salibi.train.config import RUN_DEFINING
+    from salibi.train.plan import read_run
 
     described = {}
     for spec in specs:
-        document = json.loads((spec.folder / "run.json").read_text(encoding="utf-8"))
+        document = read_run(spec.folder)
         config = document.get("config", {})
         described[spec.label] = {
             **{name: config.get(name) for name in RUN_DEFINING if name != "variant"},
@@ -189,10 +196,11 @@ def write_random_init(spec: RunSpec, folder: Path, shared: dict[str, Any], log: 
     weights) as a checkpoint folder, checked against the study's digests; kept when already there."""
     from salibi.eval.baseline import check_twin, untrained_twin
     from salibi.models import load_checkpoint, resolve_checkpoint, save_checkpoint
+    from salibi.models.checkpoint import CONFIG
     from salibi.train.initial_weights import parameter_digests
 
     expected = shared["seeds"][str(spec.seed)]["parameters"]
-    if (folder / "config.json").is_file():
+    if (folder / CONFIG).is_file():
         existing = load_checkpoint(folder)
         if {n: d["sha256"] for n, d in parameter_digests(existing).items() if n in expected} == expected:
             return folder

@@ -30,6 +30,7 @@ from salibi.eval.scoring.bootstrap import CONFIDENCE_LABEL
 from salibi.eval.scoring.differences import paired_difference, run_result
 from salibi.eval.scoring.task_metrics import headline_metric
 from salibi.eval.settings import GeoBenchSettings
+from salibi.runs import RUN_JSON
 from salibi.vocabulary import RANDOM_INIT
 
 __all__ = [
@@ -68,7 +69,7 @@ def untrained_twin(model: Any, seed: int) -> Any:
 def _run_folder(checkpoint: Path) -> Path | None:
     """The run folder of a checkpoint folder ``RUN/checkpoints/step_XXXXXXX``, if it is one."""
     run = checkpoint.parent.parent
-    return run if checkpoint.parent.name == "checkpoints" and (run / "run.json").is_file() else None
+    return run if checkpoint.parent.name == "checkpoints" and (run / RUN_JSON).is_file() else None
 
 
 def run_seed(checkpoint: Path) -> int | None:
@@ -77,17 +78,18 @@ def run_seed(checkpoint: Path) -> int | None:
     if run is None:
         return None
     try:
-        return int(json.loads((run / "run.json").read_text())["config"]["seed"])
+        return int(json.loads((run / RUN_JSON).read_text())["config"]["seed"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def run_initial_weights(checkpoint: Path) -> dict[str, Any] | None:
     """The initial-weight record of the run a checkpoint folder belongs to, or None."""
-    from salibi.train.initial_weights import INITIAL_WEIGHTS, read_initial_weights
+    from salibi.runs import INITIAL_WEIGHTS_JSON
+    from salibi.train.initial_weights import read_initial_weights
 
     run = _run_folder(checkpoint)
-    if run is None or not (run / INITIAL_WEIGHTS).is_file():
+    if run is None or not (run / INITIAL_WEIGHTS_JSON).is_file():
         return None
     return read_initial_weights(run)
 

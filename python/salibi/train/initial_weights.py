@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.fileio import write_atomic
+from salibi.runs import INITIAL_WEIGHTS_JSON
+from salibi.vocabulary import INITIAL_WEIGHTS_FORMAT, INITIAL_WEIGHTS_FORMAT_VERSION
 
 if TYPE_CHECKING:
     from salibi.train.config import PretrainConfig
 
 __all__ = [
-    "INITIAL_WEIGHTS",
     "INITIAL_WEIGHTS_FORMAT",
     "compare_initial_weights",
     "initial_model",
@@ -36,9 +37,6 @@ __all__ = [
     "read_initial_weights",
     "record_initial_weights",
 ]
-
-INITIAL_WEIGHTS = "initial_weights.json"
-INITIAL_WEIGHTS_FORMAT, INITIAL_WEIGHTS_FORMAT_VERSION = "salibi-initial-weights", 1
 
 
 def initial_model(
@@ -86,12 +84,12 @@ def record_initial_weights(run: str | os.PathLike[str], model: Any, seed: int, v
         "variant": variant,
         "parameters": parameter_digests(model),
     }
-    return write_atomic(Path(run) / INITIAL_WEIGHTS, json.dumps(document, indent=1) + "\n")
+    return write_atomic(Path(run) / INITIAL_WEIGHTS_JSON, json.dumps(document, indent=1) + "\n")
 
 
 def read_initial_weights(run: str | os.PathLike[str]) -> dict[str, Any]:
     """The record of ``run`` (a run folder); MissingInputError when the run has none."""
-    path = Path(run) / INITIAL_WEIGHTS
+    path = Path(run) / INITIAL_WEIGHTS_JSON
     if not path.is_file():
         raise MissingInputError(
             f"{path} does not exist: the run was started by a salibi without initial-weight records; "

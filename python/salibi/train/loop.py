@@ -372,11 +372,12 @@ def _restore(plan: RunPlan, model: torch.nn.Module, optimizer: torch.optim.Optim
     """Load the weights, optimizer and this rank's RNG state of ``plan.resume_from``; its step."""
     from safetensors.torch import load_file
 
+    from salibi.models.checkpoint import WEIGHTS
     from salibi.train import checkpoints, distributed
 
     assert plan.resume_from is not None
     folder = Path(plan.resume_from)
-    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(rank.device)))
+    model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(rank.device)))
     tensors, meta = checkpoints.load_trainer_state(folder)
     optimizer.load_state_dict(checkpoints.unflatten_optimizer(tensors, meta["optimizer"]))
     if not distributed.restore_rng_state(tensors, rank):

@@ -16,8 +16,8 @@ from typing import Any
 
 from salibi.fileio import write_atomic
 from salibi.progress import RateProgress
+from salibi.runs import METRICS_JSONL
 
-METRICS_JSONL = "metrics.jsonl"
 #: The scalars written to TensorBoard (as ``train/<name>``).
 TENSORBOARD_SCALARS = ("loss", "contrastive", "reconstruction", "lr", "grad_norm", "samples_per_s")
 

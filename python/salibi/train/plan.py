@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import write_atomic
+from salibi.runs import RUN_JSON
 from salibi.train.config import RUN_DEFINING, PretrainConfig
 from salibi.train.data_facts import DataFacts, check_whole_patches, read_data_facts
 from salibi.vocabulary import RUN_FORMAT, RUN_FORMAT_VERSION
 
 if TYPE_CHECKING:
     from salibi.train.distributed import TorchrunEnv
-
-RUN_JSON = "run.json"
 
 
 @dataclass(frozen=True)
