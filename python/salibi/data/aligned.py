@@ -200,6 +200,7 @@ class AlignedDataset(Dataset):
         ]
         self._handles: dict[int, Any] = {}
         self._pid: int | None = None
+        self._inverse: dict[tuple[int, str], np.ndarray] = {}  # (file, modality) -> 1 / std, (C, 1, 1)
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -247,6 +248,9 @@ class AlignedDataset(Dataset):
         datasets = self._handle(k)
         sample: dict[str, Any] = {}
         for m in self.modalities:
+            if datasets[m].encoded:  # uint8 bands, normalised straight into float32
+                sample[m] = torch.from_numpy(self._normalised(k, m, *datasets[m].read_encoded(row)))
+                continue
             x, invalid = datasets[m].read(row)
             mean, std = self._stats[k][m]
             if self.normalize:
@@ -261,6 +265,25 @@ class AlignedDataset(Dataset):
         sample["index"] = row
         sample["file"] = k
         return sample
+
+    def _normalised(self, k: int, m: str, bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(C, H, W) float32 of uint8 ``bands``, ``(v - mean) / std`` (or ``v``) in two passes over
+        the output; invalid pixels 0 (or the band mean)."""
+        mean, std = self._stats[k][m]
+        out = np.subtract(bands, mean if self.normalize else 0.0, dtype=np.float32)
+        if self.normalize:
+            out *= self._inverse_std(k, m)
+        if not valid.all():
+            invalid = ~valid
+            for c in range(bands.shape[0]):
+                out[c][invalid] = 0.0 if self.normalize else mean[c, 0, 0]
+        return out
+
+    def _inverse_std(self, k: int, m: str) -> np.ndarray:
+        found = self._inverse.get((k, m))
+        if found is None:
+            found = self._inverse[k, m] = (1.0 / self._stats[k][m][1]).astype(np.float32)
+        return found
 
     def close(self) -> None:
         """Close the HDF5 handles this process opened."""

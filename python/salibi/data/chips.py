@@ -74,28 +74,37 @@ class ChipReader:
         if self.encoded:
             self.layout = ChipLayout.from_attrs(group.attrs, where)
             self._bytes = group["tile_bytes"]
-            self._offsets = group["tile_offsets"]
-            self._lengths = group["tile_lengths"]
             self._size = int(self._bytes.shape[0])
+            # Where every chip's tiles are: read once (16 bytes per tile), not twice per sample.
+            self._offsets = np.asarray(group["tile_offsets"][:], np.uint64)
+            self._lengths = np.asarray(group["tile_lengths"][:], np.uint64)
         else:
             self._data = group["data"]
+        self._gsds: np.ndarray | None = None
 
     def gsd(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """(n,) float64 ground GSDs of chips ``rows`` (increasing)."""
+        """(n,) float64 ground GSDs of chips ``rows``."""
         if self._chip_gsd is None:
             return np.full(len(rows), self.nominal_gsd)
-        values = np.asarray(self._chip_gsd[np.asarray(rows, np.int64)], np.float64)
-        if not (np.isfinite(values).all() and (values > 0).all()):
-            raise DataFormatError(f"{self.where}/chip_gsd holds a GSD that is not a positive number")
-        return values
+        if self._gsds is None:
+            values = np.asarray(self._chip_gsd[:], np.float64)
+            if not (np.isfinite(values).all() and (values > 0).all()):
+                raise DataFormatError(f"{self.where}/chip_gsd holds a GSD that is not a positive number")
+            self._gsds = values
+        return self._gsds[np.asarray(rows, np.int64)]
 
     def read(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(values float32 (C, H, W), invalid bool (C, H, W) or (H, W)) of chip ``row``."""
         if not self.encoded:
             values = np.asarray(self._data[row], dtype=np.float32)
             return values, np.isnan(values)
-        bands, valid, _ = decode_chip(self._tiles(row), self.layout, f"{self.where} chip {row}")
+        bands, valid = self.read_encoded(row)
         return bands.astype(np.float32), ~valid
+
+    def read_encoded(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bands uint8 (C, H, W), valid bool (H, W)) of chip ``row`` of an encoded-tiles modality."""
+        bands, valid, _ = decode_chip(self._tiles(row), self.layout, f"{self.where} chip {row}")
+        return bands, valid
 
     def read_rows(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """(n, C, H, W) float32 of chips ``rows`` (increasing), NaN where invalid."""
@@ -109,8 +118,7 @@ class ChipReader:
         return out
 
     def _tiles(self, row: int) -> list[bytes]:
-        offsets = np.asarray(self._offsets[row], np.uint64)
-        lengths = np.asarray(self._lengths[row], np.uint64)
+        offsets, lengths = self._offsets[row], self._lengths[row]
         ends = offsets + lengths
         if (ends > self._size).any() or (ends < offsets).any() or (lengths > MAX_TILE_BYTES).any():
             raise DataFormatError(

@@ -54,7 +54,7 @@ def image_format(data: bytes) -> str | None:
 
 
 def decode_tile(data: bytes, tile_px: int, where: str) -> np.ndarray:
-    """(tile_px, tile_px, 4) uint8 RGBA of one encoded tile (alpha 255 where the image has none)."""
+    """(tile_px, tile_px, 3 or 4) uint8 of one encoded tile: RGB, or RGBA when the image has alpha."""
     from PIL import Image
 
     kind = image_format(data)
@@ -80,7 +80,7 @@ def decode_tile(data: bytes, tile_px: int, where: str) -> np.ndarray:
         raise DataFormatError(f"{where}: refused as a decompression bomb ({err})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise DataFormatError(f"{where}: a damaged {kind} image ({err})") from None
-    return np.asarray(image if image.mode == "RGBA" else image.convert("RGBA"))
+    return np.asarray(image if image.mode in ("RGB", "RGBA") else image.convert("RGBA"))
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,19 @@ def decode_chip(
     if len(tiles) != layout.tiles:
         raise DataFormatError(f"{where}: {len(tiles)} tiles for a chip of {layout.tiles}")
     t, side = layout.tile_px, layout.side
-    rgba = np.empty((t * side, t * side, 4), np.uint8)
+    bands = np.empty((len(layout.channels), t * side, t * side), np.uint8)
+    valid = np.ones((t * side, t * side), bool)
     for k, data in enumerate(tiles):
         r, c = divmod(k, side)
         name = names[k] if names else (where if layout.tiles == 1 else f"{where} tile {k + 1}/{layout.tiles}")
-        rgba[r * t : (r + 1) * t, c * t : (c + 1) * t] = decode_tile(data, t, name)
-    valid = rgba[..., 3] > 0
-    bands = np.ascontiguousarray(np.moveaxis(rgba[..., list(layout.channels)], -1, 0))
+        pixels = decode_tile(data, t, name)  # (t, t, 3 | 4)
+        rows, cols = slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t)
+        for band, channel in enumerate(layout.channels):
+            if channel >= pixels.shape[-1]:
+                raise DataFormatError(f"{name}: an image without channel {channel} (alpha); expected RGBA")
+            bands[band, rows, cols] = pixels[..., channel]
+        if pixels.shape[-1] == 4:
+            np.greater(pixels[..., 3], 0, out=valid[rows, cols])
     saturated = 0
     if layout.sar_overflow != "none":
         wrapped = (bands == 0) & valid
