@@ -75,7 +75,7 @@ def test_study_writes_its_files_resumes_and_trains_nothing_the_second_time(align
 
     # Every variant and the untrained model started from the same weights: the study's record
     # and each run's own agree, parameter by parameter.
-    shared = json.loads(layout.initial_weights.read_text())["seeds"]["0"]
+    shared = json.loads(layout.shared_initial_weights.read_text())["seeds"]["0"]
     assert shared["shared"] == shared["equal"] > 50 and shared["only_in"] == {}
     for variant in VARIANTS:
         record = json.loads((out / "runs" / f"{variant}-seed0" / INITIAL_WEIGHTS_JSON).read_text())["parameters"]

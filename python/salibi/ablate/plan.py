@@ -8,7 +8,7 @@ A study folder ``studies/NAME``::
     eval/VARIANT-seedS.json         salibi eval geobench results of each run's final checkpoint
     eval/random-init-seedS.json     ... and of the untrained model
     tasks/                          the evaluation tasks shipped with salibi (without --root)
-    initial_weights.json            per seed: every variant's parameter digests, checked equal
+    shared_initial_weights.json     per seed: every variant's parameter digests, checked equal
     ablation.json  ablation.md  ablation.png
 
 Runs of one seed differ only in ``--variant``: same data and order, masks, schedule and initial
@@ -121,7 +121,7 @@ class StudyLayout:
         self.runs = self.root / "runs"
         self.eval = self.root / "eval"
         self.tasks = self.root / "tasks"
-        self.initial_weights = self.root / "initial_weights.json"
+        self.shared_initial_weights = self.root / "shared_initial_weights.json"
         self.json = self.root / "ablation.json"
         self.markdown = self.root / "ablation.md"
         self.chart = self.root / "ablation.png"

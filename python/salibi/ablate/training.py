@@ -4,7 +4,7 @@ trained (or resumed, or found finished); the untrained reference model of each s
 - :func:`check_shared_initialisation`: before any step, every variant's model is built the way
   ``salibi pretrain`` builds it (:func:`salibi.train.initial_weights.initial_model`) and its
   parameter digests compared; any shared parameter that differs stops the study. The digests go
-  to ``initial_weights.json``.
+  to ``shared_initial_weights.json``.
 - :func:`train_run`: ``salibi pretrain ... --resume`` in a child process (a run not started
   starts; an interrupted one resumes from its newest checkpoint; a finished one is not started at
   all); its output goes to ``log`` line by line.
@@ -72,7 +72,7 @@ def _variant_digests(settings: AblationSettings, seed: int, variant: str) -> dic
 
 def check_shared_initialisation(settings: AblationSettings, layout: StudyLayout, log: Log) -> dict[str, Any]:
     """Build every variant's initial model for every seed as ``salibi pretrain`` will; SalibiError
-    when a parameter they share differs. Writes and returns the ``initial_weights.json`` document."""
+    when a parameter they share differs. Writes and returns the ``shared_initial_weights.json`` document."""
     from salibi.train.initial_weights import compare_initial_weights
 
     seeds: dict[str, Any] = {}
@@ -103,7 +103,7 @@ def check_shared_initialisation(settings: AblationSettings, layout: StudyLayout,
         "format_version": STUDY_INITIAL_WEIGHTS_FORMAT_VERSION,
         "seeds": seeds,
     }
-    write_atomic(layout.initial_weights, json.dumps(document, indent=1) + "\n")
+    write_atomic(layout.shared_initial_weights, json.dumps(document, indent=1) + "\n")
     return document
 
 
