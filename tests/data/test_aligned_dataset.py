@@ -177,7 +177,9 @@ def test_open_aligned_checks_format(optical, tmp_path):
     shutil.copy(optical, future)
     with h5py.File(future, "r+") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(DataFormatError, match=r"future\.h5: aligned-set format version 99 is not one this salibi reads \(1 or 2\)"):
+    with pytest.raises(
+        DataFormatError, match=r"future\.h5: aligned-set format version 99 is not one this salibi reads \(1 or 2\)"
+    ):
         AlignedDataset(future)
     broken = tmp_path / "broken.h5"
     shutil.copy(optical, broken)
