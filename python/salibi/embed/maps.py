@@ -25,7 +25,7 @@ from salibi.errors import InputError
 from salibi.fileio import staging_file, write_atomic
 from salibi.vocabulary import MAP_COLOUR_COLUMNS, MAP_METHODS
 
-__all__ = ["COLOUR_COLUMNS", "METHODS", "MapSummary", "project", "projection_map", "scene_map"]
+__all__ = ["COLOUR_COLUMNS", "METHODS", "MapSummary", "principal_colours", "project", "projection_map", "scene_map"]
 
 METHODS = MAP_METHODS
 COLOUR_COLUMNS = MAP_COLOUR_COLUMNS
@@ -87,6 +87,23 @@ def _pca(vectors: np.ndarray, components: int) -> np.ndarray:
     if n > 0 and vectors.shape[0] > 1:
         out[:, :n] = PCA(n_components=n, random_state=0).fit_transform(vectors)
     return out
+
+
+def principal_colours(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 3)`` uint8 red, green, blue: the first three principal components of ``vectors``, each
+    stretched between its 2nd and 98th percentile; and the share of the variance each explains."""
+    from sklearn.decomposition import PCA
+
+    vectors = np.asarray(vectors, np.float64)
+    n = min(3, vectors.shape[0], vectors.shape[1])
+    components, explained = np.zeros((vectors.shape[0], 3)), np.zeros(3)
+    if n > 0 and vectors.shape[0] > 1:
+        pca = PCA(n_components=n, random_state=0)
+        components[:, :n] = pca.fit_transform(vectors)
+        explained[:n] = np.nan_to_num(pca.explained_variance_ratio_)
+    low, high = np.percentile(components, 2, axis=0), np.percentile(components, 98, axis=0)
+    scaled = np.clip((components - low) / np.where(high > low, high - low, 1.0), 0, 1) * 255
+    return np.rint(scaled).astype(np.uint8), explained
 
 
 def projection_map(
@@ -202,11 +219,8 @@ def _on_grid(table: Embeddings, rows: np.ndarray, bounds: np.ndarray) -> tuple[n
     left, top = float(bounds[:, 0].min()), float(bounds[:, 3].max())
     cols = np.rint((bounds[:, 0] - left) / stride).astype(int)
     lines = np.rint((top - bounds[:, 3]) / stride).astype(int)
-    components = _pca(table.embedding[rows], 3)
-    low, high = np.percentile(components, 2, axis=0), np.percentile(components, 98, axis=0)
-    scaled = np.clip((components - low) / np.where(high > low, high - low, 1.0), 0, 1) * 255
     pixels = np.zeros((4, lines.max() + 1, cols.max() + 1), np.uint8)
-    pixels[:3, lines, cols] = np.rint(scaled.T).astype(np.uint8)
+    pixels[:3, lines, cols] = principal_colours(table.embedding[rows])[0].T
     pixels[3, lines, cols] = 255
     offset = (chip - stride) / 2  # a pixel per stride, centred on its chip
     return pixels, (stride, 0.0, left + offset, 0.0, -stride, top - offset)

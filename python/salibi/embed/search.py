@@ -1,7 +1,10 @@
 """Nearest neighbours in an embeddings output (``salibi search``), through faiss.
 
 The rows (optionally one ``modality`` only) are L2-normalised and put in a ``faiss.IndexFlatIP``:
-an exact inner-product index, so the scores are cosine similarities and the neighbours exact.
+an exact inner-product index, so the scores are cosine similarities and the neighbours exact
+(:class:`CosineIndex`). Its candidates are scored again in float64 and ranked by similarity, then
+row number, so one query gets the same answer alone or in a batch (``salibi explore`` asks for
+every row's neighbours at once and must show what ``salibi search`` answers).
 The query is a row of the output (its ``path``, or its row number) or a raster file, embedded on
 the spot with the checkpoint that made the output (checked by its sha256) and the same band
 contract as ``salibi embed``. The query's own rows are left out of the answer.
@@ -19,7 +22,13 @@ import numpy as np
 from salibi.embed.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
 
-__all__ = ["Neighbour", "SearchResult", "embed_file", "search"]
+__all__ = ["CosineIndex", "Neighbour", "SearchResult", "embed_file", "search"]
+
+#: Candidates fetched beyond those asked for, so near-ties that float32 rounding orders differently
+#: alone and in a batch are ranked by the float64 scores, identically.
+_MARGIN = 8
+#: Queries per faiss call (bounds the candidates gathered for the float64 scores).
+_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,53 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
+class CosineIndex:
+    """An exact cosine-similarity index over the rows ``rows`` of ``vectors``; ``groups`` (one integer
+    per row of ``vectors``, e.g. a code per path) lets a query leave out the rows of its own group."""
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray, groups: np.ndarray | None = None) -> None:
+        self.rows = np.asarray(rows, np.int64)
+        self.unit = _normalised(vectors[self.rows])
+        self.groups = np.zeros(len(self.rows), np.int64) if groups is None else np.asarray(groups, np.int64)[self.rows]
+        self.index = _faiss().IndexFlatIP(self.unit.shape[1])
+        self.index.add(self.unit)
+
+    def nearest(
+        self, queries: np.ndarray, k: int, leave_out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, similarities)``, each ``(Q, k)``: the rows (of ``vectors``) nearest to each query
+        vector by cosine similarity, best first (ties: lower row first), -1 and NaN past the end;
+        ``leave_out``: the group of each query (Q,) whose rows are left out of its answer."""
+        found_rows = np.full((len(queries), k), -1, np.int64)
+        found_scores = np.full((len(queries), k), np.nan)
+        extra = 0  # the most rows a left-out group can take from an answer
+        if leave_out is not None and len(self.rows):
+            extra = int(np.isin(self.groups, np.unique(leave_out)).sum())
+            extra = min(extra, int(np.unique(self.groups, return_counts=True)[1].max()))
+        fetch = min(k + extra + _MARGIN, len(self.rows))
+        if fetch == 0:
+            return found_rows, found_scores
+        for start in range(0, len(queries), _BATCH):
+            unit = _normalised(queries[start : start + _BATCH])
+            _, found = self.index.search(unit, fetch)
+            valid = found >= 0
+            at = np.where(valid, found, 0)
+            # float64 scores of the candidates: the same for a query alone or in a batch
+            scores = (unit.astype(np.float64)[:, None, :] * self.unit[at].astype(np.float64)).sum(axis=-1)
+            if leave_out is not None:
+                valid &= self.groups[at] != np.asarray(leave_out[start : start + _BATCH])[:, None]
+            scores[~valid] = -np.inf
+            rows = np.where(valid, self.rows[at], np.iinfo(np.int64).max)
+            by_row = np.argsort(rows, axis=1, kind="stable")
+            rows, scores = np.take_along_axis(rows, by_row, 1), np.take_along_axis(scores, by_row, 1)
+            best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            rows, scores = np.take_along_axis(rows, best, 1), np.take_along_axis(scores, best, 1)
+            kept = np.isfinite(scores)
+            found_rows[start : start + len(unit), : rows.shape[1]] = np.where(kept, rows, -1)
+            found_scores[start : start + len(unit), : rows.shape[1]] = np.where(kept, scores, np.nan)
+        return found_rows, found_scores
+
+
 def search(
     output: str | os.PathLike[str],
     query: str,
@@ -80,27 +136,26 @@ def search(
         found = ", ".join(sorted(set(table.modality))) or "none"
         raise InputError(f"{output}: no rows of modality {modality!r} to search (modalities: {found})")
     vector, described, exclude = _query_vector(table, query, modality, checkpoint, device, Path(output))
-    keep = np.array([i for i in candidates if table.path[i] not in exclude], dtype=np.int64)
-    if not len(keep):
+    left_out = np.array([table.path[i] in exclude for i in candidates], dtype=bool)
+    if left_out.all():
         raise InputError(f"{output}: no rows to search besides the query's own")
-    faiss = _faiss()
-    index = faiss.IndexFlatIP(table.embedding.shape[1])
-    index.add(_normalised(table.embedding[keep]))
-    scores, found_rows = index.search(_normalised(vector[None]), min(k, len(keep)))
+    # The query's own rows are group 1, left out of the answer.
+    index = CosineIndex(table.embedding, candidates, groups=np.isin(np.arange(len(table)), candidates[left_out]))
+    found_rows, scores = index.nearest(vector[None], k, np.ones(1, np.int64))
     neighbours = [
         Neighbour(
             rank=r + 1,
-            row=int(keep[i]),
+            row=int(i),
             similarity=float(score),
-            path=table.path[keep[i]],
-            modality=table.modality[keep[i]],
-            source=table.source[keep[i]],
-            bounds=tuple(float(v) for v in table.bounds[keep[i]]),  # type: ignore[arg-type]
+            path=table.path[i],
+            modality=table.modality[i],
+            source=table.source[i],
+            bounds=tuple(float(v) for v in table.bounds[i]),  # type: ignore[arg-type]
         )
         for r, (i, score) in enumerate(zip(found_rows[0], scores[0]))
         if i >= 0
     ]
-    return SearchResult(described, neighbours, len(keep))
+    return SearchResult(described, neighbours, int((~left_out).sum()))
 
 
 def _query_vector(
