@@ -6,7 +6,11 @@ import shlex
 
 import click
 
+from salibi.ablate.plan import REFERENCE, AblationSettings
 from salibi.vocabulary import PROTOCOLS, SIZES, VARIANTS
+
+#: The options' defaults are the settings' (one owner).
+_DEFAULT = AblationSettings(data=[], out="")
 
 
 def _variants(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -14,8 +18,8 @@ def _variants(ctx: click.Context, param: click.Parameter, value: str) -> tuple[s
     unknown = [v for v in chosen if v not in VARIANTS]
     if not chosen or unknown:
         raise click.BadParameter(f"{value!r}: a comma-separated list of {', '.join(VARIANTS)}")
-    if "scale-alibi" not in chosen:
-        raise click.BadParameter(f"{value!r}: include scale-alibi, the reference every difference is taken against")
+    if REFERENCE not in chosen:
+        raise click.BadParameter(f"{value!r}: include {REFERENCE}, the reference every difference is taken against")
     return tuple(dict.fromkeys(chosen))
 
 
@@ -31,7 +35,7 @@ def _protocols(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Study folder (studies/NAME).")
 @click.option(
     "--variants",
-    default=",".join(VARIANTS),
+    default=",".join(_DEFAULT.variants),
     show_default=True,
     callback=_variants,
     help="Comma-separated position-information variants to train; scale-alibi is the reference.",
@@ -39,18 +43,24 @@ def _protocols(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
-    default=1,
+    default=_DEFAULT.seeds,
     show_default=True,
     help="Pretraining seeds per variant (0 .. N-1); seed s of every variant starts alike.",
 )
-@click.option("--model", type=click.Choice(SIZES), default="tiny", show_default=True, help="Model size.")
+@click.option("--model", type=click.Choice(SIZES), default=_DEFAULT.model, show_default=True, help="Model size.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Optimizer steps per run.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Epochs per run.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Global batch per step.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=_DEFAULT.batch_size,
+    show_default=True,
+    help="Global batch per step.",
+)
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
+    default=_DEFAULT.lr,
     show_default=True,
     help="Peak learning rate for a global batch of 256 (salibi pretrain --lr).",
 )
@@ -73,16 +83,22 @@ def _protocols(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 @click.option(
     "--protocol",
     "protocols",
-    default="knn,linear",
+    default=",".join(_DEFAULT.protocols),
     show_default=True,
     callback=_protocols,
     help="Evaluation protocols (salibi eval geobench --protocol); the majority class is always added as chance.",
 )
-@click.option("--eval-batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Evaluation batch.")
+@click.option(
+    "--eval-batch-size",
+    type=click.IntRange(min=1),
+    default=_DEFAULT.eval_batch_size,
+    show_default=True,
+    help="Evaluation batch.",
+)
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
+    default=_DEFAULT.device,
     show_default=True,
     help="Where evaluations run.",
 )

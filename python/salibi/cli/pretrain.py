@@ -9,17 +9,21 @@ import click
 from click.core import ParameterSource
 
 from salibi.cli.options import attention_option, num_workers_option
+from salibi.train.config import PretrainConfig
 from salibi.vocabulary import SIZES, VARIANTS
+
+#: The options' defaults are the settings' (one owner).
+_DEFAULT = PretrainConfig(data=[], out="")
 
 
 @click.command("pretrain")
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
-@click.option("--model", type=click.Choice(SIZES), default="tiny", show_default=True, help="Model size.")
+@click.option("--model", type=click.Choice(SIZES), default=_DEFAULT.model, show_default=True, help="Model size.")
 @click.option(
     "--variant",
     type=click.Choice(VARIANTS),
-    default="scale-alibi",
+    default=_DEFAULT.variant,
     show_default=True,
     help="Position information: Scale-ALiBi, plain 2-D ALiBi, sin-cos embeddings or none (ablations).",
 )
@@ -39,7 +43,7 @@ from salibi.vocabulary import SIZES, VARIANTS
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=64,
+    default=_DEFAULT.batch_size,
     show_default=True,
     help="Global batch per optimizer step, split over ranks and --accumulate.",
 )
@@ -53,7 +57,7 @@ from salibi.vocabulary import SIZES, VARIANTS
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
+    default=_DEFAULT.lr,
     show_default=True,
     help="Peak learning rate for a global batch of 256, scaled linearly to --batch-size.",
 )
@@ -66,33 +70,37 @@ from salibi.vocabulary import SIZES, VARIANTS
 @click.option(
     "--mask-ratio",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.5,
+    default=_DEFAULT.mask_ratio,
     show_default=True,
     help="Fraction of each modality's patches hidden from the encoders.",
 )
 @click.option(
     "--accumulate",
     type=click.IntRange(min=1),
-    default=1,
+    default=_DEFAULT.accumulate,
     show_default=True,
     help="Micro-batches per optimizer step (gradient accumulation).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, data order and masks.")
+@click.option(
+    "--seed", type=int, default=_DEFAULT.seed, show_default=True, help="Seed of weights, data order and masks."
+)
 @num_workers_option
 @attention_option
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast [default: on with CUDA, off on CPU].")
 @click.option(
     "--save-every",
     type=click.IntRange(min=1),
-    default=500,
+    default=_DEFAULT.save_every,
     show_default=True,
     help="Checkpoint every this many steps (and at the end, and when stopped).",
 )
-@click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True, help="Checkpoints to keep.")
+@click.option(
+    "--keep", type=click.IntRange(min=1), default=_DEFAULT.keep, show_default=True, help="Checkpoints to keep."
+)
 @click.option(
     "--log-every",
     type=click.IntRange(min=1),
-    default=10,
+    default=_DEFAULT.log_every,
     show_default=True,
     help="Write metrics every this many steps.",
 )
@@ -101,7 +109,7 @@ from salibi.vocabulary import SIZES, VARIANTS
 @click.option(
     "--stop-grace",
     type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
+    default=_DEFAULT.stop_grace,
     show_default=True,
     help="Seconds the ranks get after Ctrl-C or SIGTERM to finish their step and save before they are killed "
     "(a large checkpoint on a network filesystem needs longer; under torchrun use its --shutdown-timeout).",
@@ -150,7 +158,7 @@ def command(
         raise click.UsageError("--gpus and --cpu-procs choose different devices: give one of them")
     import torch
 
-    from salibi.train import PretrainConfig, pretrain
+    from salibi.train import pretrain
     from salibi.train.config import choose_devices
 
     gpus, cpu_procs = choose_devices(gpus, cpu_procs, torch.cuda.device_count() if torch.cuda.is_available() else 0)
