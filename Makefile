@@ -62,8 +62,11 @@ $(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@
 
 $(CORE): $(DEPS) $(RUST_SOURCES)
-	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --quiet
-	touch $@
+	@# pip's 'Requirement already satisfied' lines are noise when all went well: shown on failure only.
+	@echo "building the Rust core into $(VENV) (log: $(VENV)/core-build.log)"
+	@VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --quiet > $(VENV)/core-build.log 2>&1 \
+		|| { cat $(VENV)/core-build.log; exit 1; }
+	@touch $@
 
 clean:
 	rm -rf $(VENV) target demo-out
