@@ -31,6 +31,8 @@ EVAL_FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
 PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
 #: The untrained reference evaluated beside a checkpoint (``salibi eval geobench --baseline``, ``salibi ablate``).
 RANDOM_INIT = "random-init"
+#: Nearest neighbours listed per query by ``salibi search`` and per chip by ``salibi explore``.
+NEIGHBOURS_K = 10
 #: salibi map's 2-D projections (auto: UMAP when umap-learn is installed, else PCA).
 MAP_METHODS: tuple[str, ...] = ("auto", "umap", "pca")
 #: What salibi map can colour points by: k-means clusters or a column of the output.

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from salibi.cli.options import device_option
+from salibi.vocabulary import NEIGHBOURS_K
 
 
 @click.command("search")
@@ -18,7 +19,9 @@ from salibi.cli.options import device_option
     help="A row of OUT (its path, e.g. scene.tif#r3c5, or its row number) or a raster file to embed "
     "first (needs --checkpoint).",
 )
-@click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to list.")
+@click.option(
+    "--k", "k", type=click.IntRange(min=1), default=NEIGHBOURS_K, show_default=True, help="Neighbours to list."
+)
 @click.option("--modality", default=None, metavar="M", help="Search rows of this modality only (e.g. joint, lores).")
 @click.option(
     "--checkpoint",

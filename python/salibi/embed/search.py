@@ -21,6 +21,7 @@ import numpy as np
 
 from salibi.embed.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
+from salibi.vocabulary import NEIGHBOURS_K
 
 __all__ = ["CosineIndex", "Neighbour", "SearchResult", "embed_file", "search"]
 
@@ -122,7 +123,7 @@ class CosineIndex:
 def search(
     output: str | os.PathLike[str],
     query: str,
-    k: int = 10,
+    k: int = NEIGHBOURS_K,
     modality: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     device: str = "cpu",
