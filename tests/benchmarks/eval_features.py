@@ -32,10 +32,11 @@ from salibi.bands import S2_ORDER
 from salibi.devices import resolve_device
 from salibi.eval.band_matching import map_task_bands
 from salibi.eval.evaluate import checkpoint_bands
-from salibi.eval.features import band_normalisation, extract_features, prepare_sample
+from salibi.eval.features import extract_features
 from salibi.eval.geobench import safe_pickle
 from salibi.eval.geobench.sample_tasks import _S2_BANDS
 from salibi.eval.geobench.tasks import Task
+from salibi.eval.model_inputs import band_normalisation, prepare_sample
 from salibi.models import build
 
 

@@ -12,8 +12,9 @@ import torch
 
 from salibi.eval.band_matching import BandMatch, ModalityInput, map_task_bands
 from salibi.eval.evaluate import checkpoint_bands
-from salibi.eval.features import band_normalisation, extract_features, prepare_sample
+from salibi.eval.features import extract_features
 from salibi.eval.geobench.tasks import BandInfo, Task, open_task
+from salibi.eval.model_inputs import band_normalisation, prepare_sample
 from salibi.models import load_checkpoint
 
 

@@ -14,9 +14,9 @@ import torch
 from salibi.errors import OutputExistsError
 from salibi.eval.band_matching import map_task_bands
 from salibi.eval.evaluate import checkpoint_bands, evaluate_geobench
-from salibi.eval.features import band_normalisation, prepare_sample
 from salibi.eval.geobench.sample_tasks import write_sen1floods11_task
 from salibi.eval.geobench.tasks import Task, discover_tasks
+from salibi.eval.model_inputs import band_normalisation, prepare_sample
 from salibi.eval.scoring.task_metrics import mean_iou
 from salibi.eval.settings import GeoBenchSettings
 from salibi.models import build, load_checkpoint, save_checkpoint

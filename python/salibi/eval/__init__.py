@@ -1,26 +1,26 @@
-"""Frozen-encoder evaluation on GEO-Bench (``salibi eval geobench``).
+"""Frozen-encoder evaluation on GEO-Bench and GEO-Bench-2 (``salibi eval geobench``).
 
 ::
 
-    from salibi.eval.evaluate import evaluate_geobench            # the whole command as a call
-    from salibi.eval.geobench.tasks import discover_tasks, open_task  # the reader (no geobench package)
+    from salibi.eval.evaluate import evaluate_geobench                 # the evaluation as a call
+    from salibi.eval.settings import GeoBenchSettings                  # what it evaluates, and how
     from salibi.eval.geobench.sample_tasks import write_shipped_tasks  # the real-pixel tasks shipped with salibi
     from salibi.eval.scoring.bootstrap import bootstrap_interval, paired_bootstrap_difference  # intervals
 
-Reading: :mod:`~salibi.eval.geobench.safe_pickle` (restricted unpickler for geobench metadata),
-:mod:`~salibi.eval.geobench.pickle_writer` (its inverse) and :mod:`~salibi.eval.geobench.pickle_records` (the
-inert records both use), :mod:`~salibi.eval.geobench.tasks` (tasks, specs, partitions, samples as
-dicts), :mod:`~salibi.eval.band_matching` (task bands -> checkpoint modalities),
-:mod:`~salibi.eval.features` (streamed, shape-batched encoding).
+At this level, the evaluation itself: :mod:`~salibi.eval.settings` (:class:`GeoBenchSettings`,
+light enough for the command line's defaults), :mod:`~salibi.eval.evaluate` (every task,
+partition, protocol and seed into one results document), :mod:`~salibi.eval.command` (the
+command as calls: resumed, written to its files, the random-init baseline beside it),
+:mod:`~salibi.eval.benchmarks` (which benchmark a root holds), :mod:`~salibi.eval.band_matching`
+(task bands -> checkpoint modalities), :mod:`~salibi.eval.partitions` (which training samples
+each partition uses), :mod:`~salibi.eval.model_inputs` (samples as normalised model inputs),
+:mod:`~salibi.eval.features` (streamed, shape-batched encoding, pooled as the model pools) and
+:mod:`~salibi.eval.baseline` (the same model untrained, the reference every number needs).
 
-Protocols on arrays, independent of the reader: :mod:`~salibi.eval.protocols.registry` (the registry
-and its parameters), :mod:`~salibi.eval.protocols.knn`, :mod:`~salibi.eval.protocols.linear_probe`,
-:mod:`~salibi.eval.protocols.segmentation_heads`; :mod:`~salibi.eval.scoring.task_metrics` (every metric on any
-resample of the test set) and :mod:`~salibi.eval.scoring.bootstrap` (bootstrap intervals, IQM).
-
-Outputs: :mod:`~salibi.eval.evaluate` (the command as a call), :mod:`~salibi.eval.output.results` (the
-results document and its runs), :mod:`~salibi.eval.output.report` (JSON, Markdown, PNG),
-:mod:`~salibi.eval.output.csv_export` (torchgeo-bench's CSV), :mod:`~salibi.eval.scoring.aggregation`
-(GEO-Bench's IQM aggregate) and :mod:`~salibi.eval.output.feature_store` (``--save-features``).
-Nothing heavy is imported here.
+Its rooms: :mod:`~salibi.eval.geobench` (GEO-Bench v1 task folders, the safe unpickler, the
+shipped tasks), :mod:`~salibi.eval.geobench2` (tortilla files, dataset conventions, sensor
+routing), :mod:`~salibi.eval.protocols` (knn, linear probe, segmentation heads, on arrays),
+:mod:`~salibi.eval.scoring` (metrics, bootstrap intervals, paired differences, GEO-Bench's
+aggregate) and :mod:`~salibi.eval.output` (the results document, its files, tables and charts,
+the CSV and the saved features). Nothing is imported here.
 """

@@ -43,8 +43,9 @@ from salibi.devices import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.eval.band_matching import TaskInputs, default_band_names
 from salibi.eval.benchmarks import Benchmark, open_benchmark
-from salibi.eval.features import SplitFeatures, band_normalisation, extract_features
+from salibi.eval.features import SplitFeatures, extract_features
 from salibi.eval.geobench.tasks import Task, default_root
+from salibi.eval.model_inputs import band_normalisation
 from salibi.eval.output import results as R
 from salibi.eval.output.feature_store import features_path, write_features
 from salibi.eval.partitions import TaskPlan, parse_list, plan_task, resolve_partitions, subset

@@ -221,8 +221,13 @@ class ScaleAlibiModel(nn.Module):
     def embed(
         self, images: torch.Tensor, modality: str, gsd: float | torch.Tensor, ref_length: float | None = None
     ) -> torch.Tensor:
-        """(B, C, H, W) -> (B, D): the mean of :meth:`encode`'s tokens."""
-        return self.encode(images, modality, gsd, ref_length).mean(dim=1)
+        """(B, C, H, W) -> (B, D): :meth:`encode`'s tokens pooled (:meth:`pool`)."""
+        return self.pool(self.encode(images, modality, gsd, ref_length))
+
+    @staticmethod
+    def pool(tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) encoder tokens -> (B, D): their mean, the feature :meth:`embed` gives."""
+        return tokens.mean(dim=1)
 
     def encode_joint(
         self,
@@ -255,9 +260,13 @@ class ScaleAlibiModel(nn.Module):
         gsd: Mapping[str, float | torch.Tensor],
         ref_length: float | None = None,
     ) -> torch.Tensor:
-        """(B, D): the mean over modalities of each modality's mean joint token
-        (:meth:`encode_joint`), so a modality with more patches does not outweigh the others."""
-        joint = self.encode_joint(images, gsd, ref_length)
+        """(B, D): :meth:`encode_joint`'s tokens pooled (:meth:`pool_joint`)."""
+        return self.pool_joint(self.encode_joint(images, gsd, ref_length))
+
+    @staticmethod
+    def pool_joint(joint: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """modality -> (B, N_m, D) joint tokens -> (B, D): the mean over modalities of each
+        modality's mean token, so a modality with more patches does not outweigh the others."""
         return torch.stack([x.mean(dim=1) for x in joint.values()]).mean(dim=0)
 
     # -- pretraining: contrastive loss, fusion, decoder, reconstruction loss ------------------
