@@ -24,6 +24,9 @@ from http_server import FileServer
 from salibi.align.pmtiles import import_archives
 from salibi.cli import cli
 from salibi.data import AlignedDataset
+from salibi.models import ModelConfig
+from salibi.train.data_facts import read_data_facts
+from salibi.train.memory import estimate_step_memory
 
 from .pmtiles_archives import ZOOM, build
 
@@ -174,6 +177,11 @@ def test_split_files_over_http_with_a_redirect_and_overflow_kept(by_url, archive
     test = AlignedDataset(summary.path, split="test", normalize=False)
     assert summary.sar_overflow == "kept" and summary.sar_saturated > 0
     assert any((test[i]["sar"] == 0).any() for i in range(len(test)))  # saturated values stay 0
+    facts = read_data_facts([summary.path])  # what pretrain plans with: the GSD is per chip
+    assert all(v.gsd_per_chip for v in facts.files[0].modalities.values())
+    config, chips = ModelConfig.for_size("tiny"), {m: (256, 256) for m in ("sar", "lores")}
+    alike, own = (estimate_step_memory(config, chips, 0.5, 4, 4, 0, gsd_per_chip=g).biases for g in (False, True))
+    assert own - alike == 3 * config.decoder_heads * 2048**2 * 4  # one decoder bias per sample, not one in all
     statuses = [r.status for r in requests]
     assert 302 in statuses and set(statuses) <= {206, 302}
     served = sum(r.sent for r in requests)

@@ -26,7 +26,8 @@ _RECREATE = "re-create it with `salibi align`"
 
 @dataclass(frozen=True)
 class ModalityFacts:
-    """One modality of one file: channels, chip size (H, W) in px, GSD, band names, statistics."""
+    """One modality of one file: channels, chip size (H, W) in px, GSD (the median of the chips' when
+    each has its own: ``gsd_per_chip``), band names, statistics."""
 
     channels: int
     chip: tuple[int, int]
@@ -34,6 +35,7 @@ class ModalityFacts:
     bands: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    gsd_per_chip: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,9 @@ def _modality_facts(path: Path, f: Any, m: str) -> ModalityFacts:
     if not (math.isfinite(gsd) and gsd > 0):
         raise DataFormatError(f"{path}: {m} GSD {gsd} is not a positive number of metres; {_RECREATE}")
     bands = tuple(b.decode() if isinstance(b, bytes) else str(b) for b in group.attrs["bands"])
-    return ModalityFacts(int(shape[1]), (int(shape[2]), int(shape[3])), gsd, bands, tuple(mean), tuple(std))
+    return ModalityFacts(
+        int(shape[1]), (int(shape[2]), int(shape[3])), gsd, bands, tuple(mean), tuple(std), "chip_gsd" in group
+    )
 
 
 def _numbers(values: list[float]) -> str:

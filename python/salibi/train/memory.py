@@ -68,9 +68,11 @@ def estimate_step_memory(
     element_bytes: int,
     parameters: int | None = None,
     materialised_biases: bool = True,
+    gsd_per_chip: bool = False,
 ) -> StepMemory:
     """One micro-batch of ``micro_batch`` samples whose ``chips`` are (H, W) px per modality;
-    ``materialised_biases=False``: the flex backend, which holds no bias tensor."""
+    ``materialised_biases=False``: the flex backend, which holds no bias tensor; ``gsd_per_chip``:
+    chips of their own GSDs (web tiles), whose decoder biases differ per sample (one each, not one)."""
     p = config.patch_size
     tokens = {}
     for m, (h, w) in chips.items():
@@ -85,7 +87,8 @@ def estimate_step_memory(
     if low and "hires" in kept:
         per_sample += config.heads * (sum(kept[m] for m in low) + kept["hires"]) ** 2
     every = sum(n for n, _ in tokens.values())
-    biases = (per_sample * micro_batch + config.decoder_heads * every * every) * element_bytes
+    decoder_biases = micro_batch if gsd_per_chip else 1
+    biases = (per_sample * micro_batch + config.decoder_heads * every * every * decoder_biases) * element_bytes
     if not materialised_biases:
         biases = 0
     width = _ACTIVATIONS_PER_WIDTH

@@ -172,7 +172,14 @@ def _check_memory(
     for f in data.files:
         chips = {m: f.modalities[m].chip for m in data.modalities}
         estimate = estimate_step_memory(
-            build, chips, config.mask_ratio, micro_batch, 2 if amp else 4, parameters, materialised_biases=not flex
+            build,
+            chips,
+            config.mask_ratio,
+            micro_batch,
+            2 if amp else 4,
+            parameters,
+            materialised_biases=not flex,
+            gsd_per_chip=any(f.modalities[m].gsd_per_chip for m in data.modalities),
         )
         check_step_memory(estimate, available, where, config.model, flex_possible=config.use_cuda and not flex)
 
