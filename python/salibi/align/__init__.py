@@ -2,7 +2,9 @@
 
 Chips of one ground footprint are cut out of high-resolution optical (``hires``), low-resolution
 optical (``lores``, e.g. Sentinel-2) and SAR (``sar``, e.g. Sentinel-1) rasters and written to
-one HDF5 file (format ``salibi-aligned`` version 1, see DESIGN.md "Data formats").
+one HDF5 file (format ``salibi-aligned``, see DESIGN.md "Data formats": version 2, whose raster
+layout is version 1's). The paper's released PMTiles archives are imported by
+:mod:`salibi.align.pmtiles` instead (``salibi align`` tells them by their magic bytes).
 
 How it works (the module that does each step in brackets; the Rust core's counterparts are in
 ``rust/salibi-core/src/align/``):
