@@ -79,9 +79,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from salibi.cli import ablate, align, bias, demo, embed, eval, fetch, info, map, pretrain, search
+    from salibi.cli import ablate, align, bias, demo, embed, eval, explore, fetch, info, map, pretrain, search
 
-    for module in (info, bias, fetch, align, pretrain, eval, ablate, embed, search, map, demo):
+    for module in (info, bias, fetch, align, pretrain, eval, ablate, embed, search, map, explore, demo):
         cli.add_command(module.command)
 
 
