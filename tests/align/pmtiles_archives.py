@@ -73,7 +73,7 @@ def encode(rgba: np.ndarray, kind: str) -> bytes:
     if kind == "JPEG":
         Image.fromarray(rgba[..., :3], "RGB").save(buffer, "JPEG", quality=95)
     else:
-        Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+        Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=1)  # real PNG, made fast
     return buffer.getvalue()
 
 
