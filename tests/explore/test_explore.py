@@ -1,13 +1,19 @@
-"""salibi explore in headless Chromium: the page draws every chip of the demo's embeddings and of a
-scene's chip grid with no network and no console error, a click lists exactly what salibi search
+"""salibi explore. In headless Chromium: the page draws every chip of the demo's embeddings and of
+a scene's chip grid with no network and no console error, a click lists exactly what salibi search
 answers for the clicked row, the filters change what is drawn, and a base map that cannot load is
-left out without a word. A screenshot of each page is kept under pytest's tmp folder."""
+left out without a word (a screenshot of each page is kept under pytest's tmp folder, its path
+printed). Without a browser: a shared-space file's neighbours cross modalities and are salibi
+search's; bad input is one Error line with nothing written.
+
+One module, so its fixtures (a checkpoint, two embedded sets, the browser) are made once."""
 
 from __future__ import annotations
 
 import base64
+import shutil
 import socket
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -16,7 +22,7 @@ from PIL import Image
 from salibi.cli import cli
 from salibi.embed import read_embeddings
 from salibi.embed.search import search
-from salibi.explore import explore
+from salibi.explore import explore, page_payload
 
 K = 10
 
@@ -143,3 +149,55 @@ def test_a_base_map_that_cannot_load_is_left_out_without_an_error(demo_embedding
     assert page.errors == []
     # Only the browser's own line per refused tile; the page says nothing.
     assert [t for kind, t, url in page.console if kind == "error" and f"127.0.0.1:{port}" not in url] == []
+
+
+def _array(payload, key: str, dtype: str, k: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(payload[key]), dtype).reshape(-1, k)
+
+
+def test_shared_space_neighbours_are_searched_across_modalities(demo_embeddings, tmp_path):
+    shared = tmp_path / "shared.h5"
+    shutil.copy(demo_embeddings, shared)
+    with h5py.File(shared, "r+") as f:
+        f.attrs["space"] = "shared"  # as salibi embed --space shared records it
+    table = read_embeddings(shared)
+    payload, found = page_payload(table, shared.name, k=5, basemap=None)
+    assert (found["space"], found["stated"]) == ("shared", True)
+    assert payload["command"] == "salibi search shared.h5 --query {row} --k 5"  # no --modality: all of them
+    rows = _array(payload, "neighbours", "<i4", 5)
+    similarity = _array(payload, "similarity", "<f4", 5)
+    modality = np.asarray(table.modality)
+    for row in (int(np.flatnonzero(modality == "sar")[0]), int(np.flatnonzero(modality == "lores")[-1])):
+        answer = search(shared, str(row), k=5).neighbours
+        assert rows[row].tolist() == [n.row for n in answer]
+        np.testing.assert_allclose(similarity[row], [n.similarity for n in answer], rtol=1e-6)
+    # The same file in the encoder space: each row's neighbours are of its own modality.
+    encoder, _ = page_payload(read_embeddings(demo_embeddings), "demo.h5", k=5, basemap=None)
+    own = _array(encoder, "neighbours", "<i4", 5)
+    assert (modality[own] == modality[:, None]).all()
+
+
+def test_bad_input_is_one_error_line_and_nothing_is_written(demo_embeddings, tmp_path):
+    runner = CliRunner()
+
+    def fails(*args: str) -> str:
+        result = runner.invoke(cli, ["explore", *args])
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+        return lines[0]
+
+    assert "no such embeddings file" in fails(str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "a.html"))
+    assert not (tmp_path / "a.html").exists()
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my notes</p>")
+    assert "is not a salibi explore page; choose another -o" in fails(str(demo_embeddings), "-o", str(notes))
+    assert notes.read_text() == "<p>my notes</p>"
+    assert "{z}, {x} and {y}" in fails(str(demo_embeddings), "-o", str(tmp_path / "b.html"), "--basemap", "http://x/")
+    assert "is the embeddings file itself" in fails(str(demo_embeddings), "-o", str(demo_embeddings))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.html"]
+    # A page of its own is replaced.
+    page = tmp_path / "page.html"
+    for _ in range(2):
+        result = runner.invoke(cli, ["explore", str(demo_embeddings), "-o", str(page), "--basemap", "none", "--k", "3"])
+        assert result.exit_code == 0 and "3 nearest neighbours each" in result.output, result.output
