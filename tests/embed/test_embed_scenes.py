@@ -17,6 +17,7 @@ from rasterio.windows import bounds as window_bounds
 
 from salibi.embed import embed, read_embeddings
 from salibi.embed import scenes as scenes_module
+from salibi.embed.work import STAGES
 from salibi.models import load_checkpoint
 
 from .make_tiles import MEAN, NAIP, SPAIN_S2, STD
@@ -67,6 +68,14 @@ def test_a_scene_is_a_grid_of_chips_with_their_windows_and_footprints(naip_run):
     # NAIP names no bands: taken in order, said once, recorded on every row
     assert set(table.bands) == {"1,2,3 (assumed)"}
     assert sum("bands 1,2,3 taken in order as the lores encoder's B04, B03, B02" in s for s in said) == 2  # once a run
+
+
+def test_the_summary_says_where_the_wall_time_went(naip_run):
+    summary, _, _ = naip_run
+    stages = summary.stages
+    assert set(stages) == {*STAGES, "route"} and min(stages.values()) >= 0
+    assert stages["model"] > 0 and stages["write"] > 0 and stages["merge"] > 0 and stages["route"] > 0
+    assert sum(stages[s] for s in STAGES) <= summary.seconds  # stages of one thread's wall time: no overlap
 
 
 def test_chip_rows_equal_an_independent_computation(naip_run, checkpoint):

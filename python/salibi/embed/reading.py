@@ -25,7 +25,16 @@ from salibi.embed.routing import Router
 from salibi.embed.scenes import SceneWork, read_scene_work
 from salibi.embed.tiles import TileWork, read_tile, router_for
 
-__all__ = ["GDAL_OPTIONS", "READER_THREADS", "ItemReader", "item_size", "items_ahead", "read_item", "read_items"]
+__all__ = [
+    "GDAL_OPTIONS",
+    "READER_THREADS",
+    "ItemReader",
+    "item_size",
+    "items_ahead",
+    "read_in_threads",
+    "read_item",
+    "read_items",
+]
 
 #: Reader threads when ``num_workers`` is 0.
 READER_THREADS = 2
@@ -99,7 +108,7 @@ def read_items(reader: ItemReader, batch_size: int, num_workers: int) -> Generat
     """The chips of ``reader``'s items in order, read ahead by :data:`READER_THREADS` threads or
     by ``num_workers`` processes (a generator: close it to stop the readers early)."""
     if num_workers == 0:
-        yield from _in_threads(reader, READER_THREADS, items_ahead(reader.items, batch_size, READER_THREADS))
+        yield from read_in_threads(reader, READER_THREADS, items_ahead(reader.items, batch_size, READER_THREADS))
         return
     from torch.utils.data import DataLoader
 
@@ -115,7 +124,7 @@ def read_items(reader: ItemReader, batch_size: int, num_workers: int) -> Generat
     yield from loader
 
 
-def _in_threads(reader: ItemReader, threads: int, ahead: int) -> Iterator[list[Chip]]:
+def read_in_threads(reader: ItemReader, threads: int, ahead: int) -> Iterator[list[Chip]]:
     """Items read by ``threads`` threads, at most ``ahead`` beyond the one consumed, in order. An
     error that escapes a reader (read_item returns failures as chips) is raised here; when the
     consumer stops early, what is queued is cancelled and the running reads are waited for."""
