@@ -37,18 +37,22 @@ What becomes a row:
    windows. A tile is read whole: give large rasters as scenes (``chip_size_m``), read window by
    window in bounded memory.
 6. Batching (:mod:`~salibi.embed.batches`): equal (modality, GSD, size) windows ``batch_size``
-   per forward pass on ``device`` (``auto``: CUDA when available, bf16 autocast);
-   ``num_workers`` DataLoader processes read; ``gpus``/``cpu_procs`` ranks (or torchrun) take
-   disjoint shards of the work (:mod:`~salibi.embed.ranks`).
+   per forward pass on ``device`` (``auto``: CUDA when available, bf16 autocast); the input is
+   read ahead of the model, in order, by two reader threads (``num_workers`` 0: GDAL releases
+   the GIL) or ``num_workers`` DataLoader processes, each routing a band layout once
+   (:mod:`~salibi.embed.reading`); ``gpus``/``cpu_procs`` ranks (or torchrun) take disjoint
+   shards of the work (:mod:`~salibi.embed.ranks`). :attr:`EmbedSummary.stages` says where the
+   wall time went.
 
 Output, by extension (:mod:`~salibi.embed.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
 version 2 (:mod:`~salibi.embed.hdf5`; version 1 files are read and continued) -- or ``.parquet``
 -- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.geoparquet`; one file
 per CRS, or reprojected with ``crs``). Crash safety and resume: the finished output is only ever
 replaced whole (written under a temporary name, then renamed). While a run goes on, finished rows,
-failures and no-data skips are written as small complete part files ``out.<ext>.parts/part-RUN-
-RANK-SEQ.h5`` every ``batch_size`` rows and at least every 10 seconds; at the end the output and
-the parts are merged into a new output and the parts deleted. A killed run keeps its parts; the
+failures and no-data skips are written as complete part files ``out.<ext>.parts/part-RUN-
+RANK-SEQ.h5`` (the HDF5 layout): the first once ``batch_size`` rows are finished, then at most one
+a second and at least one every 10 seconds; at the end the output and the parts are merged in one
+pass into a new output (:mod:`~salibi.embed.merge`) and the parts deleted. A killed run keeps its parts; the
 next run with the same output -- on any number of ranks -- skips every row already in the output
 or a part (by ``path`` and ``modality``), retries failures and skipped chips and merges everything
 into exactly one row per path and modality. A raster that changed since it was embedded is not
