@@ -2,7 +2,8 @@
 
 Read top to bottom: :class:`ScaleAlibiModel`'s parts, then its methods in data-flow order
 (geometry -> patch tokens -> masking -> encoders -> contrastive loss -> fusion -> decoder ->
-reconstruction loss), then ``forward``, which returns the losses, and last the input checks.
+reconstruction loss), then ``forward``, which returns the losses; the input checks are in
+:mod:`salibi.models.inputs`.
 The layers are in :mod:`salibi.models.blocks`; the contrastive loss and the DDP collectives
 in :mod:`salibi.models.losses`.
 
@@ -35,7 +36,6 @@ CUDA and ``sdpa`` elsewhere, decided at each call from the model's device.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,8 @@ from salibi.models.attention_bias import TokenGeometry, patch_unit_grid
 from salibi.models.blocks import AttentionBias, Block, Encoder, FusionStage, Mlp, sincos_embedding
 from salibi.models.config import ModelConfig
 from salibi.models.flex import NO_BIAS, resolve_attention
+from salibi.models.inputs import check_gsd, check_images, read_batch
 from salibi.models.losses import global_means, info_nce
-from salibi.vocabulary import MODALITIES
 
 
 class ScaleAlibiModel(nn.Module):
@@ -436,81 +436,14 @@ class ScaleAlibiModel(nn.Module):
         out["temperature"] = 1.0 / self.logit_scale.detach().float().exp().clamp(max=100.0)
         return out
 
-    # -- checking inputs ------------------------------------------------------------------------
+    # -- checking inputs (salibi.models.inputs) --------------------------------------------------
 
     def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float | np.ndarray]]:
-        """Validated images (canonical modality order) and per modality one GSD, or a (B,) array of
-        each sample's when they differ."""
-        if not isinstance(batch, Mapping):
-            raise InputError(f"batch: expected a dict of modality -> images and 'gsd', got {type(batch).__name__}")
-        present = [m for m in MODALITIES if m in batch]
-        if len(present) < 2:
-            raise InputError(
-                f"batch has {', '.join(present) or 'no modality'}: pretraining needs at least two of "
-                f"{', '.join(self.modalities)} (the model's modalities)"
-            )
-        gsd_in = batch.get("gsd")
-        if not isinstance(gsd_in, Mapping):
-            raise InputError("batch['gsd']: expected a dict of modality -> metres per pixel")
-        images: dict[str, torch.Tensor] = {}
-        for m in present:
-            images[m] = self._check_images(
-                batch[m], m, images[present[0]].shape[0] if images else None, where=f"batch[{m!r}]"
-            )
-        missing = [m for m in present if m not in gsd_in]
-        if missing:
-            raise InputError(f"batch['gsd'] has no entry for {', '.join(missing)}")
-        size = images[present[0]].shape[0]
-        return images, {m: self._check_gsd(gsd_in[m], m, size) for m in present}
+        return read_batch(self, batch)
 
     def _check_images(
         self, images: object, modality: str, batch_size: int | None = None, where: str = "images"
     ) -> torch.Tensor:
-        if modality not in self.modalities:
-            raise InputError(
-                f"{where}: this model was built without {modality!r} (modalities: {', '.join(self.modalities)}); "
-                "drop it from the batch or build the model with it"
-            )
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-            got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
-            raise InputError(f"{where}: expected a float tensor (B, C, H, W) of normalised images, got {got}")
-        b, c, h, w = images.shape
-        p = self.config.patch_size
-        if c != self.config.channels[modality]:
-            raise InputError(
-                f"{where}: {c} channels, but the model's {modality} encoder takes {self.config.channels[modality]}"
-            )
-        if h % p or w % p or h == 0 or w == 0:
-            raise InputError(f"{where}: {h}x{w} px is not a multiple of the patch size {p}; pad or crop the images")
-        if batch_size is not None and b != batch_size:
-            raise InputError(f"{where}: batch size {b} differs from the other modalities' {batch_size}")
-        if images.device != self.device:
-            raise InputError(f"{where} is on {images.device} but the model on {self.device}; move it with .to()")
-        return images
+        return check_images(self, images, modality, batch_size, where)
 
-    @staticmethod
-    def _check_gsd(value: object, modality: str, batch_size: int) -> float | np.ndarray:
-        """One GSD from a float or a (B,) tensor or array of equal values (default_collate); a
-        float64 (B,) array when the samples' GSDs differ."""
-        where = f"gsd[{modality!r}]"
-        if isinstance(value, (torch.Tensor, np.ndarray)):
-            flat = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value).reshape(-1)
-            if flat.shape[0] == 0:
-                raise InputError(f"{where}: empty")
-            if flat.dtype.kind not in "iuf":
-                raise InputError(f"{where}: expected numbers of metres per pixel, got {flat.dtype}")
-            flat = flat.astype(np.float64)
-            if not (np.isfinite(flat).all() and (flat > 0).all()):
-                bad = flat[~(np.isfinite(flat) & (flat > 0))][0]
-                raise InputError(f"{where} holds {bad!r}: every GSD must be a positive number of metres per pixel")
-            if bool((flat == flat[0]).all()):
-                value = float(flat[0])
-            elif flat.shape[0] != batch_size:
-                raise InputError(
-                    f"{where}: {flat.shape[0]} GSDs for a batch of {batch_size}; give one per sample or one for all"
-                )
-            else:
-                return flat
-        if not isinstance(value, numbers.Real) or not (math.isfinite(float(value)) and float(value) > 0):
-            raise InputError(f"{where} = {value!r}: must be a positive number of metres per pixel")
-        return float(value)
+    _check_gsd = staticmethod(check_gsd)
