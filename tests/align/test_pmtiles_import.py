@@ -233,3 +233,24 @@ def test_pretrain_and_embed_use_the_imported_set(by_url, tmp_path):
         assert f["embedding"].shape[0] == s["split"].shape[0] == 5
         assert np.isfinite(f["embedding"][:]).all()
         np.testing.assert_allclose(np.sort(f["gsd"][:]), np.sort(s["sar/chip_gsd"][:]), rtol=1e-9)
+
+
+def test_hires_without_children_is_its_own_tile(archives, tmp_path):
+    """A hires archive of the chip zoom alone: each hires chip is that tile, 256 px at the chips' GSD."""
+    from pmtiles.reader import MmapSource, all_tiles
+
+    from .pmtiles_archives import write_archive
+
+    with archives.hires.open("rb") as f:
+        same_zoom = {zxy: bytes(data) for zxy, data in all_tiles(MmapSource(f)) if zxy[0] == ZOOM}
+    hires = write_archive(tmp_path / "hires_z15.pmtile", same_zoom)
+    summary = import_archives(lores=archives.lores, hires=hires, output=tmp_path / "set.h5", progress=False, **FULL)
+    assert summary.chip_px == {"lores": 256, "hires": 256} and summary.dropped_missing_child == 0
+    ds = AlignedDataset(summary.path, normalize=False)
+    with h5py.File(summary.path) as f:
+        zxy = f["tile_zxy"][:]
+    sample = ds[0]
+    assert sample["gsd"]["hires"] == sample["gsd"]["lores"]
+    tile = np.asarray(Image.open(io.BytesIO(same_zoom[tuple(int(v) for v in zxy[0])])).convert("RGBA"))
+    valid = tile[..., 3] > 0
+    np.testing.assert_array_equal(sample["hires"].numpy()[:, valid], tile[valid][:, :3].T.astype(np.float32))
