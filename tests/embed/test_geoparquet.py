@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from salibi.embed import embed, read_embeddings
+from salibi.embed.geoparquet import hilbert_keys
 from salibi.errors import InputError
 
 from .make_tiles import NAIP, SPAIN_S2
@@ -139,7 +140,11 @@ def test_resume_appends_to_a_geoparquet_output(naip_parquet, checkpoint, tmp_pat
     assert (summary.skipped, summary.embedded, summary.rows) == (154, 154, 308)
     after = geopandas.read_parquet(out)
     assert len(after) == 308 and after["path"].is_unique
-    assert after["path"].head(154).tolist() == before["path"].tolist()  # earlier rows first, unchanged
+    # The earlier rows unchanged, all of them laid out along the Hilbert curve (geoparquet.lay_out).
+    kept = after.set_index("path").loc[before["path"]]
+    assert np.array_equal(np.stack(kept["embedding"]), np.stack(before["embedding"]))
+    keys = hilbert_keys(read_embeddings(out).bounds)
+    assert (np.diff(keys.astype(np.float64)) >= 0).all()
     assert not (tmp_path / "naip.parquet.parts").exists()
 
 

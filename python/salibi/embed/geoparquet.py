@@ -19,6 +19,12 @@ A geometry column has one CRS, so an output whose rows lie in several CRSs (tile
 zones) is one file per CRS: ``out.epsg-32614.parquet``, ``out.epsg-32615.parquet``, ... (a
 single CRS: ``out.parquet`` itself); ``crs`` reprojects every footprint (densified, 8 points a
 side) to one CRS and writes one file.
+
+Laid out for archives (:func:`lay_out`, when a run's parts are merged): the rows sorted along a
+Hilbert curve of their footprint centres (over the file's extent, a 2^16 x 2^16 grid; rows without
+a footprint last), in row groups of :data:`ROW_GROUP_MIN_ROWS` to twice that many rows (the whole
+file when smaller) split where the curve crosses coarse cell boundaries, zstd, with column statistics: a reader with a query window skips the row
+groups whose ``bbox`` statistics miss it, as the GeoParquet distribution best practices ask.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ __all__ = [
     "GeoParquetWriter",
     "crs_tag",
     "iter_batches",
+    "lay_out",
     "output_files",
     "parquet_keys",
     "parquet_meta",
     "read_geoparquet",
+    "row_group_sizes",
 ]
 
 GEOPARQUET_VERSION = "1.1.0"
@@ -55,6 +63,13 @@ _BBOX = ("xmin", "ymin", "xmax", "ymax")
 _TEXT = ("path", "source", "modality", "bands")
 # Points per side of a footprint reprojected to another CRS (its edges may curve there).
 _DENSIFY = 8
+#: The fewest rows of a row group of a finished output (the whole file when it has fewer than
+#: twice this): large enough to keep footers and requests few, small enough (below 2x, under the
+#: 150 000 the best practices name) that a query window skips most of a large file.
+ROW_GROUP_MIN_ROWS = 65_536
+#: The zoom of the Hilbert curve that orders rows: 2^16 cells a side over the file's extent.
+HILBERT_ZOOM = 16
+_RANK = "__salibi_rank"
 
 
 def _arrow() -> tuple[Any, Any]:
@@ -232,6 +247,106 @@ def iter_batches(path: Path, batch_rows: int = 16384) -> Iterator[Any]:
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
 
+def row_group_sizes(keys: np.ndarray) -> list[int]:
+    """The row groups of a file whose rows have the sorted Hilbert ``keys``: one when fewer than
+    twice :data:`ROW_GROUP_MIN_ROWS`, else groups of ``ROW_GROUP_MIN_ROWS`` to twice that many
+    rows, each split where the curve crosses the coarsest cell boundary it can (so a row group is
+    a few whole cells of the grid, whose bounding boxes overlap least)."""
+    keys = np.asarray(keys, np.uint64)
+    rows, least = len(keys), ROW_GROUP_MIN_ROWS
+    sizes, start = [], 0
+    while rows - start >= 2 * least:
+        low, high = start + least, min(start + 2 * least, rows - least)  # where the next group may end
+        crossing = keys[low - 1 : high] ^ keys[low : high + 1]  # highest differing bit: the coarser boundary
+        level = np.floor(np.log2(np.maximum(crossing.astype(np.float64), 0.5)))
+        end = low + int(np.argmax(level))
+        sizes.append(end - start)
+        start = end
+    return [*sizes, rows - start]
+
+
+def hilbert_keys(bounds: np.ndarray) -> np.ndarray:
+    """uint64 position of each footprint centre (``bounds`` (N, 4), NaN: none, last) along the
+    Hilbert curve of a 2^HILBERT_ZOOM grid over their extent (the PMTiles tile-id curve)."""
+    from salibi.align.pmtiles.tiles import first_id, zxy_to_tileid
+
+    bounds = np.asarray(bounds, np.float64).reshape(-1, 4)
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    placed = np.isfinite(cx) & np.isfinite(cy)
+    keys = np.full(len(bounds), np.iinfo(np.uint64).max, np.uint64)
+    if placed.any():
+        side = (1 << HILBERT_ZOOM) - 1
+        cells = []
+        for v in (cx[placed], -cy[placed]):  # y from the north, as tiles count
+            low, high = float(v.min()), float(v.max())
+            cells.append(np.rint((v - low) / (high - low if high > low else 1.0) * side).astype(np.int64))
+        keys[placed] = zxy_to_tileid(HILBERT_ZOOM, cells[0], cells[1]) - np.uint64(first_id(HILBERT_ZOOM))
+    return keys
+
+
+def _bbox_bounds(column: Any) -> np.ndarray:
+    """(N, 4) float64 of a ``bbox`` struct column, NaN where null."""
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    out = np.column_stack([array.field(k).to_numpy(zero_copy_only=False) for k in _BBOX]).astype(np.float64)
+    out[np.asarray(array.is_null())] = np.nan
+    return out.reshape(-1, 4)
+
+
+def lay_out(unsorted: Path, target: Path) -> int:
+    """Write the rows of ``unsorted`` (a GeoParquet file of this layout) to ``target`` sorted along
+    the Hilbert curve of their footprint centres, in :func:`row_group_sizes` row groups (module
+    docstring). Beyond one row group, rows pass through one spill file per row group beside
+    ``target`` (``<target>.group-K.tmp``, removed), so memory holds one row group at a time.
+    Returns the number of rows."""
+    pa, pq = _arrow()
+    source = pq.ParquetFile(unsorted)
+    rows = source.metadata.num_rows
+    schema = source.schema_arrow
+    keys = hilbert_keys(_bbox_bounds(pq.read_table(unsorted, columns=["bbox"]).column("bbox")))
+    order = np.argsort(keys, kind="stable")
+    sizes = row_group_sizes(keys[order])
+    writer = pq.ParquetWriter(target, schema, compression="zstd")
+    spills: list[Path] = []
+    try:
+        if len(sizes) == 1:
+            table = source.read()
+            writer.write_table(table.take(pa.array(order)), row_group_size=max(rows, 1))
+            return rows
+        rank = np.empty(rows, np.int64)
+        rank[order] = np.arange(rows)
+        starts = np.cumsum([0, *sizes[:-1]])
+        group = np.searchsorted(starts, rank, side="right") - 1
+        spilled = schema.append(pa.field(_RANK, pa.int64()))
+        spills = [target.with_name(f"{target.name}.group-{k}.tmp") for k in range(len(sizes))]
+        sinks = [pa.ipc.new_file(str(path), spilled) for path in spills]
+        try:
+            at = 0
+            for batch in source.iter_batches(batch_size=16384):
+                which = group[at : at + batch.num_rows]
+                ranks = rank[at : at + batch.num_rows]
+                at += batch.num_rows
+                for k in np.unique(which).tolist():
+                    picked = np.flatnonzero(which == k)
+                    part = batch.take(pa.array(picked))
+                    sinks[k].write_batch(
+                        pa.RecordBatch.from_arrays([*part.columns, pa.array(ranks[picked])], schema=spilled)
+                    )
+        finally:
+            for sink in sinks:
+                sink.close()
+        for path in spills:
+            with pa.memory_map(str(path)) as mapped:
+                table = pa.ipc.open_file(mapped).read_all()
+            table = table.take(pa.array(np.argsort(table.column(_RANK).to_numpy()))).drop_columns([_RANK])
+            writer.write_table(table, row_group_size=table.num_rows)
+            path.unlink()
+        return rows
+    finally:
+        writer.close()
+        for path in spills:
+            path.unlink(missing_ok=True)
+
+
 def read_geoparquet(path: Path) -> Embeddings:
     """Read a GeoParquet output (the file, or every per-CRS file of the output ``path``) into memory."""
     pa, pq = _arrow()
@@ -251,9 +366,7 @@ def read_geoparquet(path: Path) -> Embeddings:
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     dim = table.schema.field("embedding").type.list_size
     flat = table.column("embedding").combine_chunks().flatten().to_numpy()
-    bbox = table.column("bbox").combine_chunks()
-    bounds = np.column_stack([bbox.field(k).to_numpy(zero_copy_only=False) for k in _BBOX]).astype(np.float64)
-    bounds[np.asarray(bbox.is_null())] = np.nan
+    bounds = _bbox_bounds(table.column("bbox"))
     failed = {p: r for m in metas for p, r in m.get("failed", [])}
     skipped = {p: r for m in metas for p, r in m.get("skipped", [])}
     return Embeddings(
@@ -263,7 +376,7 @@ def read_geoparquet(path: Path) -> Embeddings:
         modality=table.column("modality").to_pylist(),
         bands=table.column("bands").to_pylist(),
         gsd=table.column("gsd").to_numpy(),
-        bounds=bounds.reshape(-1, 4),
+        bounds=bounds,
         crs=crs,
         chip=np.asarray(table.column("chip").combine_chunks().flatten().to_numpy(), np.int64).reshape(-1, 4),
         failed_path=list(failed),

@@ -13,7 +13,9 @@ written -- into a new output, every row copied once.
      time, strings as numpy arrays (never one Python call per row or per part);
    - GeoParquet (:func:`merge_parquet`): the output's files copied whole (their record
      batches), the parts' rows converted once, into the file of their CRS, in tables of up to
-     :data:`CHUNK_ROWS` rows.
+     :data:`CHUNK_ROWS` rows; then each file laid out for archives
+     (:func:`~salibi.embed.geoparquet.lay_out`: sorted along a Hilbert curve of the footprint
+     centres, row groups of 64k rows or more).
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def merge_parquet(
     one file per CRS (``fixed_crs``: every footprint reprojected to it, one file), each staged at
     ``staging(k)`` for ``target_of(tag, number of files)``; ``meta`` is the files' ``salibi``
     metadata (the remaining notes added). Returns ``[(staged, target)]`` and the number of rows."""
-    from salibi.embed.geoparquet import GeoParquetWriter, parquet_meta
+    from salibi.embed.geoparquet import GeoParquetWriter, lay_out, parquet_meta
 
     stock = take_stock(existing + parts, _look_any)
     tags = _CrsTags()
@@ -138,9 +140,14 @@ def merge_parquet(
     meta = {**meta, "failed": list(stock.failed.items()), "skipped": list(stock.skipped.items())}
     staged = [(staging(k), target_of(group, len(groups))) for k, group in enumerate(sorted(groups))]
     writers: dict[str, GeoParquetWriter] = {}
+    # Every row is first written as it comes (beside its staged file), then laid out.
+    unsorted = {
+        group: temporary.with_name(temporary.name + ".unsorted.tmp")
+        for (temporary, _), group in zip(staged, sorted(groups))
+    }
     try:
-        for (temporary, _), group in zip(staged, sorted(groups)):
-            writers[group] = GeoParquetWriter(temporary, dim, groups[group], meta)
+        for group in sorted(groups):
+            writers[group] = GeoParquetWriter(unsorted[group], dim, groups[group], meta)
         for file, wkt in existing_crs.items():
             writers[tags(wkt)].copy(file)
         pending: dict[str, list[Columns]] = {group: [] for group in groups}
@@ -152,9 +159,15 @@ def merge_parquet(
                     pending[group] = []
         for group, left in pending.items():
             writers[group].write(Columns.concat(left, dim))
+        for writer in writers.values():
+            writer.close()
+        for (temporary, _), group in zip(staged, sorted(groups)):
+            lay_out(unsorted[group], temporary)
     finally:
         for writer in writers.values():
             writer.close()
+        for path in unsorted.values():
+            path.unlink(missing_ok=True)
     return staged, stock.rows
 
 
