@@ -2,8 +2,9 @@
 
 Everything it needs is inside it: MapLibre GL JS and its styles, read at build time from the
 pinned ``maplibre`` package on PyPI (py-maplibregl, which ships the library's bundle; MapLibre GL
-JS is BSD-3-Clause, its licence header kept), the page's own script and styles
-(``explore.js``, ``explore.css`` beside this module) and the rows as one JSON document whose
+JS is BSD-3-Clause, its licence header kept), the page's own scripts and styles
+(``chips.js``: the WebGL layer of the chips, ``explore.js``: the page; ``explore.css``; beside
+this module) and the rows as one JSON document whose
 large columns are typed arrays in base64 (never one GeoJSON feature per chip): footprints as
 float32 mercator offsets from a float64 origin, colours as uint8, modality and source as codes into
 their name lists, neighbours as int32 rows and float32 similarities. A base map is a raster layer
@@ -44,6 +45,8 @@ DEFAULT_ATTRIBUTION = "&copy; OpenStreetMap contributors"
 #: A marker every page carries: an existing -o holding it may be replaced.
 PAGE_FORMAT = "salibi-explore"
 _HERE = Path(__file__).resolve().parent
+#: The page's own scripts, beside this module, in the order they run.
+_PAGE_SCRIPTS = ("chips.js", "explore.js")
 
 
 def maplibre_assets() -> tuple[str, str, str]:
@@ -95,7 +98,9 @@ def render_page(payload: dict[str, Any], title: str) -> str:
         "/*{{EXPLORE_CSS}}*/": (_HERE / "explore.css").read_text(encoding="utf-8"),
         "/*{{MAPLIBRE_JS}}*/": _script_text(library),
         "/*{{DATA}}*/": _json_for_script(payload),
-        "/*{{EXPLORE_JS}}*/": _script_text((_HERE / "explore.js").read_text(encoding="utf-8")),
+        "/*{{EXPLORE_JS}}*/": _script_text(
+            "\n".join((_HERE / name).read_text(encoding="utf-8") for name in _PAGE_SCRIPTS)
+        ),
     }
     pattern = re.compile("|".join(re.escape(key) for key in parts))
     return pattern.sub(lambda found: parts[found.group(0)], template)
