@@ -3,15 +3,16 @@
 release the GIL, so reading overlaps the forward passes) or in ``num_workers`` DataLoader
 processes.
 
-Each reader thread or process reads with one GDAL environment for its lifetime
-(:data:`GDAL_OPTIONS`; not one per file) and one :class:`~salibi.embed.routing.Router`, so a
-folder of tiles of one band layout is routed once. At most about two batches of rows are read
+Each reader thread or process enters one GDAL environment (:data:`GDAL_OPTIONS`) for its
+lifetime, and the readers share one :class:`~salibi.embed.routing.Router`, so a folder of tiles
+of one band layout is routed once (once per DataLoader process). At most about two batches of rows are read
 ahead of the model (:func:`items_ahead`), so memory does not grow with the input.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -36,8 +37,8 @@ __all__ = [
     "read_items",
 ]
 
-#: Reader threads when ``num_workers`` is 0.
-READER_THREADS = 2
+#: Reader threads when ``num_workers`` is 0: two (the GIL lets few more help), one on one core.
+READER_THREADS = min(2, os.cpu_count() or 1)
 #: GDAL configuration of every reader: GDAL lists a raster's folder at each open to find side
 #: files (``.aux.xml``, ``.msk``, world files), which costs more the more tiles a folder holds;
 #: with TRUE it looks for each side file by name instead (it still finds them).
