@@ -86,7 +86,11 @@ class Page:
         return [text for kind, text, _ in self.console if kind == "error"] + self.errors
 
     def wait_drawn(self) -> int:
-        self.page.wait_for_function("document.body.dataset.rows !== undefined", timeout=PAGE_WAIT_MS)
+        """Wait until the chips are drawn (or the page fails: its error is raised); how many."""
+        done = "document.body.dataset.rows !== undefined || document.body.dataset.error !== undefined"
+        self.page.wait_for_function(done, timeout=PAGE_WAIT_MS)
+        error = self.page.evaluate("document.body.dataset.error")
+        assert error is None, f"the page failed: {error}"
         return int(self.page.evaluate("document.body.dataset.rows"))
 
     def show(self, row: int, zoom: float) -> None:
