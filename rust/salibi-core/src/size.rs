@@ -11,10 +11,7 @@
 //!   could hold it, whatever the machine.
 //! - A size within it that the allocator refuses is [`CoreError::OutOfMemory`] (Python:
 //!   `MemoryError`): [`vec_with_capacity`] and [`vec_filled`] use `try_reserve_exact`, and
-//!   `vec_zeroed` and [`crate::buffer`] check `alloc`'s result, so the global allocator never
-//!   aborts the process.
-
-use std::alloc::{self, Layout};
+//!   [`crate::buffer`] checks `alloc`'s result, so the global allocator never aborts the process.
 
 use crate::error::{CoreError, Result};
 
@@ -80,36 +77,6 @@ pub fn vec_filled<T: Clone>(name: &str, dims: &[usize], value: T) -> Result<Vec<
     let mut values = vec_with_capacity(name, dims)?;
     values.resize(Size::of::<T>(name, dims)?.len, value);
     Ok(values)
-}
-
-/// Element types whose all-zero bytes are the value zero.
-///
-/// # Safety
-/// An all-zero bit pattern must be a valid value of the type.
-pub(crate) unsafe trait Zeroable: Copy {}
-// SAFETY: all-zero bits are +0.0 in IEEE 754.
-unsafe impl Zeroable for f32 {}
-// SAFETY: as for f32.
-unsafe impl Zeroable for f64 {}
-
-/// A `Vec` of the `dims` product of zeros, allocated zeroed like `vec![0.0; n]`: large ones
-/// come as fresh pages the kernel has zeroed, so an output written in full afterwards is not
-/// written twice (filling it first cost resampling 5-7% of its time).
-pub(crate) fn vec_zeroed<T: Zeroable>(name: &str, dims: &[usize]) -> Result<Vec<T>> {
-    let size = Size::of::<T>(name, dims)?;
-    if size.bytes == 0 {
-        return Ok(Vec::new());
-    }
-    let layout = Layout::array::<T>(size.len).map_err(|_| too_large(name, dims, std::mem::size_of::<T>()))?;
-    // SAFETY: `layout` has a non-zero size (`size.bytes > 0`).
-    let ptr = unsafe { alloc::alloc_zeroed(layout) }.cast::<T>();
-    if ptr.is_null() {
-        return Err(size.refused(name, dims));
-    }
-    // SAFETY: `ptr` comes from the global allocator, which `Vec` uses, with
-    // `Layout::array::<T>(len)`, the layout of a `Vec<T>` of capacity `len`; its `len` elements
-    // are all-zero bytes, valid values of `T` (`Zeroable`).
-    Ok(unsafe { Vec::from_raw_parts(ptr, size.len, size.len) })
 }
 
 fn shape_text(dims: &[usize]) -> String {
@@ -184,18 +151,6 @@ mod tests {
         // The process goes on and can still allocate.
         assert_eq!(vec_filled("n", &[2, 3], 7u8).unwrap(), vec![7u8; 6]);
         assert!(vec_with_capacity::<f32>("n", &[0, 5]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn zeroed_vecs_are_zeros_and_refused_ones_out_of_memory() {
-        let mut zeros = vec_zeroed::<f32>("n", &[3, 1 << 20]).unwrap();
-        assert_eq!(zeros.len(), 3 << 20);
-        assert!(zeros.iter().all(|&v| v == 0.0));
-        zeros.push(1.0); // a Vec like any other: it may grow and is freed by Vec
-        assert_eq!(zeros.len(), (3 << 20) + 1);
-        assert!(vec_zeroed::<f64>("n", &[0, 7]).unwrap().is_empty());
-        assert!(matches!(vec_zeroed::<f64>("origins", &[1 << 48]), Err(CoreError::OutOfMemory { .. })));
-        assert!(matches!(vec_zeroed::<f64>("origins", &[1 << 61]), Err(CoreError::InvalidArgument { .. })));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::error::{require_count, require_finite, require_positive, CoreError, Result};
-use crate::size::{vec_filled, vec_with_capacity, vec_zeroed, Size};
+use crate::size::{vec_filled, vec_with_capacity, Size};
 
 /// Below this the chip pixel is smaller than a source pixel and bilinear is used.
 const AREA_MIN_SCALE: f64 = 1.0 - 1e-6;
@@ -253,8 +253,8 @@ pub fn resample_chips(sources: &[SourceRaster<'_>], origins: &[(f64, f64)], gsd:
         .try_fold(0usize, |n, s| n.checked_add(s.bands))
         .ok_or_else(|| CoreError::invalid("sources", "have more bands than any count"))?;
     let per_chip = Size::of::<f32>("size_px", &[channels, size, size])?.len;
-    let mut data = vec_zeroed::<f32>("origins", &[origins.len(), channels, size, size])?;
-    let mut invalid_fraction = vec_zeroed::<f64>("origins", &[origins.len()])?;
+    let mut data = vec_filled("origins", &[origins.len(), channels, size, size], 0f32)?;
+    let mut invalid_fraction = vec_filled("origins", &[origins.len()], 0f64)?;
     let masks = sources.iter().map(validity_mask).collect::<Result<Vec<_>>>()?;
     if !data.is_empty() {
         data.par_chunks_mut(per_chip)
