@@ -287,9 +287,12 @@ def tiles(tmp: Path, args: argparse.Namespace, device: str) -> None:
         )
         if seconds < t_embed:
             t_embed, best = seconds, summary
-        seconds, rows = timed(lambda: naive_tiles(folder, checkpoint, device))
-        t_naive = min(t_naive, seconds)
-        print(f"  run {k + 1}: embed {args.tiles / t_embed:.1f} tiles/s, naive {args.tiles / seconds:.1f} tiles/s")
+        naive_seconds, rows = timed(lambda: naive_tiles(folder, checkpoint, device))
+        t_naive = min(t_naive, naive_seconds)
+        print(
+            f"  run {k + 1}: embed {args.tiles / seconds:.1f} tiles/s, naive {args.tiles / naive_seconds:.1f} tiles/s, "
+            f"ratio {naive_seconds / seconds:.2f}x"
+        )
     table = read_embeddings(best.output)
     assert sorted(table.path) == sorted(rows), "embed and the naive loop made other rows"
     diff = 0.0
