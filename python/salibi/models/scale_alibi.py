@@ -277,8 +277,12 @@ class ScaleAlibiModel(nn.Module):
 
         pooled: modality -> (B, D) mean of the encoder tokens.
         """
-        z = {m: F.normalize(self.projectors[m](x).float(), dim=-1) for m, x in pooled.items()}  # (B, P)
-        return info_nce(z, self.logit_scale)
+        return info_nce({m: self.project(x, m) for m, x in pooled.items()}, self.logit_scale)
+
+    def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
+        """(B, D) pooled encoder tokens of ``modality`` (:meth:`pool`) -> (B, P) float32, L2-normalised:
+        the shared space in which InfoNCE compares the modalities (``salibi embed --space shared``)."""
+        return F.normalize(self.projectors[modality](pooled).float(), dim=-1)
 
     def fuse(
         self,
