@@ -31,6 +31,11 @@ EVAL_FEATURES: tuple[str, ...] = ("auto", "joint", *MODALITIES)
 PROTOCOL_ALIASES: dict[str, str] = {"seg": "seg-linear"}
 #: The untrained reference evaluated beside a checkpoint (``salibi eval geobench --baseline``, ``salibi ablate``).
 RANDOM_INIT = "random-init"
+#: Embedding spaces of ``salibi embed --space``, recorded as each output's ``space`` attribute: each
+#: encoder's own (rows comparable within one modality) or the shared contrastive space (across modalities).
+EMBEDDING_SPACES: tuple[str, ...] = ("encoder", "shared")
+#: What ``salibi ablate --evals`` evaluates: GEO-Bench-style probes, cross-modal retrieval.
+EVALUATIONS: tuple[str, ...] = ("geobench", "retrieval")
 #: Nearest neighbours listed per query by ``salibi search`` and per chip by ``salibi explore``.
 NEIGHBOURS_K = 10
 #: salibi map's 2-D projections (auto: UMAP when umap-learn is installed, else PCA).
@@ -54,5 +59,7 @@ STUDY_INITIAL_WEIGHTS_FORMAT, STUDY_INITIAL_WEIGHTS_FORMAT_VERSION = "salibi-abl
 ABLATION_FORMAT, ABLATION_FORMAT_VERSION = "salibi-ablation", 1
 EVAL_RESULTS_FORMAT, EVAL_RESULTS_FORMAT_VERSION = "salibi-eval-results", 2
 EVAL_FEATURES_FORMAT, EVAL_FEATURES_FORMAT_VERSION = "salibi-eval-features", 1
+#: ``salibi eval retrieval --output``: cross-modal recall of a checkpoint (and its untrained twin).
+RETRIEVAL_FORMAT, RETRIEVAL_FORMAT_VERSION = "salibi-retrieval", 1
 #: ``salibi fetch``'s manifest.json (and its per-shard parts in manifests/).
 FETCH_FORMAT, FETCH_FORMAT_VERSION = "salibi-fetch", 1
