@@ -105,6 +105,10 @@ impl<'a> SourceRaster<'a> {
 struct Tap {
     /// Source pixel index; may be outside `0..len` (then it is invalid).
     index: isize,
+    /// `index * stride` (the pixel's offset in the source's row-major plane along this axis),
+    /// `None` outside the source: computed once per tap, so that the loops over chip pixels
+    /// and bands only add two offsets.
+    offset: Option<usize>,
     /// Interpolation weight.
     weight: f64,
     /// Share of the chip pixel this tap decides validity for.
@@ -133,15 +137,18 @@ fn snap(v: f64) -> f64 {
     }
 }
 
-/// Taps of `n_out` output pixels along an axis of `n_in` source pixels: output pixel `k`
-/// starts at source pixel coordinate `start + k * scale` and is `scale` source pixels long.
-/// Area taps outside the source are left out (they would be invalid, so contribute nothing),
-/// which bounds their number by `n_in` per output pixel whatever the scale.
-fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize) -> Result<AxisTaps> {
+/// Taps of `n_out` output pixels along an axis of `n_in` source pixels `stride` apart in the
+/// source plane: output pixel `k` starts at source pixel coordinate `start + k * scale` and is
+/// `scale` source pixels long. Area taps outside the source are left out (they would be
+/// invalid, so contribute nothing), which bounds their number by `n_in` per output pixel
+/// whatever the scale.
+fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize, stride: usize) -> Result<AxisTaps> {
     let mut out = AxisTaps {
         offsets: vec_with_capacity("size_px", &[n_out + 1])?,
         taps: Vec::new(),
     };
+    // Inside the source, `index * stride` is within its plane (`n_in * stride` values).
+    let offset = |index: isize| usize::try_from(index).ok().filter(|&i| i < n_in).map(|i| i * stride);
     out.offsets.push(0);
     for k in 0..n_out {
         let a = snap(start + k as f64 * scale);
@@ -155,6 +162,7 @@ fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize) -> Result<AxisTa
                     let w = overlap / scale;
                     out.taps.push(Tap {
                         index: j,
+                        offset: offset(j),
                         weight: w,
                         coverage: w,
                     });
@@ -168,6 +176,7 @@ fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize) -> Result<AxisTa
             if t == 0.0 {
                 out.taps.push(Tap {
                     index: j0,
+                    offset: offset(j0),
                     weight: 1.0,
                     coverage: 1.0,
                 });
@@ -176,11 +185,13 @@ fn axis_taps(start: f64, scale: f64, n_out: usize, n_in: usize) -> Result<AxisTa
                 let (c0, c1) = if t < 0.5 { (1.0, 0.0) } else { (0.0, 1.0) };
                 out.taps.push(Tap {
                     index: j0,
+                    offset: offset(j0),
                     weight: 1.0 - t,
                     coverage: c0,
                 });
                 out.taps.push(Tap {
                     index: j0 + 1,
+                    offset: offset(j0 + 1),
                     weight: t,
                     coverage: c1,
                 });
@@ -289,10 +300,14 @@ fn resample_one_chip(
     let mut channel = 0;
     for (source, mask) in sources.iter().zip(masks) {
         let t = source.transform;
-        let x_taps = axis_taps((origin.0 - t.left) / t.pixel_width, gsd / t.pixel_width, size, source.width)?;
-        let y_taps = axis_taps((t.top - origin.1) / t.pixel_height, gsd / t.pixel_height, size, source.height)?;
-        let (w, h) = (source.width as isize, source.height as isize);
-        let valid_at = |i: isize, j: isize| i >= 0 && i < h && j >= 0 && j < w && mask[(i * w + j) as usize];
+        let (w, h) = (source.width, source.height);
+        let x_taps = axis_taps((origin.0 - t.left) / t.pixel_width, gsd / t.pixel_width, size, w, 1)?;
+        let y_taps = axis_taps((t.top - origin.1) / t.pixel_height, gsd / t.pixel_height, size, h, w)?;
+        // The source pixel of a (row, column) tap pair when it is inside and valid.
+        let valid_at = |ty: &Tap, tx: &Tap| match (ty.offset, tx.offset) {
+            (Some(row), Some(col)) => Some(row + col).filter(|&p| mask[p]),
+            _ => None,
+        };
 
         // Valid share of each chip pixel.
         for r in 0..size {
@@ -300,7 +315,7 @@ fn resample_one_chip(
                 let mut share = 0.0;
                 for ty in y_taps.of(r) {
                     for tx in x_taps.of(c) {
-                        if ty.coverage * tx.coverage > 0.0 && valid_at(ty.index, tx.index) {
+                        if ty.coverage * tx.coverage > 0.0 && valid_at(ty, tx).is_some() {
                             share += ty.coverage * tx.coverage;
                         }
                     }
@@ -321,9 +336,9 @@ fn resample_one_chip(
                     let (mut sum, mut weight) = (0.0f64, 0.0f64);
                     for ty in y_taps.of(r) {
                         for tx in x_taps.of(c) {
-                            if valid_at(ty.index, tx.index) {
+                            if let Some(pixel) = valid_at(ty, tx) {
                                 let wgt = ty.weight * tx.weight;
-                                sum += wgt * values[(ty.index * w + tx.index) as usize] as f64;
+                                sum += wgt * values[pixel] as f64;
                                 weight += wgt;
                             }
                         }
@@ -457,8 +472,12 @@ mod tests {
     #[test]
     fn area_taps_outside_the_source_are_left_out() {
         // A chip pixel of 1e12 source pixels over a 4-pixel source: 4 taps, not 1e12.
-        let taps = axis_taps(-5e11, 1e12, 1, 4).unwrap();
+        let taps = axis_taps(-5e11, 1e12, 1, 4, 10).unwrap();
         assert_eq!(taps.of(0).iter().map(|t| t.index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(taps.of(0).iter().map(|t| t.offset).collect::<Vec<_>>(), [0, 10, 20, 30].map(Some));
+        // Bilinear taps may fall outside: they have no offset.
+        let taps = axis_taps(-1.0, 0.5, 2, 4, 10).unwrap();
+        assert_eq!(taps.of(0).iter().map(|t| (t.index, t.offset)).collect::<Vec<_>>(), vec![(-2, None), (-1, None)]);
         let data = vec![2f32; 4];
         let src = SourceRaster::new("s", &data, (1, 2, 2), gt(0.0, 2.0, 1.0), None, false).unwrap();
         let out = resample_chips(&[src], &[(-1e12, 1e12)], 2e12, 1).unwrap();
