@@ -43,6 +43,8 @@ __all__ = ["ATTENTION_BACKENDS", "NO_BIAS", "FlexBias", "flex_attend", "resolve_
 _SHAPE_FAMILIES = 64
 #: Tokens per side of the blocks the CPU kernel works in (see :func:`_cpu_block_mask`).
 _CPU_BLOCK = 128
+#: Token counts the CPU kernel is given are whole multiples of this (see :func:`flex_attend`).
+_CPU_PAD = 16
 
 
 def resolve_attention(requested: str, device: torch.device) -> str:
@@ -79,19 +81,45 @@ def flex_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: FlexBia
             "attention='flex' cannot train on the CPU (torch has no FlexAttention backward there); "
             "use attention='sdpa' or 'auto' on the CPU, or run under torch.no_grad()"
         )
-    block_mask = _cpu_block_mask(q.shape[-2], k.shape[-2], str(q.device)) if q.device.type == "cpu" else None
-    with _room_for_shape_families():
-        if bias.slopes is None:
-            return _compiled(_plain_attention)(q, k, v, block_mask)
+    batch, queries, keys = q.shape[0], q.shape[-2], k.shape[-2]
+    coordinates = None
+    if bias.slopes is not None:
         assert bias.query_x is not None and bias.query_y is not None
         assert bias.key_x is not None and bias.key_y is not None
         # Coordinates of unmasked calls have batch 1: made (B, n) like the masked ones (a few
         # kilobytes), so both share one compiled kernel per shape.
-        batch = q.shape[0]
-        query_x, query_y, key_x, key_y = (
-            c.expand(batch, -1).contiguous() for c in (bias.query_x, bias.query_y, bias.key_x, bias.key_y)
-        )
-        return _compiled(_distance_attention)(q, k, v, query_x, query_y, key_x, key_y, bias.slopes, block_mask)
+        coordinates = [c.expand(batch, -1).contiguous() for c in (bias.query_x, bias.query_y, bias.key_x, bias.key_y)]
+    block_mask = None
+    if q.device.type == "cpu":
+        # torch's compiled CPU kernel gives wrong numbers, or NaN, for key counts that are not a
+        # multiple of 16 (e.g. 2 queries over 8 keys, 8 over 24): tokens are padded to whole
+        # multiples of 16, the padded keys masked out and the padded queries dropped.
+        padded_q, padded_k = _whole(queries, _CPU_PAD), _whole(keys, _CPU_PAD)
+        q = _pad_tokens(q, padded_q)
+        k, v = _pad_tokens(k, padded_k), _pad_tokens(v, padded_k)
+        if coordinates is not None:
+            coordinates = [_pad_tokens(c, n) for c, n in zip(coordinates, (padded_q, padded_q, padded_k, padded_k))]
+        block_mask = _cpu_block_mask(padded_q, keys, padded_k, str(q.device))
+    with _room_for_shape_families():
+        if coordinates is None:
+            out = _compiled(_plain_attention)(q, k, v, block_mask)
+        else:
+            out = _compiled(_distance_attention)(q, k, v, *coordinates, bias.slopes, block_mask)
+    return out[..., :queries, :]
+
+
+def _whole(tokens: int, multiple: int) -> int:
+    return -(-tokens // multiple) * multiple
+
+
+def _pad_tokens(x: torch.Tensor, tokens: int) -> torch.Tensor:
+    """``x`` (``(..., n, E)``, or coordinates ``(B, n)``) with zeros up to ``tokens`` along the token axis."""
+    axis = -2 if x.dim() == 4 else -1
+    missing = tokens - x.shape[axis]
+    if missing == 0:
+        return x
+    pad = (0, 0, 0, missing) if axis == -2 else (0, missing)
+    return torch.nn.functional.pad(x, pad)
 
 
 def _distance_attention(
@@ -124,27 +152,20 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_ma
 
 
 @functools.lru_cache(maxsize=64)
-def _cpu_block_mask(query_tokens: int, key_tokens: int, device: str) -> Any:
-    """Every query attends to every key, in blocks of 128 x 128 tokens.
+def _cpu_block_mask(query_tokens: int, key_tokens: int, padded_keys: int, device: str) -> Any:
+    """Every query attends to each of the ``key_tokens`` real keys (not the padding up to
+    ``padded_keys``), in blocks of 128 x 128 tokens.
 
     Without a block mask FlexAttention treats the whole table as one block, and its CPU kernel
     then keeps a ``(nq, nk)`` score buffer per thread -- as large as the bias it replaces. On
     CUDA the kernel tiles by itself, and no block mask is passed there.
     """
-    from torch.nn.attention.flex_attention import BlockMask
+    from torch.nn.attention.flex_attention import create_block_mask
 
-    block = _CPU_BLOCK
-    query_blocks, key_blocks = -(-query_tokens // block), -(-key_tokens // block)
-    full = torch.full((1, 1, query_blocks), key_blocks, dtype=torch.int32, device=device)  # (1, 1, Qb)
-    indices = torch.arange(key_blocks, dtype=torch.int32, device=device).expand(1, 1, query_blocks, -1).contiguous()
-    return BlockMask.from_kv_blocks(
-        torch.zeros_like(full),  # no partially masked blocks ...
-        torch.zeros_like(indices),
-        full,  # ... every block full
-        indices,
-        BLOCK_SIZE=block,
-        seq_lengths=(query_tokens, key_tokens),
-    )
+    def real_key(b: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        return j < key_tokens
+
+    return create_block_mask(real_key, None, None, query_tokens, padded_keys, device=device, BLOCK_SIZE=_CPU_BLOCK)
 
 
 @functools.cache
