@@ -45,7 +45,7 @@ proptest! {
         bands in 1usize..4, hgt in 4usize..20, wid in 4usize..20, px in 1.0f64..30.0,
         left in -1e6f64..1e6, top in -1e6f64..1e6, seed in 0u32..1000,
     ) {
-        let data: Vec<f32> = (0..bands * hgt * wid).map(|i| ((i as u32 * 2654435761u32) ^ seed) as f32).collect();
+        let data: Vec<f32> = (0..bands * hgt * wid).map(|i| ((i as u32).wrapping_mul(2654435761u32) ^ seed) as f32).collect();
         let src = SourceRaster::new("s", &data, (bands, hgt, wid), GeoTransform::new(left, top, px, px).unwrap(), None, false).unwrap();
         let size = 3.min(hgt).min(wid);
         let (r0, c0) = (hgt - size, wid - size);
