@@ -14,7 +14,7 @@ from salibi.cli.options import (
     num_workers_option,
 )
 from salibi.errors import InputError
-from salibi.vocabulary import MODALITIES
+from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 
 
 @click.command("embed")
@@ -85,6 +85,15 @@ from salibi.vocabulary import MODALITIES
     help="Aligned set: also one row per modality through its own encoder, beside the joint row.",
 )
 @click.option(
+    "--space",
+    type=click.Choice(EMBEDDING_SPACES),
+    default=EMBEDDING_SPACES[0],
+    show_default=True,
+    help="encoder: each modality's pooled encoder tokens (its own space; what probes and maps take). shared: "
+    "those projected into the contrastive space where the modalities meet (search across sensors); an aligned "
+    "set then gets one row per modality and no joint row. Recorded in the output as its space.",
+)
+@click.option(
     "--crs",
     default=None,
     metavar="CRS",
@@ -113,6 +122,7 @@ def command(
     band_names: str | None,
     fill_missing: str,
     per_modality: bool,
+    space: str,
     crs: str | None,
     batch_size: int,
     device: str,
@@ -146,6 +156,7 @@ def command(
       salibi embed tiles/ --checkpoint runs/first -o embeddings.h5 --batch-size 64 --num-workers 4
       salibi embed T31UDQ.tif --checkpoint runs/first -o chips.parquet --chip-size-m 320 --gpus 4
       salibi embed floods.h5 --checkpoint runs/first -o joint.parquet --per-modality
+      salibi embed floods.h5 --checkpoint runs/first -o shared.h5 --space shared   # then search across sensors
     """
     from salibi.embed import embed
 
@@ -166,6 +177,7 @@ def command(
         band_names=names,
         fill_missing=fill_missing,
         per_modality=per_modality,
+        space=space,
         crs=crs,
         batch_size=batch_size,
         device=device,

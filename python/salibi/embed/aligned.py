@@ -62,8 +62,11 @@ class AlignedPlan:
     crs: str
     count: int
 
-    def rows_of(self, per_modality: bool) -> tuple[str, ...]:
-        """The ``modality`` values each chip gets rows for."""
+    def rows_of(self, per_modality: bool, joint: bool = True) -> tuple[str, ...]:
+        """The ``modality`` values each chip gets rows for; without ``joint`` (the shared space, where
+        fused tokens have no projection) one per modality only."""
+        if not joint:
+            return self.modalities
         return (JOINT, *self.modalities) if per_modality else (JOINT,)
 
 
@@ -110,10 +113,10 @@ def plan_aligned(path: Path, rel: str, settings: ReadSettings) -> AlignedPlan:
 
 
 def aligned_work(
-    plan: AlignedPlan, done: dict[str, set[str]], per_modality: bool, batch_size: int
+    plan: AlignedPlan, done: dict[str, set[str]], per_modality: bool, batch_size: int, joint: bool = True
 ) -> list[AlignedWork]:
     """Work items of up to ``batch_size`` chips that still lack a row (``done``: path -> modalities)."""
-    wanted = plan.rows_of(per_modality)
+    wanted = plan.rows_of(per_modality, joint)
     todo: list[tuple[int, tuple[str, ...]]] = []
     for i in range(plan.count):
         have = done.get(set_row_id(plan.rel, i), set())

@@ -2,7 +2,9 @@
 
 - :class:`WindowBatches`: windows of unimodal chips queued by (modality, GSD, size) and run
   through their encoder ``batch_size`` at a time; a chip's row is the mean of the tokens of its
-  patches that hold pixels, over all its windows (a token-count-weighted mean of the windows).
+  patches that hold pixels, over all its windows (a token-count-weighted mean of the windows);
+  in the shared space (``shared``) that mean projected by the modality's contrastive head
+  (:meth:`~salibi.models.ScaleAlibiModel.project`), the rows finished by one pass projected together.
 - :class:`JointBatches`: aligned chips queued by (modalities, sizes, GSDs) and run through the
   cross-modal encoder (:meth:`~salibi.models.ScaleAlibiModel.encode_joint`); the row is the mean
   over modalities of each modality's mean joint token.
@@ -108,10 +110,17 @@ class WindowBatches:
     ``seconds``: the time spent in batches (stacking, the forward pass, pooling)."""
 
     def __init__(
-        self, model: Any, device: torch.device, batch_size: int, on_row: OnRow, after_batch: Callable[[], None]
+        self,
+        model: Any,
+        device: torch.device,
+        batch_size: int,
+        on_row: OnRow,
+        after_batch: Callable[[], None],
+        shared: bool = False,
     ) -> None:
         self.model, self.device, self.batch_size = model, device, batch_size
         self.on_row, self.after_batch = on_row, after_batch
+        self.shared = shared
         self.seconds = 0.0
         self.pooling: dict[int, _Pooling] = {}
         # key -> queued windows [(chip id, window, token mask)], oldest group first
@@ -158,6 +167,7 @@ class WindowBatches:
         # float64 sums on the CPU: a chip's windows may come in several batches
         sums = (tokens.float() * weights).sum(dim=1).double().cpu().numpy()  # (B, D)
         counts = masks.sum(dim=1).cpu().tolist()
+        finished: list[tuple[Chip, np.ndarray]] = []
         for (ident, _, _), row_sum, count in zip(group, sums, counts):
             entry = self.pooling[ident]
             entry.token_sum = row_sum if entry.token_sum is None else entry.token_sum + row_sum
@@ -165,7 +175,14 @@ class WindowBatches:
             entry.windows_left -= 1
             if entry.windows_left == 0:
                 del self.pooling[ident]
-                self.on_row(entry.chip, (entry.token_sum / entry.token_count).astype(np.float32))
+                finished.append((entry.chip, (entry.token_sum / entry.token_count).astype(np.float32)))
+        if self.shared and finished:
+            pooled = torch.from_numpy(np.stack([row for _, row in finished])).to(self.device)
+            with torch.inference_mode():
+                projected = self.model.project(pooled, modality).cpu().numpy()
+            finished = [(chip, row) for (chip, _), row in zip(finished, projected)]
+        for chip, row in finished:
+            self.on_row(chip, row)
 
 
 class JointBatches:

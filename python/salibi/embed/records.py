@@ -179,3 +179,4 @@ class ReadSettings:
     fill_missing: bool = False
     max_nodata: float = 0.5
     per_modality: bool = False
+    joint: bool = True  # aligned sets: a joint row per chip (not in the shared space, which has none)

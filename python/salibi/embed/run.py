@@ -20,7 +20,7 @@ from salibi.embed.store import EmbeddingStore, output_attrs
 from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, router_for
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
 from salibi.errors import DeviceError, InputError, MissingInputError, SalibiError
-from salibi.vocabulary import MODALITIES
+from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 
 __all__ = ["FILL_CHOICES", "EmbedJob", "EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
 
@@ -43,6 +43,7 @@ class EmbedJob:
     band_names: tuple[str, ...] | None = None
     fill_missing: str = "none"
     per_modality: bool = False
+    space: str = EMBEDDING_SPACES[0]  # encoder (each encoder's own) or shared (the contrastive projections)
     crs: str | None = None
     batch_size: int = 32
     device: str = "auto"
@@ -198,6 +199,8 @@ def _check(job: EmbedJob) -> None:
         raise InputError("--stride-m: give --chip-size-m too (a stride steps the chips of a scene)")
     if not 0.0 <= job.max_nodata <= 1.0:
         raise InputError(f"--max-nodata {job.max_nodata:g}: a share of invalid pixels between 0 and 1")
+    if job.space not in EMBEDDING_SPACES:
+        raise InputError(f"--space {job.space}: expected {' or '.join(EMBEDDING_SPACES)}")
     if job.fill_missing not in FILL_CHOICES:
         raise InputError(f"--fill-missing {job.fill_missing}: expected {' or '.join(FILL_CHOICES)}")
     if job.batch_size < 1 or job.num_workers < 0 or job.window_patches < 1 or job.gpus < 0 or job.cpu_procs < 0:
@@ -297,10 +300,12 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
         fill_missing=job.fill_missing == "mean",
         max_nodata=job.max_nodata,
         per_modality=job.per_modality,
+        joint=job.space == EMBEDDING_SPACES[0],
     )
     checkpoint_folder = Path(model.checkpoint_path or job.checkpoint)
-    attrs = output_attrs(model, checkpoint_folder, job.chip_size_m, job.stride_m, _geometry_crs(job.crs))
-    store = EmbeddingStore(output, attrs, int(model.config.dim))
+    attrs = output_attrs(model, checkpoint_folder, job.chip_size_m, job.stride_m, _geometry_crs(job.crs), job.space)
+    shared = job.space != EMBEDDING_SPACES[0]
+    store = EmbeddingStore(output, attrs, int(model.config.proj_dim if shared else model.config.dim))
     stages = {"load": time.perf_counter() - started}
     try:
         message: Any = None
@@ -332,6 +337,7 @@ def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
             job.progress and context.is_main,
             failures=plan.failures if context.is_main else [],
             warn=context.is_main and not job.launched,
+            shared=shared,
         )
         every = context.gather(counts)  # all ranks finished and flushed their parts
         merging = time.perf_counter()

@@ -6,13 +6,22 @@ an exact inner-product index, so the scores are cosine similarities and the neig
 row number, so one query gets the same answer alone or in a batch (``salibi explore`` asks for
 every row's neighbours at once and must show what ``salibi search`` answers).
 The query is a row of the output (its ``path``, or its row number) or a raster file, embedded on
-the spot with the checkpoint that made the output (checked by its sha256) and the same band
-contract as ``salibi embed``. The query's own rows are left out of the answer.
+the spot with the checkpoint that made the output (checked by its sha256), the same band
+contract as ``salibi embed`` and the output's embedding space. The query's own rows are left out
+of the answer.
+
+Spaces (the output's ``space`` attribute, :data:`salibi.vocabulary.EMBEDDING_SPACES`): in the
+``shared`` space the rows of every modality are comparable, so a search across modalities finds
+the same place seen by another sensor; in the ``encoder`` space (and in outputs that state none)
+each modality's encoder has its own space, and a search over rows of several modalities warns
+that their similarities across modalities mean nothing (give ``modality``, or embed with
+``--space shared``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +30,9 @@ import numpy as np
 
 from salibi.embed.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
-from salibi.vocabulary import NEIGHBOURS_K
+from salibi.vocabulary import EMBEDDING_SPACES, NEIGHBOURS_K
 
-__all__ = ["CosineIndex", "Neighbour", "SearchResult", "embed_file", "search"]
+__all__ = ["CosineIndex", "Neighbour", "SearchResult", "embed_file", "output_space", "search"]
 
 #: Candidates fetched beyond those asked for, so near-ties that float32 rounding orders differently
 #: alone and in a batch are ranked by the float64 scores, identically.
@@ -136,7 +145,17 @@ def search(
     if not len(candidates):
         found = ", ".join(sorted(set(table.modality))) or "none"
         raise InputError(f"{output}: no rows of modality {modality!r} to search (modalities: {found})")
-    vector, described, exclude = _query_vector(table, query, modality, checkpoint, device, Path(output))
+    shared = output_space(table) == EMBEDDING_SPACES[1]
+    modalities = sorted({table.modality[i] for i in candidates})
+    if len(modalities) > 1 and not shared:
+        warnings.warn(
+            f"{output}: rows of {', '.join(modalities)} in each encoder's own space (space "
+            f"{table.attrs.get('space', 'not stated')}): similarities across modalities are not comparable; "
+            "search one with --modality, or embed with --space shared",
+            UserWarning,
+            stacklevel=2,
+        )
+    vector, described, exclude = _query_vector(table, query, modality, checkpoint, device, Path(output), shared)
     left_out = np.array([table.path[i] in exclude for i in candidates], dtype=bool)
     if left_out.all():
         raise InputError(f"{output}: no rows to search besides the query's own")
@@ -159,8 +178,16 @@ def search(
     return SearchResult(described, neighbours, int((~left_out).sum()))
 
 
+def output_space(table: Embeddings) -> str:
+    """The embedding space of an output's rows: its ``space`` attribute, else (outputs written before
+    ``salibi embed --space``) ``encoder``."""
+    value = table.attrs.get("space", EMBEDDING_SPACES[0])
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return text if text in EMBEDDING_SPACES else EMBEDDING_SPACES[0]
+
+
 def _query_vector(
-    table: Embeddings, query: str, modality: str | None, checkpoint: Any, device: str, output: Path
+    table: Embeddings, query: str, modality: str | None, checkpoint: Any, device: str, output: Path, shared: bool
 ) -> tuple[np.ndarray, str, set[str]]:
     """The query's embedding, a description of it and the paths left out of the answer."""
     rows = [i for i, p in enumerate(table.path) if p == query]
@@ -182,7 +209,7 @@ def _query_vector(
             raise InputError(
                 f"--query {query}: a file is embedded first: give --checkpoint (the one that made {output})"
             )
-        vector, what = embed_file(path, checkpoint, table.attrs.get("checkpoint_sha256"), device, modality)
+        vector, what = embed_file(path, checkpoint, table.attrs.get("checkpoint_sha256"), device, modality, shared)
         return vector, f"{query} ({what})", set()
     raise InputError(
         f"--query {query}: neither a path of a row of {output}, a row number, nor a file; "
@@ -191,9 +218,15 @@ def _query_vector(
 
 
 def embed_file(
-    path: Path, checkpoint: str | os.PathLike[str], expected_sha256: str | None, device: str, modality: str | None
+    path: Path,
+    checkpoint: str | os.PathLike[str],
+    expected_sha256: str | None,
+    device: str,
+    modality: str | None,
+    shared: bool = False,
 ) -> tuple[np.ndarray, str]:
-    """One raster embedded as a tile with ``checkpoint`` (which must be the output's: same sha256)."""
+    """One raster embedded as a tile with ``checkpoint`` (which must be the output's: same sha256),
+    in the shared space when ``shared``."""
     from salibi.devices import resolve_device
     from salibi.embed.batches import WindowBatches
     from salibi.embed.records import ReadSettings
@@ -217,7 +250,7 @@ def embed_file(
     if chip.failure is not None:
         raise InputError(f"--query {path}: cannot be embedded: {chip.failure}")
     rows: list[np.ndarray] = []
-    batches = WindowBatches(model, torch_device, 32, lambda _, row: rows.append(row), lambda: None)
+    batches = WindowBatches(model, torch_device, 32, lambda _, row: rows.append(row), lambda: None, shared=shared)
     batches.add(chip)
     batches.drain()
     return rows[0], f"{chip.modality}, bands {chip.bands}"

@@ -25,7 +25,7 @@ from salibi.embed.records import Rows
 from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import replace_atomic, staging_file
 from salibi.rasters import gdal_reason
-from salibi.vocabulary import EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION
+from salibi.vocabulary import EMBEDDING_SPACES, EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION
 
 __all__ = ["PARTS_SUFFIX", "Done", "EmbeddingStore", "output_attrs"]
 
@@ -34,11 +34,17 @@ _PART_NAME = re.compile(r"^part-(\d{6,})(?:-(\d{4,})-(\d{6,}))?\.h5$")
 
 
 def output_attrs(
-    model: Any, checkpoint_folder: Path, chip_size_m: float | None, stride_m: float | None, geometry_crs: str
+    model: Any,
+    checkpoint_folder: Path,
+    chip_size_m: float | None,
+    stride_m: float | None,
+    geometry_crs: str,
+    space: str = EMBEDDING_SPACES[0],
 ) -> dict[str, Any]:
     """The attributes of an output of ``model``; ``checkpoint`` (its folder) is for messages only.
     ``chip_size_m``/``stride_m``: the scene chip grid (None: whole tiles or aligned chips);
-    ``geometry_crs``: the CRS GeoParquet footprints are reprojected to (``""``: each row's own)."""
+    ``geometry_crs``: the CRS GeoParquet footprints are reprojected to (``""``: each row's own);
+    ``space``: the embedding space of the rows (:data:`salibi.vocabulary.EMBEDDING_SPACES`)."""
     from salibi import __version__
     from salibi.models.checkpoint import WEIGHTS
 
@@ -53,9 +59,14 @@ def output_attrs(
         "chip_size_m": chip,
         "stride_m": chip if stride_m is None else float(stride_m),
         "geometry_crs": geometry_crs,
+        "space": space,
         "created_by": f"salibi {__version__}",
         "checkpoint": str(checkpoint_folder),
     }
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _sha256(path: Path) -> str:
@@ -184,7 +195,7 @@ class EmbeddingStore:
 
     def _check(self, path: Path, is_part: bool) -> list[tuple[str, str]]:
         """The ``(path, modality)`` rows of an existing output or part, after checking that it may be
-        continued: format, checkpoint, embedding width, chip grid and footprint CRS."""
+        continued: format, checkpoint, embedding width, chip grid, embedding space and footprint CRS."""
         try:
             attrs, keys, found = self._read_keys(path, is_part)
         except (OSError, DataFormatError) as err:
@@ -219,6 +230,12 @@ class EmbeddingStore:
                 f"{where} of another chip grid ({_grid(chip, stride)}) than this run ("
                 f"{_grid(self.attrs['chip_size_m'], self.attrs['stride_m'])}); give the same --chip-size-m and "
                 "--stride-m to continue it, or choose another -o"
+            )
+        space = _text(attrs.get("space", EMBEDDING_SPACES[0]))  # outputs before --space: encoder space
+        if space != self.attrs["space"]:
+            raise OutputExistsError(
+                f"{where} in the {space} space, this run embeds in the {self.attrs['space']} space; rows of two "
+                f"spaces do not mix: give --space {space} to continue it, or choose another -o"
             )
         if self.format == "parquet" and attrs.get("geometry_crs", "") != self.attrs["geometry_crs"]:
             raise OutputExistsError(

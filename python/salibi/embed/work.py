@@ -74,8 +74,8 @@ def plan_work(
         if chip_size_m is not None:
             raise InputError(f"--chip-size-m: {source} is an aligned set, whose chips are cut already; leave it out")
         aligned = plan_aligned(source, source.name, settings)
-        items: list[Item] = list(aligned_work(aligned, done.rows, settings.per_modality, batch_size))
-        return Plan("aligned set", aligned.count * len(aligned.rows_of(settings.per_modality)), items)
+        items: list[Item] = list(aligned_work(aligned, done.rows, settings.per_modality, batch_size, settings.joint))
+        return Plan("aligned set", aligned.count * len(aligned.rows_of(settings.per_modality, settings.joint)), items)
     if settings.per_modality:
         raise InputError("--per-modality: only an aligned set (salibi align output) has several modalities per chip")
     if source.is_file():
@@ -131,9 +131,11 @@ def embed_items(
     progress: bool,
     failures: list[Chip] = (),  # type: ignore[assignment]
     warn: bool = True,
+    shared: bool = False,
 ) -> Counts:
     """Embed ``items``, writing rows, failures and no-data skips as parts through ``writer``.
-    ``warn``: say each band assumption once (as a warning) when it is first made."""
+    ``warn``: say each band assumption once (as a warning) when it is first made; ``shared``: rows
+    in the shared contrastive space (each modality's pooled tokens projected), else the encoder's."""
     counts = Counts()
     bar = RateProgress("embedding", "rows", sum(item_size(i) for i in items), progress)
 
@@ -151,7 +153,7 @@ def embed_items(
 
     for chip in failures:
         on_failure(chip)
-    batches = WindowBatches(model, device, batch_size, on_row, after_batch=writer.flush)
+    batches = WindowBatches(model, device, batch_size, on_row, after_batch=writer.flush, shared=shared)
     joint = JointBatches(model, device, batch_size, on_row, after_batch=writer.flush)
     reader = ItemReader(items, settings)
     waited = 0.0
