@@ -44,6 +44,14 @@ What becomes a row:
    shards of the work (:mod:`~salibi.embed.ranks`). :attr:`EmbedSummary.stages` says where the
    wall time went.
 
+7. Space (``space``, recorded as the output's ``space`` attribute): ``encoder`` (the default) keeps
+   each modality's pooled encoder tokens, comparable within one modality (probes, maps, search of
+   one modality); ``shared`` projects them with the modality's contrastive head into the space
+   the pretraining loss compares across modalities
+   (:meth:`~salibi.models.ScaleAlibiModel.project`), so a SAR row finds the optical rows of its
+   place; an aligned set then gets one row per modality and no joint row (fused tokens have no
+   projection). An output is continued only in its own space.
+
 Output, by extension (:mod:`~salibi.embed.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
 version 2 (:mod:`~salibi.embed.hdf5`; version 1 files are read and continued) -- or ``.parquet``
 -- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.geoparquet`; one file
