@@ -65,6 +65,13 @@ def test_two_commands_make_a_training_set(spain):
 
     with h5py.File(spain["aligned"]) as f:
         assert f.attrs["groups"] == 2
+        # The two groups overlap on the ground: no training chip touches a validation chip of either.
+        bounds, split = f["bounds"][:], f["split"][:]
+        val, train = bounds[split == 1], bounds[split == 0]
+        assert len(val)
+        touching = (train[:, None, 0] <= val[None, :, 2]) & (val[None, :, 0] <= train[:, None, 2])
+        touching &= (train[:, None, 1] <= val[None, :, 3]) & (val[None, :, 1] <= train[:, None, 3])
+        assert not touching.any(), f"{touching.sum()} training/validation pairs share ground"
         assert list(f["lores"].attrs["bands"]) == ["B04", "B03", "B02"]
         assert any("000-S2_spain_west/lores-B04.tif" in s for s in f["lores"].attrs["sources"])
 

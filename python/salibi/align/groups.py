@@ -1,15 +1,15 @@
 """Several groups of inputs -- the places and times of a ``salibi fetch`` folder -- into one aligned set.
 
 Each group is what one ``salibi align`` call would take (files per modality, of one place); the
-groups differ in place and time but not in bands. Every group is cut exactly as
-:func:`salibi.align.align` cuts one (its own chip grid over its own footprint, its own spatial
-train/validation split, seeded ``seed + group index``) into one file: one target CRS for all
+groups differ in place and time but not in bands. Every group is cut as :func:`salibi.align.align`
+cuts one (its own chip grid over its own footprint) into one file: one target CRS for all
 (``crs``, else the one every group would pick, else the UTM zone of the centre of them all), one
 GSD per modality (``gsd``, else the finest native GSD over all groups), band statistics over the
 training chips of all groups. Groups are opened one at a time, twice: once to plan, once to cut.
 
 Groups of one fetch may overlap on the ground (the cover takes overlapping scenes when they add
-ground); their splits are decided independently.
+ground, and a place recurs at other times): the train/validation split is decided on the ground
+for all groups at once (:class:`~salibi.align.split.GroundSplit`), so one place is never in both.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from salibi.align.grid import common_footprint, crs_name, place_on_target, plan_grid, target_crs, utm_crs
 from salibi.align.inputs import Modality, check_arguments, fetch_folder_groups, open_modality, rename_bands
-from salibi.align.split import SpatialSplit, split_block_size
+from salibi.align.split import GroundSplit, split_block_size
 from salibi.align.strips import ChipCutter, chip_row_bytes, cut_in_strips
 from salibi.align.summary import AlignSummary
 from salibi.align.write import ChipWriter, _write_attributes, check_output, checked, staged_hdf5
@@ -172,13 +172,14 @@ def _write(
     started: float,
 ) -> AlignSummary:
     cells = sum(p.grid.rows * p.grid.cols for p in planned)
-    kept, blocks = 0, []
+    kept = 0
+    ground = GroundSplit([p.grid for p in planned], val_fraction, seed)
     sources: dict[str, list[str]] = {}
     over_limit = {m: 0 for m in present}
     with staged_hdf5(output) as staged:
         writer = ChipWriter(staged.file, template, lambda: checked(output, staged.check))
         with RateProgress("aligning", "chips", cells, progress, plain_every=None, transient=True) as bar:
-            for index, (group, plan) in enumerate(zip(groups, planned)):
+            for group, plan in zip(groups, planned):
                 with ExitStack() as stack:
                     modalities = _open(group, present, picked, names, stack)
                     for mod, first in zip(modalities, template):
@@ -187,12 +188,11 @@ def _write(
                             place_on_target(inp, target)
                             sources.setdefault(mod.name, []).append(str(inp.path))
                     grid = plan.grid
-                    block = split_block_size(grid.rows, grid.cols, val_fraction, chip_row_bytes(modalities, grid.cols))
-                    split = SpatialSplit(grid.rows, grid.cols, block, val_fraction, seed + index)
+                    strip = split_block_size(grid.rows, grid.cols, val_fraction, chip_row_bytes(modalities, grid.cols))
+                    split = ground.for_grid(grid, strip)
                     cutter = ChipCutter(modalities, grid, max_nodata)
                     cut_in_strips(cutter, split, writer, bar)
                     kept += int(split.kept.sum())
-                    blocks.append(block)
                     for m, n in cutter.over_limit.items():
                         over_limit[m] += n
         if kept == 0:
@@ -208,7 +208,7 @@ def _write(
             )
         union = _union([p.footprint for p in planned])
         _write_attributes(
-            staged.file, writer, template, target, union, tile_size_m, max(blocks), seed, max_nodata, val_fraction
+            staged.file, writer, template, target, union, tile_size_m, ground.block, seed, max_nodata, val_fraction
         )
         _record_sources(staged.file, template, sources, output)
         staged.file.attrs["groups"] = len(groups)
@@ -229,7 +229,7 @@ def _write(
         gsd={m.name: m.gsd for m in template},
         chip_px={m.name: m.size_px for m in template},
         bands={m.name: list(m.band_names) for m in template},
-        split_block_chips=max(blocks),
+        split_block_chips=ground.block,
         seconds=time.perf_counter() - started,
     )
 

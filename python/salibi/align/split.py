@@ -12,7 +12,13 @@ tiles of an archive: a few thousand places among billions of tiles), from their 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from salibi.align.grid import ChipGrid
 
 # Bytes of finished chips held back while the split of the next rows is decided.
 HOLD_BYTES = 1024 * 2**20
@@ -34,6 +40,18 @@ def split_block_size(rows: int, cols: int, val_fraction: float, bytes_per_row: f
             block = candidate
     fits = max(1, int(HOLD_BYTES // max(bytes_per_row, 1.0)) - 1)
     return max(1, min(block, fits))
+
+
+class ChipSplit(Protocol):
+    """What :func:`salibi.align.strips.cut_in_strips` asks of a split: strips of ``block`` rows,
+    ``decide`` told which chips of each strip were kept, then ``label`` of each kept chip (None: buffer)."""
+
+    block: int
+    kept: np.ndarray
+
+    def decide(self, row0: int, kept_rows: np.ndarray) -> None: ...
+
+    def label(self, row: int, col: int) -> int | None: ...
 
 
 class SpatialSplit:
@@ -116,3 +134,88 @@ def sparse_spatial_split(col: np.ndarray, row: np.ndarray, val_fraction: float, 
             near |= (found < len(encoded)) & (encoded[np.minimum(found, len(encoded) - 1)] == probe)
     labels[near & ~val] = BUFFER
     return labels, block
+
+
+class GroundSplit:
+    """The split of several chip grids over one ground (the groups of a ``salibi fetch`` folder,
+    which may overlap: the same place at other times), decided from the ground alone so that the
+    same ground has the same label in every grid.
+
+    Square ground blocks of ``block`` chips a side, on one lattice anchored at the top-left corner
+    of all grids, go whole to validation in a seeded random order while below ``val_fraction`` of
+    all the grids' chips (the rule of :class:`SpatialSplit`, with the largest block up to
+    :data:`MAX_BLOCK` that leaves two validation blocks or more); a chip belongs to the block of
+    its centre. A training chip closer than one chip side to a validation block is buffer, so no
+    training chip of any grid touches the ground of a validation chip of any other.
+    """
+
+    def __init__(self, grids: Sequence[ChipGrid], val_fraction: float, seed: int) -> None:
+        self.chip = float(grids[0].chip_size)
+        self.x0 = min(float(g.left) for g in grids)
+        self.y0 = max(float(g.top) for g in grids)
+        centres = np.concatenate([_centres(g) for g in grids])
+        self.block, self.val_blocks = 1, np.zeros((0, 2), np.int64)
+        if val_fraction <= 0 or not len(centres):
+            return
+        for candidate in range(1, MAX_BLOCK + 1):
+            if len(np.unique(self._blocks(centres, candidate), axis=0)) * val_fraction >= 2:
+                self.block = candidate
+        keys, block_of, counts = np.unique(
+            self._blocks(centres, self.block), axis=0, return_inverse=True, return_counts=True
+        )
+        rng = np.random.default_rng(seed)
+        target, taken, chosen = val_fraction * len(centres), 0, []
+        for b in rng.permutation(len(keys)):
+            if taken + counts[b] * rng.random() <= target:
+                chosen.append(b)
+                taken += int(counts[b])
+        self.val_blocks = keys[np.sort(np.array(chosen, np.int64))]
+
+    def _blocks(self, centres: np.ndarray, block: int) -> np.ndarray:
+        side = block * self.chip
+        return np.floor(np.stack([centres[:, 0] - self.x0, self.y0 - centres[:, 1]], axis=1) / side).astype(np.int64)
+
+    def labels(self, grid: ChipGrid) -> np.ndarray:
+        """TRAIN, VAL or BUFFER of every chip of ``grid`` (row-major)."""
+        labels = np.full(len(grid), TRAIN, np.int64)
+        if not len(self.val_blocks):
+            return labels
+        centres = _centres(grid)
+        val = {tuple(b) for b in self.val_blocks.tolist()}
+        in_val = np.array([tuple(b) in val for b in self._blocks(centres, self.block).tolist()])
+        labels[in_val] = VAL
+        # Buffer: a chip grown by one chip side (less a hair: chips one side away do not touch)
+        # overlaps a validation block.
+        side, grow = self.block * self.chip, self.chip * (1.5 - 1e-9)
+        x_lo = np.floor((centres[:, 0] - grow - self.x0) / side).astype(np.int64)
+        x_hi = np.floor((centres[:, 0] + grow - self.x0) / side).astype(np.int64)
+        y_lo = np.floor((self.y0 - centres[:, 1] - grow) / side).astype(np.int64)
+        y_hi = np.floor((self.y0 - centres[:, 1] + grow) / side).astype(np.int64)
+        for i in np.flatnonzero(~in_val):
+            if any((bx, by) in val for bx in range(x_lo[i], x_hi[i] + 1) for by in range(y_lo[i], y_hi[i] + 1)):
+                labels[i] = BUFFER
+        return labels
+
+    def for_grid(self, grid: ChipGrid, strip_rows: int) -> GridLabels:
+        """The labels of ``grid`` in the protocol :func:`salibi.align.strips.cut_in_strips` uses."""
+        return GridLabels(self.labels(grid).reshape(grid.rows, grid.cols), strip_rows)
+
+
+class GridLabels:
+    """Labels decided beforehand, handed out as :class:`SpatialSplit` does (``block`` rows a strip)."""
+
+    def __init__(self, labels: np.ndarray, block: int) -> None:
+        self.labels, self.block = labels, block
+        self.kept = np.zeros(labels.shape, bool)
+
+    def decide(self, row0: int, kept_rows: np.ndarray) -> None:
+        self.kept[row0 : row0 + kept_rows.shape[0]] = kept_rows
+
+    def label(self, row: int, col: int) -> int | None:
+        found = int(self.labels[row, col])
+        return None if found == BUFFER else found
+
+
+def _centres(grid: ChipGrid) -> np.ndarray:
+    bounds = grid.bounds()
+    return np.stack([(bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2], axis=1)

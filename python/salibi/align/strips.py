@@ -17,7 +17,7 @@ import numpy as np
 
 from salibi.align.inputs import Modality
 from salibi.align.reading import READ_MARGIN_PX, resample_onto_chips
-from salibi.align.split import SpatialSplit
+from salibi.align.split import ChipSplit
 
 if TYPE_CHECKING:  # pragma: no cover
     from salibi.align.write import ChipWriter
@@ -81,7 +81,7 @@ class ChipCutter:
 class HeldRows:
     """Kept chips of rows whose labels are not final yet, written once they are."""
 
-    def __init__(self, split: SpatialSplit, writer: ChipWriter, chip_bounds: np.ndarray, cols: int) -> None:
+    def __init__(self, split: ChipSplit, writer: ChipWriter, chip_bounds: np.ndarray, cols: int) -> None:
         self.split, self.writer, self.chip_bounds, self.cols = split, writer, chip_bounds, cols
         self.chips: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}  # row -> [(col, chips)]
 
@@ -107,7 +107,7 @@ class HeldRows:
         )
 
 
-def cut_in_strips(cutter: ChipCutter, split: SpatialSplit, writer: ChipWriter, progress: RateProgress) -> None:
+def cut_in_strips(cutter: ChipCutter, split: ChipSplit, writer: ChipWriter, progress: RateProgress) -> None:
     """Cut the whole grid, split it and hand every labelled chip to ``writer``
     (``progress.advance`` counts the cells done)."""
     grid, block = cutter.grid, split.block
