@@ -1,4 +1,5 @@
-"""``salibi eval geobench``: frozen-encoder evaluation on GEO-Bench (library: salibi.eval)."""
+"""``salibi eval``: the group, and ``geobench``: frozen-encoder evaluation on GEO-Bench (library:
+salibi.eval); ``retrieval`` is in :mod:`salibi.cli.eval_retrieval`."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _progress(message: str) -> None:
 
 @click.group("eval")
 def command() -> None:
-    """Evaluate a checkpoint on a benchmark."""
+    """Evaluate a checkpoint: GEO-Bench probes (geobench), cross-modal retrieval (retrieval)."""
 
 
 @command.command("geobench")
@@ -216,3 +217,12 @@ def geobench(
     if evaluation.failed:
         click.echo(f"Error: {len(evaluation.failed)} task(s) failed: {', '.join(sorted(evaluation.failed))}", err=True)
         ctx.exit(1)
+
+
+def _register() -> None:
+    from salibi.cli import eval_retrieval
+
+    command.add_command(eval_retrieval.command)
+
+
+_register()
