@@ -1,6 +1,7 @@
-"""salibi ablate end to end on the shipped aligned set: the files, a second call that trains
-nothing, an interrupted run resumed with salibi pretrain --resume, and tampered initial weights
-refused."""
+"""salibi ablate end to end on the shipped aligned set: the files, GEO-Bench and retrieval
+compared between variants, a second call that trains nothing, an interrupted run resumed with
+salibi pretrain --resume, retrieval skipped with its reason where the data has no chip of the
+split, and tampered initial weights refused."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from salibi.ablate import AblationSettings, run_ablation
 from salibi.ablate.plan import StudyLayout
+from salibi.ablate.report import summary_text
 from salibi.errors import SalibiError
 from salibi.runs import INITIAL_WEIGHTS_JSON, step_name, write_last
 
@@ -42,6 +44,7 @@ def _settings(aligned, out) -> AblationSettings:
         protocols=("knn",),
         tasks="raleigh-landcover",
         device="cpu",
+        retrieval_split="all",  # the demo's aligned files are all training chips
     )
 
 
@@ -67,10 +70,32 @@ def test_study_writes_its_files_resumes_and_trains_nothing_the_second_time(align
     assert diff["delta"] == pytest.approx(accuracy - reference)
     assert diff["excludes_zero"] == (diff["interval"][0] > 0 or diff["interval"][1] < 0)
     assert document["runs"]["alibi"] == [str(out / "runs" / "alibi-seed0")]
-    assert [c.split()[:2] for c in document["commands"]] == [["salibi", "pretrain"]] * 2 + [["salibi", "eval"]] * 3
+    commands = [c.split()[:3] for c in document["commands"]]
+    assert [c[:2] for c in commands[:2]] == [["salibi", "pretrain"]] * 2
+    assert commands[2:] == [["salibi", "eval", "geobench"]] * 3 + [["salibi", "eval", "retrieval"]] * 3
     assert "majority" in document["variants"]["random-init"]["raleigh-landcover"]
     markdown = layout.markdown.read_text()
     assert "| raleigh-landcover | knn | accuracy | alibi |" in markdown and "paired 95 % interval" in markdown
+
+    # Retrieval on the study's own chips, the same comparisons from the same kind of replicates.
+    section = document["retrieval"]
+    assert section["n_queries"] == 50 and section["split"] == "all" and section["modalities"] == ["sar", "lores"]
+    assert set(section["variants"]) == {*VARIANTS, "random-init"} and set(section["differences"]) == {
+        "alibi",
+        "random-init",
+    }
+    for name in ("alibi", "random-init"):
+        own = json.loads(layout.retrieval(f"{name}-seed0").read_text())
+        reference = json.loads(layout.retrieval("scale-alibi-seed0").read_text())
+        for metric in ("recall@1", "median_rank"):
+            value = section["variants"][name]["sar->lores"][metric]
+            assert value == own["results"]["sar->lores"][metric]
+            diff = section["differences"][name]["sar->lores"][metric]
+            assert diff["delta"] == pytest.approx(value - reference["results"]["sar->lores"][metric])
+            low, high = section["intervals"][name]["sar->lores"][metric]
+            assert low <= value <= high
+    assert section["chance"]["lores->sar"]["recall@1"] == 1 / 50
+    assert "| sar->lores | recall@1 | alibi |" in markdown and "Reading (retrieval):" in markdown
     assert layout.chart.read_bytes()[:4] == b"\x89PNG"
 
     # Every variant and the untrained model started from the same weights: the study's record
@@ -93,10 +118,19 @@ def test_study_writes_its_files_resumes_and_trains_nothing_the_second_time(align
     shutil.rmtree(run / "checkpoints" / step_name(4))
     write_last(run, step_name(2))
     resumed = run_ablation(_settings(aligned, out), log=lines.append)
-    assert resumed.trained == ["alibi-seed0"] and resumed.evaluated == ["alibi-seed0"]
+    assert resumed.trained == ["alibi-seed0"] and resumed.evaluated == ["alibi-seed0", "alibi-seed0 (retrieval)"]
     assert any("alibi-seed0: resuming at step 2 of 4" in line for line in lines)
     assert {v: _weights_digest(out / "runs" / f"{v}-seed0") for v in VARIANTS} == before
     assert resumed.document["variants"] == study.document["variants"]
+    assert resumed.document["retrieval"]["variants"] == study.document["retrieval"]["variants"]
+
+    # Retrieval alone on a split the data has no chip of: nothing trained, retrieval skipped with why.
+    settings = _settings(aligned, out)
+    settings.evals, settings.retrieval_split = ("retrieval",), "validation"
+    skipped = run_ablation(settings)
+    assert skipped.trained == [] and "0 validation chips" in skipped.document["retrieval"]["skipped"]
+    summary = summary_text(skipped.document)
+    assert summary.startswith("Cross-modal retrieval: skipped: ") and "raleigh-landcover" not in summary
 
 
 def test_a_run_that_started_from_other_weights_is_refused(aligned, tmp_path):

@@ -7,6 +7,7 @@ A study folder ``studies/NAME``::
     random-init/seedS/              checkpoint: the same model, untrained (the runs' initial weights)
     eval/VARIANT-seedS.json         salibi eval geobench results of each run's final checkpoint
     eval/random-init-seedS.json     ... and of the untrained model
+    eval/retrieval/LABEL.json       salibi eval retrieval results of each (on the study's data)
     tasks/                          the evaluation tasks shipped with salibi (without --root)
     shared_initial_weights.json     per seed: every variant's parameter digests, checked equal
     ablation.json  ablation.md  ablation.png
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from salibi.errors import InputError, MissingInputError
+from salibi.eval.retrieval.settings import RETRIEVAL_SPLITS
 from salibi.fileio import write_atomic
-from salibi.vocabulary import STUDY_FORMAT, STUDY_FORMAT_VERSION, VARIANTS
+from salibi.vocabulary import EVALUATIONS, STUDY_FORMAT, STUDY_FORMAT_VERSION, VARIANTS
 
 __all__ = ["REFERENCE", "AblationSettings", "RunSpec", "StudyLayout", "check_study", "expand_data"]
 
@@ -71,8 +73,17 @@ class AblationSettings:
     protocols: tuple[str, ...] = ("knn", "linear")
     eval_batch_size: int = 64
     device: str = "auto"
+    #: what each checkpoint is evaluated with (:data:`salibi.vocabulary.EVALUATIONS`)
+    evals: tuple[str, ...] = EVALUATIONS
+    #: the chips of the study's data that retrieval queries (a split, or all)
+    retrieval_split: str = "validation"
 
     def __post_init__(self) -> None:
+        self.evals = tuple(dict.fromkeys(self.evals))
+        if not self.evals or any(e not in EVALUATIONS for e in self.evals):
+            raise InputError(f"--evals {','.join(self.evals)}: a comma-separated list of {', '.join(EVALUATIONS)}")
+        if self.retrieval_split not in RETRIEVAL_SPLITS:
+            raise InputError(f"--retrieval-split {self.retrieval_split}: choose one of {', '.join(RETRIEVAL_SPLITS)}")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise InputError(
@@ -134,6 +145,9 @@ class StudyLayout:
 
     def results(self, label: str) -> Path:
         return self.eval / f"{label}.json"
+
+    def retrieval(self, label: str) -> Path:
+        return self.eval / "retrieval" / f"{label}.json"
 
 
 def expand_data(paths: list[str]) -> list[str]:

@@ -10,7 +10,8 @@
      "runs":        {NAME: [run or checkpoint folders, one per seed]},
      "commands":    ["salibi pretrain ...", "salibi eval geobench ...", ...],
      "reference": "scale-alibi", "seeds": [0], "n_test": {TASK: n}, "skipped": {TASK: why},
-     "failed": {NAME: {TASK: why}}, "settings": {...}, "bootstrap": {...}}
+     "failed": {NAME: {TASK: why}}, "settings": {...}, "bootstrap": {...},
+     "retrieval": {...}}                                               # salibi.ablate.retrieval
 
 Values are means over seeds; intervals and paired intervals come from :mod:`salibi.eval.scoring.differences`.
 The ``majority`` protocol (chance) appears under every name and has no difference.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from salibi.ablate.plan import REFERENCE
+from salibi.ablate.retrieval import retrieval_text
 from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric
@@ -58,9 +60,11 @@ def build_document(
     commands: Sequence[str],
     seeds: Sequence[int],
     settings: Mapping[str, Any],
+    retrieval: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ablation document from the results documents of each name (one per seed, in ``seeds`` order)."""
-    keys = _keys(documents[REFERENCE])
+    """The ablation document from the results documents of each name (one per seed, in ``seeds``
+    order; none when GEO-Bench was not evaluated) and the ``retrieval`` section, if any."""
+    keys = _keys(documents.get(REFERENCE, []))
     variants: dict[str, Any] = {}
     intervals: dict[str, Any] = {}
     differences: dict[str, Any] = {}
@@ -80,9 +84,9 @@ def build_document(
             delta = paired_difference([r for r in mine if r], [r for r in theirs if r])
             entry = {"delta": delta.value, "interval": [delta.low, delta.high], "excludes_zero": _excludes_zero(delta)}
             _put(differences, (name, task, protocol, metric), entry)
-    reference_runs = [r for d in documents[REFERENCE] for r in d.get("runs", [])]
-    first = documents[REFERENCE][0] if documents[REFERENCE] else {}
-    return {
+    reference_runs = [r for d in documents.get(REFERENCE, []) for r in d.get("runs", [])]
+    first = documents[REFERENCE][0] if documents.get(REFERENCE) else {}
+    document = {
         "format": ABLATION_FORMAT,
         "format_version": ABLATION_FORMAT_VERSION,
         "reference": REFERENCE,
@@ -100,6 +104,9 @@ def build_document(
         "bootstrap": first.get("bootstrap", {}),
         "settings": dict(settings),
     }
+    if retrieval is not None:
+        document["retrieval"] = dict(retrieval)
+    return document
 
 
 def _excludes_zero(interval: Any) -> bool:
@@ -149,7 +156,16 @@ def markdown_report(document: Mapping[str, Any], title: str) -> str:
 
 
 def summary_text(document: Mapping[str, Any]) -> str:
-    """The table and the reading (what ``salibi ablate`` prints)."""
+    """The tables and their readings (what ``salibi ablate`` prints): GEO-Bench's, then retrieval's."""
+    parts = []
+    if "geobench" in document.get("settings", {}).get("evals", ("geobench",)):
+        parts.append(_geobench_text(document))
+    if "retrieval" in document:
+        parts.append(retrieval_text(document["retrieval"]))
+    return "\n".join(parts) or "Nothing was evaluated.\n"
+
+
+def _geobench_text(document: Mapping[str, Any]) -> str:
     names = _names(document)
     variants, intervals, differences = document["variants"], document["intervals"], document["differences"]
     lines = [

@@ -11,8 +11,10 @@ Order: (1) the study's settings are recorded or checked (``study.json``); (2) ev
 initial model is built and its parameters checked identical where shared (before any step);
 (3) each run is trained, resumed or found finished, and its own record of its initial weights
 checked; (4) the untrained model of each seed is written as a checkpoint; (5) each final
-checkpoint and each untrained model is evaluated (results resumed per run; a run trained in this
-call is evaluated afresh); (6) ``ablation.json``, ``ablation.md``, ``ablation.png``.
+checkpoint and each untrained model is evaluated -- ``evals``: GEO-Bench-style probes, and
+cross-modal retrieval on the study's own data (:mod:`~salibi.ablate.retrieval`) -- (results resumed
+per run; a run trained in this call is evaluated afresh); (6) ``ablation.json``, ``ablation.md``,
+``ablation.png``.
 A second identical call trains and evaluates nothing and writes the same report.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salibi.ablate import training
+from salibi.ablate import retrieval, training
 from salibi.ablate.plan import (
     REFERENCE,
     AblationSettings,
@@ -35,7 +37,7 @@ from salibi.ablate.plan import (
     shown_command,
 )
 from salibi.ablate.report import build_document, markdown_report, write_chart, write_document
-from salibi.errors import InputError, TasksFailedError
+from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.fileio import write_atomic
 from salibi.vocabulary import RANDOM_INIT
 
@@ -139,6 +141,37 @@ def _evaluate(
     return results, previous is None or len(results.get("runs", [])) != before
 
 
+def _retrieval(
+    settings: AblationSettings,
+    checkpoints: dict[str, list[tuple[str, str]]],
+    layout: StudyLayout,
+    study: AblationStudy,
+    commands: list[str],
+    log: Log,
+) -> dict[str, Any]:
+    """Every checkpoint ranked on the study's data; the ``retrieval`` section (or why it was skipped:
+    data retrieval cannot query, such as a split without chips, skips it with the reason)."""
+    documents: dict[str, list[dict[str, Any]]] = {}
+    for name, entries in checkpoints.items():
+        for label, checkpoint in entries:
+            try:
+                document, computed = retrieval.evaluate_checkpoint(
+                    settings, label, checkpoint, layout, label in study.trained, log
+                )
+            except InputError as err:
+                log(f"retrieval: skipped: {err}")
+                return {"skipped": str(err)}
+            documents.setdefault(name, []).append(document)
+            output = str(layout.retrieval(label))
+            commands.append(shown_command(retrieval.retrieval_arguments(settings, checkpoint, output)))
+            if computed:
+                study.evaluated.append(f"{label} (retrieval)")
+    try:
+        return retrieval.retrieval_section(documents)
+    except SalibiError as err:  # documents of another salibi: say so rather than compare them
+        return {"skipped": str(err)}
+
+
 def run_ablation(settings: AblationSettings, log: Log = _quiet, dry_run: bool = False) -> AblationStudy:
     """Run (or continue) the study ``settings`` describes; see the module docstring. ``dry_run``:
     only record the settings and return the commands (``document["commands"]``), training nothing."""
@@ -174,18 +207,20 @@ def run_ablation(settings: AblationSettings, log: Log = _quiet, dry_run: bool = 
         for seed in seeds
     ]
 
-    root = _task_root(settings, layout, log)
     documents: dict[str, list[dict[str, Any]]] = {}
-    for name, entries in checkpoints.items():
-        for label, checkpoint in entries:
-            # A run trained in this call is evaluated afresh; the untrained model never changes.
-            results, computed = _evaluate(settings, label, checkpoint, root, layout, label in study.trained, log)
-            documents.setdefault(name, []).append(results)
-            commands.append(shown_command(eval_arguments(settings, checkpoint, root, layout.results(label))))
-            if computed:
-                study.evaluated.append(label)
+    if "geobench" in settings.evals:
+        root = _task_root(settings, layout, log)
+        for name, entries in checkpoints.items():
+            for label, checkpoint in entries:
+                # A run trained in this call is evaluated afresh; the untrained model never changes.
+                results, computed = _evaluate(settings, label, checkpoint, root, layout, label in study.trained, log)
+                documents.setdefault(name, []).append(results)
+                commands.append(shown_command(eval_arguments(settings, checkpoint, root, layout.results(label))))
+                if computed:
+                    study.evaluated.append(label)
+    section = _retrieval(settings, checkpoints, layout, study, commands, log) if "retrieval" in settings.evals else None
     runs = {name: [checkpoint for _, checkpoint in entries] for name, entries in checkpoints.items()}
-    study.document = build_document(documents, runs, commands, seeds, asdict(settings))
+    study.document = build_document(documents, runs, commands, seeds, asdict(settings), section)
     write_document(study.document, layout.json)
     write_atomic(layout.markdown, markdown_report(study.document, str(layout.root)))
     study.files = [layout.json, layout.markdown]

@@ -7,7 +7,8 @@ import shlex
 import click
 
 from salibi.ablate.plan import REFERENCE, AblationSettings
-from salibi.vocabulary import PROTOCOLS, SIZES, VARIANTS
+from salibi.eval.retrieval.settings import RETRIEVAL_SPLITS
+from salibi.vocabulary import EVALUATIONS, PROTOCOLS, SIZES, VARIANTS
 
 #: The options' defaults are the settings' (one owner).
 _DEFAULT = AblationSettings(data=[], out="")
@@ -20,6 +21,13 @@ def _variants(ctx: click.Context, param: click.Parameter, value: str) -> tuple[s
         raise click.BadParameter(f"{value!r}: a comma-separated list of {', '.join(VARIANTS)}")
     if REFERENCE not in chosen:
         raise click.BadParameter(f"{value!r}: include {REFERENCE}, the reference every difference is taken against")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _evals(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    chosen = tuple(e.strip() for e in value.split(",") if e.strip())
+    if not chosen or any(e not in EVALUATIONS for e in chosen):
+        raise click.BadParameter(f"{value!r}: a comma-separated list of {', '.join(EVALUATIONS)}")
     return tuple(dict.fromkeys(chosen))
 
 
@@ -74,6 +82,22 @@ def _protocols(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     "--cpu-procs", type=click.IntRange(min=1), default=None, help="salibi pretrain --cpu-procs N for every run."
 )
 @click.option(
+    "--evals",
+    default=",".join(_DEFAULT.evals),
+    show_default=True,
+    callback=_evals,
+    help="What each checkpoint is evaluated with: geobench (probes on --root's tasks), retrieval (cross-modal "
+    "retrieval on the study's DATA, salibi eval retrieval).",
+)
+@click.option(
+    "--retrieval-split",
+    type=click.Choice(RETRIEVAL_SPLITS),
+    default=_DEFAULT.retrieval_split,
+    show_default=True,
+    help="The chips of DATA that retrieval queries (all: every chip, also those the runs trained on). Data "
+    "without chips of the split skip retrieval with the reason.",
+)
+@click.option(
     "--root",
     type=click.Path(file_okay=False),
     default=None,
@@ -118,6 +142,8 @@ def command(
     pretrain_args: str,
     gpus: int | None,
     cpu_procs: int | None,
+    evals: tuple[str, ...],
+    retrieval_split: str,
     root: str | None,
     tasks: str | None,
     protocols: tuple[str, ...],
@@ -130,17 +156,18 @@ def command(
     \b
     DATA: aligned sets (salibi align), or folders of them (e.g. the demo's OUT/aligned).
     For each variant and seed one salibi pretrain run, identical but for --variant (same data
-    order, masks, schedule and initial weights: checked before training); salibi eval geobench of
-    its final checkpoint; the same model untrained (random-init) as the reference. Writes
-    OUT/ablation.json, OUT/ablation.md (one table; differences from scale-alibi with paired
-    95 % intervals over the same test samples) and OUT/ablation.png. Resumable: finished runs
-    and evaluations are kept, an interrupted run resumes (salibi pretrain --resume).
+    order, masks, schedule and initial weights: checked before training); salibi eval geobench and
+    salibi eval retrieval (on DATA's --retrieval-split chips) of its final checkpoint; the same
+    model untrained (random-init) as the reference. Writes OUT/ablation.json, OUT/ablation.md (a
+    table per evaluation; differences from scale-alibi with paired 95 % intervals over the same
+    test samples or queries) and OUT/ablation.png. Resumable: finished runs and evaluations are
+    kept, an interrupted run resumes (salibi pretrain --resume).
 
     \b
     Examples:
       salibi demo --only align --out demo-out
       salibi ablate demo-out/aligned --out studies/demo --variants scale-alibi,alibi --max-steps 300 \\
-          --batch-size 16 --lr 5e-3
+          --batch-size 16 --lr 5e-3 --retrieval-split all
       salibi ablate data/*.h5 --out studies/base --model base --gpus 8 --epochs 100 --seeds 3 \\
           --root $GEO_BENCH_DIR --tasks m-eurosat,m-bigearthnet
     """
@@ -163,6 +190,8 @@ def command(
         pretrain_args=shlex.split(pretrain_args),
         gpus=gpus,
         cpu_procs=cpu_procs,
+        evals=evals,
+        retrieval_split=retrieval_split,
         root=root,
         tasks=tasks,
         protocols=protocols,
