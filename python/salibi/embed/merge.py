@@ -219,6 +219,7 @@ def _by_group(columns: Columns, fixed_crs: str, tags: _CrsTags) -> Iterator[tupl
     if fixed_crs:
         yield tags(fixed_crs), columns
         return
-    wkts, which = np.unique(columns.crs.astype(str), return_inverse=True)
-    for k, wkt in enumerate(wkts.tolist()):
-        yield tags(wkt), columns if len(wkts) == 1 else columns.select(which == k)
+    codes: dict[str, int] = {}  # WKT -> its number in this chunk (a dict: no fixed-width copy of every WKT)
+    which = np.array([codes.setdefault(wkt, len(codes)) for wkt in columns.crs.tolist()])
+    for wkt, k in codes.items():
+        yield tags(wkt), columns if len(codes) == 1 else columns.select(which == k)
