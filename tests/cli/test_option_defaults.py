@@ -15,6 +15,7 @@ COMMANDS = {
         {"cpu_procs": "not given: one process, or --gpus (choose_devices)", "log": "a tuple of choices"},
     ),
     "ablate": ("salibi.cli.ablate", "salibi.ablate.plan:AblationSettings", {"pretrain_args": "a quoted string"}),
+    "eval retrieval": ("salibi.cli.eval_retrieval", "salibi.eval.retrieval.settings:RetrievalSettings", {}),
 }
 
 
