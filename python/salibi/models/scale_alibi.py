@@ -36,7 +36,7 @@ CUDA and ``sdpa`` elsewhere, decided at each call from the model's device.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,25 @@ from salibi.models.config import ModelConfig
 from salibi.models.flex import NO_BIAS, resolve_attention
 from salibi.models.inputs import check_gsd, check_images, read_batch
 from salibi.models.losses import global_means, info_nce
+from salibi.vocabulary import MODALITIES
+
+
+def kept_patches(patches: int, mask_ratio: float) -> int:
+    """How many of a chip's ``patches`` the encoders see at ``mask_ratio``: at least one."""
+    return max(1, int(patches * (1.0 - mask_ratio)))
+
+
+def fusion_stages(modalities: Collection[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The fusion stages of a model of ``modalities``, by name, in the order they run (the order of
+    :data:`~salibi.vocabulary.MODALITIES`): ``low`` fuses SAR with low-res optical, ``high`` their
+    joint tokens (or the one of them present) with high-res optical."""
+    low = tuple(m for m in MODALITIES[:2] if m in modalities)
+    stages: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    if len(low) == 2:
+        stages["low"] = (low[:1], low[1:])
+    if low and MODALITIES[2] in modalities:
+        stages["high"] = (low, MODALITIES[2:])
+    return stages
 
 
 class ScaleAlibiModel(nn.Module):
@@ -90,11 +109,9 @@ class ScaleAlibiModel(nn.Module):
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / c.temperature)))
         # fusion: SAR <-> low-res optical, then (their joint tokens) <-> high-res optical
-        low = [m for m in ("sar", "lores") if m in self.modalities]
-        self.fusion_low = FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if len(low) == 2 else None
-        self.fusion_high = (
-            FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if low and "hires" in self.modalities else None
-        )
+        stages = fusion_stages(self.modalities)
+        self.fusion_low = FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if "low" in stages else None
+        self.fusion_high = FusionStage(c.dim, c.heads, c.fusion_depth, c.mlp_ratio) if "high" in stages else None
         self.fusion_norm = nn.LayerNorm(c.dim, eps=1e-6)
         # MAE decoder over the joint tokens of every modality, mask tokens at masked patches
         self.decoder_embed = nn.Linear(c.dim, c.decoder_dim)
@@ -108,6 +125,11 @@ class ScaleAlibiModel(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_dim, eps=1e-6)
         self.decoder_pred = nn.ModuleDict({m: nn.Linear(c.decoder_dim, p * p * c.channels[m]) for m in self.modalities})
         self._init_weights()
+
+    def not_layer_weights(self) -> list[nn.Parameter]:
+        """The parameters that are not weights of a layer, which take no weight decay (as MAE's and
+        CLIP's): the decoder's mask and modality tokens, and the contrastive temperature."""
+        return [self.mask_token, *self.modality_tokens.values(), self.logit_scale]
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -191,7 +213,7 @@ class ScaleAlibiModel(nn.Module):
         Independent per sample, from torch's global CPU generator whatever the device (so
         ``torch.manual_seed`` / ``torch.set_rng_state`` fix the masks), or the given (B, N) ``noise``.
         """
-        keep = max(1, int(patches * (1.0 - ratio)))
+        keep = kept_patches(patches, ratio)
         if noise is None:
             noise = torch.rand(batch, patches)
         elif tuple(noise.shape) != (batch, patches):
@@ -319,13 +341,10 @@ class ScaleAlibiModel(nn.Module):
             tokens.update(zip(b, x_b.split([tokens[m].shape[1] for m in b], dim=1)))
 
         tokens = dict(tokens)
-        low = tuple(m for m in ("sar", "lores") if m in tokens)
-        if len(low) == 2:
-            assert self.fusion_low is not None
-            run(self.fusion_low, ("sar",), ("lores",))
-        if "hires" in tokens and low:
-            assert self.fusion_high is not None
-            run(self.fusion_high, low, ("hires",))
+        for name, (a, b) in fusion_stages(tokens).items():
+            stage = self.fusion_low if name == "low" else self.fusion_high
+            assert stage is not None
+            run(stage, a, b)
         return {m: self.fusion_norm(x) for m, x in tokens.items()}
 
     def decode(

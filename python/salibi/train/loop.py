@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +34,7 @@ from salibi.vocabulary import MODALITIES
 if TYPE_CHECKING:
     import torch
 
+    from salibi.models.scale_alibi import ScaleAlibiModel
     from salibi.train.distributed import Rank, TorchrunEnv
 
 __all__ = [
@@ -280,12 +281,14 @@ def some_modality_unmasked(plan: RunPlan, patch: int) -> bool:
     """Whether some step may hide no patch of some modality (``--mask-ratio 0``, or chips of so
     few patches that none is masked): its decoder head, and with no masking at all the fusion
     stages and the decoder, then get no gradient, which DDP must be told to expect."""
+    from salibi.models.scale_alibi import kept_patches
+
     ratio = plan.config.mask_ratio
     for f in plan.data.files:
         for m in plan.data.modalities:
             h, w = f.modalities[m].chip
             n = (h // patch) * (w // patch)
-            if max(1, int(n * (1.0 - ratio))) >= n:
+            if kept_patches(n, ratio) >= n:
                 return True
     return False
 
@@ -327,24 +330,20 @@ def _build_model(plan: RunPlan, info: dict[str, dict[str, Any]], modalities: tup
     return model.to(rank.device)
 
 
-#: Parameters that are not weights of a layer: no weight decay (as MAE and CLIP): the mask and
-#: modality tokens of the decoder, and the contrastive temperature.
-NO_DECAY = ("mask_token", "modality_tokens.", "logit_scale")
+def decays(parameter: torch.nn.Parameter, exempt: Collection[torch.nn.Parameter]) -> bool:
+    """Whether AdamW decays ``parameter``: weight matrices and convolutions, not biases, norms, nor
+    the parameters the model says are not weights of a layer (``exempt``: its tokens and temperature)."""
+    return parameter.ndim >= 2 and all(parameter is not other for other in exempt)
 
 
-def decays(name: str, parameter: torch.nn.Parameter) -> bool:
-    """Whether AdamW decays ``parameter``: weight matrices and convolutions, not biases, norms,
-    tokens or the temperature."""
-    return parameter.ndim >= 2 and not any(part in name for part in NO_DECAY)
-
-
-def _build_optimizer(model: torch.nn.Module, plan: RunPlan) -> torch.optim.Optimizer:
+def _build_optimizer(model: ScaleAlibiModel, plan: RunPlan) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms, tokens and the temperature (:func:`decays`)."""
     import torch
 
     config = plan.config
-    decay = [p for n, p in model.named_parameters() if decays(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
+    exempt = model.not_layer_weights()
+    decay = [p for p in model.parameters() if decays(p, exempt)]
+    no_decay = [p for p in model.parameters() if not decays(p, exempt)]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=learning_rate(0, config, plan.total_steps, plan.warmup_steps),

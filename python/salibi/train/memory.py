@@ -73,19 +73,18 @@ def estimate_step_memory(
     """One micro-batch of ``micro_batch`` samples whose ``chips`` are (H, W) px per modality;
     ``materialised_biases=False``: the flex backend, which holds no bias tensor; ``gsd_per_chip``:
     chips of their own GSDs (web tiles), whose decoder biases differ per sample (one each, not one)."""
+    from salibi.models.scale_alibi import fusion_stages, kept_patches
+
     p = config.patch_size
     tokens = {}
     for m, (h, w) in chips.items():
         n = (h // p) * (w // p)
-        tokens[m] = (n, max(1, int(n * (1.0 - mask_ratio))))
+        tokens[m] = (n, kept_patches(n, mask_ratio))
     kept = {m: k for m, (_, k) in tokens.items()}
     # per sample: each encoder's self-bias, each fusion stage's biases over its joint tokens
     per_sample = sum(config.heads * k * k for k in kept.values())
-    low = [m for m in ("sar", "lores") if m in kept]
-    if len(low) == 2:
-        per_sample += config.heads * (kept["sar"] + kept["lores"]) ** 2
-    if low and "hires" in kept:
-        per_sample += config.heads * (sum(kept[m] for m in low) + kept["hires"]) ** 2
+    for a, b in fusion_stages(kept).values():
+        per_sample += config.heads * sum(kept[m] for m in (*a, *b)) ** 2
     every = sum(n for n, _ in tokens.values())
     decoder_biases = micro_batch if gsd_per_chip else 1
     biases = (per_sample * micro_batch + config.decoder_heads * every * every * decoder_biases) * element_bytes
