@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bigearthnet_pair import align_pair
+from helpers import REPO, SAMPLES, SHARED
 from http_server import FileServer
 
 # Under pytest-xdist (make test runs two workers) each worker and the commands it starts use one
@@ -19,13 +21,6 @@ from http_server import FileServer
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "data" / "samples"
-#: Real data that may be read in place but never copied into the project (see data/README.md).
-SHARED = REPO.parent / "shared"
-#: How long a test waits for a process before it gives up on it: tests wait on events (a line, a
-#: file, an exit), never on a clock; this ceiling only keeps a hung process from hanging the suite.
-LAST_RESORT = 1800
 #: The unprivileged user permission tests run as (CI runs the tests as root, who may read and write anything).
 NOBODY = 65534
 
@@ -135,3 +130,9 @@ def http_server(tmp_path: Path) -> Iterator[FileServer]:
     root.mkdir()
     with FileServer(root) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def aligned_set(tmp_path_factory, samples) -> Path:
+    """An aligned training set of one shipped BigEarthNet square: 25 chips of 240 m (S1 VV/VH + 4 S2 bands, 10 m)."""
+    return align_pair(samples, tmp_path_factory.mktemp("aligned") / "s1s2.h5")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LAST_RESORT, REPO, SHARED
+from helpers import LAST_RESORT, REPO, SHARED
 
 ONE_UNPRIVILEGED_TEST = "tests/align/test_align_cli.py::test_output_folder_not_writable"
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 
-SALIBI = str(Path(sys.executable).with_name("salibi"))
+from helpers import SALIBI
 
 
 def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, SAMPLES  # tests/ is on sys.path (rootdir conftest)
+from helpers import REPO, SAMPLES
 
 PACKAGED = SAMPLES.resolve()  # data/samples links to python/salibi/sample_data
 

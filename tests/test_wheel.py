@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO  # tests/ is on sys.path (rootdir conftest)
+from helpers import REPO
 
 
 @pytest.mark.slow

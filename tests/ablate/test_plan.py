@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from helpers import SALIBI
 from salibi.ablate.plan import AblationSettings, StudyLayout, check_study, expand_data, pretrain_arguments
 from salibi.errors import InputError, MissingInputError
-
-SALIBI = str(Path(sys.executable).with_name("salibi"))
 
 
 def test_settings_need_the_reference_and_keep_their_own_options(tmp_path):

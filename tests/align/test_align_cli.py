@@ -19,11 +19,10 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
+from helpers import SALIBI
 from salibi.cli import cli
 
 from .conftest import FLOODS, SN6
-
-SALIBI = str(Path(sys.executable).with_name("salibi"))
 
 
 def run(args: list[str]):  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -20,6 +19,7 @@ from PIL import Image
 from pmtiles.tile import zxy_to_tileid
 from torch.utils.data import DataLoader
 
+from helpers import REPO
 from http_server import FileServer
 from salibi.align.pmtiles import import_archives
 from salibi.cli import cli
@@ -30,7 +30,6 @@ from salibi.train.memory import estimate_step_memory
 
 from .pmtiles_archives import ZOOM, build
 
-REPO = Path(__file__).resolve().parents[2]
 KILLER = REPO / "tests" / "faults" / "kill_at_fsync.py"
 FULL = {"max_nodata": 0.3}  # partly covered tiles too: more chips from the small scene
 

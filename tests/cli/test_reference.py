@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import SALIBI
 from salibi.cli.reference import render_reference
 
 CLI_DIR = Path(__file__).resolve().parents[2] / "cli"
 STALE = "out of date: run `make reference` and commit the result"
 # The console script installed beside this interpreter (make install puts it there).
-SALIBI = str(Path(sys.executable).with_name("salibi"))
 
 
 def test_reference_equals_help():

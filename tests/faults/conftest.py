@@ -5,32 +5,17 @@ launcher or to one rank, and a small tmpfs for a full disk (an unprivileged user
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bigearthnet_pair import align_pair
-from conftest import LAST_RESORT
-
-REPO = Path(__file__).resolve().parents[2]
-SALIBI = str(Path(sys.executable).with_name("salibi"))
-#: One thread per process keeps multi-process runs quick on a shared 2-core machine.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
-
-
-def run_salibi(
-    *args: str, timeout: float = LAST_RESORT, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """The installed command, to its end."""
-    return subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env or ENV, timeout=timeout)
+from helpers import COMMAND_ENV, LAST_RESORT, SALIBI, metrics
 
 
 def start_salibi(*args: str) -> subprocess.Popen:
@@ -41,7 +26,7 @@ def start_salibi(*args: str) -> subprocess.Popen:
 def start_command(command: list[str]) -> subprocess.Popen:
     """``command`` (salibi, or torchrun starting it) in a session of its own, as from a terminal."""
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=COMMAND_ENV, start_new_session=True
     )
 
 
@@ -54,11 +39,6 @@ def keep_signal_handlers() -> Iterator[None]:
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
-
-
-def metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = LAST_RESORT) -> None:
@@ -137,11 +117,6 @@ def checkpoint_steps(run: Path) -> list[int]:
     return (
         sorted(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*")) if (run / "checkpoints").exists() else []
     )
-
-
-@pytest.fixture(scope="session")
-def aligned_set(tmp_path_factory, samples) -> Path:
-    return align_pair(samples, tmp_path_factory.mktemp("faults") / "s1s2.h5")
 
 
 class Tmpfs:

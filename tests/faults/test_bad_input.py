@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bigearthnet_pair import align_pair
+from helpers import COMMAND_ENV, REPO, SALIBI
 from salibi.cli import cli
 
 from .bad_input_table import CASES, NON_UTF8, Case, markdown
-from .conftest import ENV, REPO, SALIBI, align_pair
 
 DOCS = REPO / "docs" / "BAD_INPUT.md"
 
@@ -89,7 +90,7 @@ def run_case(case: Case, argv: list[str], as_nobody: Callable[[list[str]], list[
         command = [SALIBI, *argv]
         if case.unprivileged:
             command = as_nobody(command)
-        env = {**ENV, "HOME": "/tmp", "MPLCONFIGDIR": tempfile.gettempdir()}
+        env = {**COMMAND_ENV, "HOME": "/tmp", "MPLCONFIGDIR": tempfile.gettempdir()}
         result = subprocess.run(command, capture_output=True, env=env, timeout=600)
         return result.returncode, os.fsdecode(result.stderr), os.fsdecode(result.stdout)
     from salibi.cli import _show_warning

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from salibi import fileio
-
-from .conftest import REPO
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 import h5py
 import pytest
 
-from .conftest import ENV, REPO, SALIBI
+from helpers import COMMAND_ENV, REPO, SALIBI
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_a_symlink_loop_in_the_tiles_folder_ends_with_each_tile_once(tmp_path):
             [SALIBI, "embed", str(tiles), "--checkpoint", str(checkpoint), "-o", str(output)],
             capture_output=True,
             text=True,
-            env=ENV,
+            env=COMMAND_ENV,
             timeout=20,
         )
     except subprocess.TimeoutExpired:

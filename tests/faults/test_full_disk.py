@@ -9,7 +9,9 @@ import json
 import h5py
 import pytest
 
-from .conftest import checkpoint_steps, metrics, one_error_line, run_salibi
+from helpers import metrics, run_salibi
+
+from .conftest import checkpoint_steps, one_error_line
 
 pytestmark = pytest.mark.slow
 

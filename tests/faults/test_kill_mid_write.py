@@ -13,7 +13,9 @@ from pathlib import Path
 import h5py
 import pytest
 
-from .conftest import ENV, REPO, checkpoint_steps, metrics, run_salibi
+from helpers import COMMAND_ENV, REPO, metrics, run_salibi
+
+from .conftest import checkpoint_steps
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +24,7 @@ KILLER = str(Path(__file__).with_name("kill_at_fsync.py"))
 
 def killed_at(pattern: str, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, KILLER, pattern, *args], capture_output=True, text=True, env=ENV, timeout=600
+        [sys.executable, KILLER, pattern, *args], capture_output=True, text=True, env=COMMAND_ENV, timeout=600
     )
     assert result.returncode == -9, f"not killed at {pattern!r}: {result.returncode}\n{result.stderr}"
     return result
@@ -124,6 +126,6 @@ def test_the_killer_kills_only_at_its_pattern(tmp_path):
     result = subprocess.run(
         [sys.executable, KILLER, "never-matches", "bias", "--query", "4x4@10", "--key", "4x4@10", "-o",
          str(tmp_path / "b.png")],
-        capture_output=True, text=True, env=ENV, timeout=300, cwd=REPO,
+        capture_output=True, text=True, env=COMMAND_ENV, timeout=300, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

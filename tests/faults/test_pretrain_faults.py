@@ -17,17 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
-    SIGNALS,
-    checkpoint_steps,
-    metrics,
-    one_error_line,
-    run_salibi,
-    send,
-    start_salibi,
-    wait_for_step,
-    wait_gone,
-)
+from helpers import metrics, run_salibi
+
+from .conftest import SIGNALS, checkpoint_steps, one_error_line, send, start_salibi, wait_for_step, wait_gone
 
 pytestmark = pytest.mark.slow
 

@@ -31,18 +31,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers import metrics, run_salibi
 from salibi.cli import cli
 
-from .conftest import (
-    checkpoint_steps,
-    children,
-    keep_signal_handlers,
-    metrics,
-    rank_pids,
-    run_salibi,
-    start_command,
-    wait_for_step,
-)
+from .conftest import checkpoint_steps, children, keep_signal_handlers, rank_pids, start_command, wait_for_step
 from .stop_matrix import ALL, CI_SUBSET, FACTORS, combo_id
 
 pytestmark = pytest.mark.slow
@@ -148,7 +140,8 @@ def test_the_ci_subset_covers_every_pair_of_values():
 
 
 def test_docs_stop_matrix_is_current():
-    from .conftest import REPO
+    from helpers import REPO
+
     from .stop_matrix import markdown
 
     assert (REPO / "docs" / "STOP_MATRIX.md").read_text() == markdown(), (

@@ -11,9 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import LAST_RESORT
-
-from .conftest import ENV
+from helpers import COMMAND_ENV, LAST_RESORT
 
 SCRIPT = textwrap.dedent(
     """
@@ -52,7 +50,7 @@ def _relay(grace: float, signals: str) -> list[str]:
         [sys.executable, "-c", SCRIPT, str(grace), signals],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=COMMAND_ENV,
         timeout=LAST_RESORT,
     )
     assert result.returncode == 0, result.stderr

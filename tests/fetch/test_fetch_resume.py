@@ -6,15 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
+from helpers import SALIBI
 from http_server import Fault
 
 from .conftest import fetch_args, forget_downloads
-
-SALIBI = str(Path(sys.executable).with_name("salibi"))
 
 
 def test_killed_fetch_resumes_with_what_is_missing(served, tmp_path, env):

@@ -1,4 +1,4 @@
-"""An aligned training set made from a shipped BigEarthNet pair (S1 VV/VH + 4 S2 bands, 10 m)."""
+"""Aligned sets of tests/train beside tests/conftest.py's ``aligned_set``: the same square at 20 m, huge chips."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from pathlib import Path
 import pytest
 
 from bigearthnet_pair import align_pair
-
-
-@pytest.fixture(scope="session")
-def aligned_set(tmp_path_factory, samples) -> Path:
-    return align_pair(samples, tmp_path_factory.mktemp("aligned") / "s1s2.h5")
 
 
 @pytest.fixture(scope="session")

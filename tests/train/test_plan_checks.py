@@ -9,25 +9,23 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from salibi.cli import cli
+from helpers import SALIBI
+from helpers import invoke as run_in_process
 from salibi.models import build
 from salibi.models.config import ModelConfig
 from salibi.train.config import PretrainConfig
 from salibi.train.loop import _build_optimizer
 
-SALIBI = str(Path(sys.executable).with_name("salibi"))
 QUICK = ["--batch-size", "4", "--log-every", "1", "--quiet", "--save-every", "100"]
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli, ["pretrain", *args])
+    return run_in_process("pretrain", *args)
 
 
 # -- defect 4: --cpu-procs N on a machine with a GPU ----------------------------------------------

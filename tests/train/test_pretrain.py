@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
-from click.testing import CliRunner
 
-from conftest import LAST_RESORT
-from salibi.cli import cli
+from helpers import invoke as run_in_process
+from helpers import metrics, run_salibi
 from salibi.train import PretrainConfig
 from salibi.train.plan import learning_rate
 
-# The installed command, run in fresh processes (ranks need their own processes anyway).
-SALIBI = str(Path(sys.executable).with_name("salibi"))
-
 COMMON = ["--batch-size", "8", "--log-every", "1", "--quiet"]
-
-
-def run_salibi(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """The installed command in a fresh process (ranks need their own processes anyway).
-    One thread per process keeps runs quick and repeatable on a shared 2-core machine."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
-    result = subprocess.run([SALIBI, *args], capture_output=True, text=True, env=env, timeout=LAST_RESORT, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"salibi {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def assert_same_curve(a: list[dict], b: list[dict], tolerance: float = 1e-4) -> None:
@@ -48,7 +27,9 @@ def assert_same_curve(a: list[dict], b: list[dict], tolerance: float = 1e-4) -> 
 def reference_run(aligned_set, tmp_path_factory) -> Path:
     """One process, 12 uninterrupted steps: the curve the other runs must reproduce."""
     run = tmp_path_factory.mktemp("runs") / "reference"
-    run_salibi("pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON)
+    run_salibi(
+        "pretrain", str(aligned_set), "--out", str(run), "--max-steps", "12", "--save-every", "100", *COMMON, check=True
+    )
     return run
 
 
@@ -67,6 +48,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, referenc
         "--save-every",
         "100",
         *COMMON,
+        check=True,
     )
     assert "trained 12/12 steps" in result.stdout
     assert_same_curve(metrics(run), metrics(reference_run))
@@ -76,7 +58,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_curve(aligned_set, referenc
 def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, reference_run, tmp_path):
     run = tmp_path / "damaged"
     args = ["pretrain", str(aligned_set), "--out", str(run), "--save-every", "3", "--max-steps", "12", *COMMON]
-    run_salibi(*args)
+    run_salibi(*args, check=True)
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
         "step_0000006",
         "step_0000009",
@@ -84,7 +66,7 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(aligned_set, refe
     ]  # --keep 3
     weights = run / "checkpoints" / "step_0000012" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    resumed = run_salibi(*args, "--resume")
+    resumed = run_salibi(*args, "--resume", check=True)
     assert "skipping incomplete checkpoint" in resumed.stderr and "step_0000012" in resumed.stderr
     assert "trained 12/12 steps" in resumed.stdout
     assert [r["step"] for r in metrics(run)] == list(range(1, 13))
@@ -113,7 +95,7 @@ def test_checkpoint_is_a_loadable_salibi_checkpoint(reference_run):
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli, ["pretrain", *args])
+    return run_in_process("pretrain", *args)
 
 
 def test_missing_data_file_is_one_clear_line(tmp_path):
