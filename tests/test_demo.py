@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
         [SALIBI, "demo", "--out", str(out), "--steps", "20"], capture_output=True, text=True, env=env, timeout=900
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for step in ("1/4 align", "2/4 pretrain", "3/4 embed", "4/4 eval geobench"):
+    for step in ("1/5 align", "2/5 pretrain", "3/5 embed", "4/5 eval geobench", "5/5 eval retrieval"):
         assert step in result.stdout
     assert "pretrained" in result.stdout and "steps, loss" in result.stdout
 
@@ -59,6 +59,14 @@ def test_demo_runs_end_to_end_and_lays_out_its_outputs(tmp_path):
     assert "random init: the initial weights of the run" in result.stdout
     assert "| raleigh-landcover | knn | accuracy |" in result.stdout and "paired 95 % interval" in result.stdout
     assert "raleigh-landcover knn: " in result.stdout and "random init" in result.stdout.split("paired 95 %")[1]
+
+    # Beside it, cross-modal retrieval on the 150 chips: the checkpoint, the untrained model, chance.
+    retrieval = json.loads((out / "retrieval.json").read_text())
+    assert retrieval["format"] == "salibi-retrieval" and retrieval["n_queries"] == 150
+    assert list(retrieval["results"]) == ["sar->lores", "lores->sar"] and retrieval["split"] == "all"
+    assert retrieval["baseline"]["name"] == "random-init" and retrieval["chance"]["sar->lores"]["recall@1"] == 1 / 150
+    assert "Cross-modal retrieval on the 150 chips the model trained on" in result.stdout
+    assert "| sar->lores | recall@1 |" in result.stdout and "- lores->sar: " in result.stdout
 
     # Running it again replaces the demo outputs instead of failing on them.
     again = subprocess.run(
@@ -108,4 +116,4 @@ def test_only_align_writes_the_aligned_set_alone(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(list((out / "aligned").glob("*.h5"))) == 6 and "150 chips" in result.stdout
-    assert (out / "run").is_dir() and not (out / "eval.json").exists() and "2/4 pretrain" not in result.stdout
+    assert (out / "run").is_dir() and not (out / "eval.json").exists() and "2/5 pretrain" not in result.stdout

