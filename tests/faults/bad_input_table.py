@@ -563,6 +563,25 @@ CASES: tuple[Case, ...] = (
     Case("eval-unreadable-checkpoint", "eval", "an unreadable checkpoint folder", ("geobench", "--checkpoint", "{case}/ckpt", *EVAL[2:]),
          "Error: Invalid value for '--checkpoint': Path 'ckpt' is not readable. (see 'salibi eval geobench --help')",
          checkpoint_with("ckpt", lambda f: f.chmod(0o000)), status=2, unprivileged=True),
+    # eval retrieval
+    Case("eval-retrieval-missing-set", "eval", "an aligned set that does not exist", ("retrieval", "{case}/none.h5", "--checkpoint", "{run}"),
+         "Error: none.h5: no such file; create it with `salibi align`"),
+    Case("eval-retrieval-not-a-set", "eval", "a text file instead of an aligned set", ("retrieval", "{case}/set.h5", "--checkpoint", "{run}"),
+         "Error: set.h5: not a readable HDF5 file (…); re-create it with `salibi align`", text("set.h5")),
+    Case("eval-retrieval-one-modality", "eval", "a set sharing one modality with the checkpoint", ("retrieval", "{case}/hl.h5", "--checkpoint", "{run}"),
+         "Error: hl.h5: retrieval needs two modalities that the set (lores, hires) and the checkpoint (sar, lores) share; "
+         "align the set with two of the checkpoint's modalities",
+         aligned("hl.h5", {"hires": (3, 24, 10.0), "lores": (4, 24, 10.0)})),
+    Case("eval-retrieval-bands", "eval", "a set without the checkpoint's bands", ("retrieval", "{case}/b.h5", "--checkpoint", "{run}", "--split", "all"),
+         "Error: b.h5 /sar: none of its bands (b1, b2) is one of the sar encoder's (VV, VH); align the set with the "
+         "checkpoint's sar bands, named (salibi align --band-names)",
+         aligned("b.h5", {"sar": (2, 24, 10.0), "lores": (4, 24, 10.0)})),
+    Case("eval-retrieval-empty-split", "eval", "no chip of the split", ("retrieval", "{set}", "--checkpoint", "{run}"),
+         "Error: set.h5: 0 validation chips; retrieval needs at least 2 to choose among (align with --val-fraction for "
+         "validation chips, or give --split train or --split all)"),
+    Case("eval-retrieval-output-directory", "eval", "a directory instead of the output file", ("retrieval", "{set}", "--checkpoint", "{run}", "--split", "all", "--output", "{case}/out"),
+         "Error: Invalid value for --output: out is a folder; give a .json file name (see 'salibi eval retrieval --help')",
+         folder("out"), status=2),
     # embed
     Case("embed-missing", "embed", "a folder that does not exist", ("{case}/none", *EMBED),
          "Error: none: no such file or folder; give a folder of tiles or scenes, a raster or an aligned set"),

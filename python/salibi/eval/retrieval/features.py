@@ -80,8 +80,11 @@ def open_chips(paths: Sequence[str | os.PathLike[str]], split: str | None, model
         for m in shared:
             try:
                 route = route_named(found[m], m, specs[m], False, f"{path} /{m}")
-            except BandRefusal as err:
-                raise InputError(f"{err}; align the set with the checkpoint's {m} bands") from None
+            except BandRefusal as err:  # its first clause says why; the rest is advice for salibi embed
+                reason = str(err).split(";")[0]
+                raise InputError(
+                    f"{reason}; align the set with the checkpoint's {m} bands, named (salibi align --band-names)"
+                ) from None
             if route.assumption and route.assumption not in assumptions:
                 assumptions.append(route.assumption)
             routes[m] = [i - 1 for i in route.indexes]
