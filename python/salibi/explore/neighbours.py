@@ -23,10 +23,11 @@ import numpy as np
 
 from salibi.embed.embeddings import Embeddings
 from salibi.embed.search import CosineIndex
+from salibi.vocabulary import EMBEDDING_SPACES
 
 __all__ = ["ENCODER", "SHARED", "Neighbours", "embedding_space", "neighbours", "search_command"]
 
-ENCODER, SHARED = "encoder", "shared"
+ENCODER, SHARED = EMBEDDING_SPACES
 #: Random pairs drawn for the reference similarity shown beside the neighbours'.
 REFERENCE_PAIRS = 10_000
 
