@@ -159,8 +159,9 @@ def _retrieval(
                     settings, label, checkpoint, layout, label in study.trained, log
                 )
             except InputError as err:
-                log(f"retrieval: skipped: {err}")
-                return {"skipped": str(err)}
+                reason = f"{err} (salibi ablate's option: --retrieval-split)"
+                log(f"retrieval: skipped: {reason}")
+                return {"skipped": reason}
             documents.setdefault(name, []).append(document)
             output = str(layout.retrieval(label))
             commands.append(shown_command(retrieval.retrieval_arguments(settings, checkpoint, output)))
