@@ -21,6 +21,7 @@ Its rooms: :mod:`~salibi.eval.geobench` (GEO-Bench v1 task folders, the safe unp
 shipped tasks), :mod:`~salibi.eval.geobench2` (tortilla files, dataset conventions, sensor
 routing), :mod:`~salibi.eval.protocols` (knn, linear probe, segmentation heads, on arrays),
 :mod:`~salibi.eval.scoring` (metrics, bootstrap intervals, paired differences, GEO-Bench's
-aggregate) and :mod:`~salibi.eval.output` (the results document, its files, tables and charts,
-the CSV and the saved features). Nothing is imported here.
+aggregate), :mod:`~salibi.eval.output` (the results document, its files, tables and charts,
+the CSV and the saved features) and :mod:`~salibi.eval.retrieval` (``salibi eval retrieval``:
+cross-modal retrieval on aligned sets in the shared contrastive space). Nothing is imported here.
 """
