@@ -78,7 +78,7 @@ def test_cli_dry_run_prints_the_commands_and_usage_errors_exit_2(tmp_path):
 def test_under_torchrun_the_study_points_to_its_dry_run(tmp_path):
     data = tmp_path / "a.h5"
     data.write_bytes(b"")
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2"}
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}  # as torchrun sets them
     result = subprocess.run(
         [SALIBI, "ablate", str(data), "--out", str(tmp_path / "s"), "--max-steps", "2"],
         capture_output=True, text=True, timeout=120, env=env,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from salibi.bands import S2_ORDER
-from salibi.devices import resolve_device
+from salibi.distributed.ranks import resolve_device
 from salibi.eval.band_matching import map_task_bands
 from salibi.eval.evaluate import checkpoint_bands
 from salibi.eval.features import extract_features

@@ -138,7 +138,7 @@ def test_gpus_without_a_gpu_and_ranks_of_two_kinds(resume_tiles, checkpoint, tmp
     base = [resume_tiles[0], "--checkpoint", checkpoint, "-o", tmp_path / "out.h5"]
     result = run(*base, "--gpus", 2)
     assert result.exit_code == 1
-    assert "--gpus 2: this machine has 0 usable CUDA GPU(s); embed on CPU processes with --cpu-procs N" in error_line(
+    assert "--gpus 2: this machine has 0 usable CUDA GPU(s); run on CPU processes with --cpu-procs N" in error_line(
         result
     )
     result = run(*base, "--gpus", 2, "--cpu-procs", 2)

@@ -508,7 +508,7 @@ CASES: tuple[Case, ...] = (
          "Error: Invalid value for '--out': Directory 'run.txt' is a file. (see 'salibi pretrain --help')",
          text("run.txt"), status=2),
     Case("pretrain-gpus", "pretrain", "GPUs that are not there", ("{set}", *OUT, "--gpus", "4"),
-         "Error: --gpus 4: this machine has 0 usable CUDA GPU(s); train on CPU with --cpu-procs N instead",
+         "Error: --gpus 4: this machine has 0 usable CUDA GPU(s); run on CPU processes with --cpu-procs N instead",
          needs_no_gpu=True),
     Case("pretrain-unreadable", "pretrain", "unreadable permission", ("{case}/locked.h5", *OUT),
          "Error: Invalid value for 'DATA...': File 'locked.h5' is not readable. (see 'salibi pretrain --help')",

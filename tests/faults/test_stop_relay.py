@@ -16,11 +16,11 @@ from helpers import COMMAND_ENV, LAST_RESORT
 SCRIPT = textwrap.dedent(
     """
     import os, signal, subprocess, sys, time
-    from salibi.train.stopping import StopRelay
+    from salibi.distributed.stopping import StopRelay
 
     grace, signals = float(sys.argv[1]), sys.argv[2].split(",")
     RANK = (
-        "import signal, sys, time; from salibi.train.stopping import register_rank, rank_finished; "
+        "import signal, sys, time; from salibi.distributed.stopping import register_rank, rank_finished; "
         "signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGINT, signal.SIG_IGN); "
         "fd = register_rank(sys.argv[1], int(sys.argv[2])); "
         "rank_finished(fd) if sys.argv[3] == 'finished' else None; "

@@ -20,7 +20,6 @@ A second identical call trains and evaluates nothing and writes the same report.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,7 +66,9 @@ class AblationStudy:
 
 def _check_not_a_rank() -> None:
     """InputError under torchrun: the study's runs would inherit this process's rank and rendezvous."""
-    if os.environ.get("RANK") is not None and os.environ.get("WORLD_SIZE") is not None:
+    from salibi.distributed.ranks import TorchrunEnv
+
+    if TorchrunEnv.from_environ() is not None:
         raise InputError(
             "salibi ablate starts its own pretraining runs: run it outside torchrun (with --gpus N on one node), or "
             "run the commands of salibi ablate --dry-run under torchrun, then salibi ablate again to evaluate"

@@ -41,7 +41,7 @@ What becomes a row:
    read ahead of the model, in order, by two reader threads (``num_workers`` 0: GDAL releases
    the GIL) or ``num_workers`` DataLoader processes, each routing a band layout once
    (:mod:`~salibi.embed.reading`); ``gpus``/``cpu_procs`` ranks (or torchrun) take disjoint
-   shards of the work (:mod:`~salibi.embed.ranks`). :attr:`EmbedSummary.stages` says where the
+   shards of the work (:mod:`salibi.distributed`). :attr:`EmbedSummary.stages` says where the
    wall time went.
 
 7. Space (``space``, recorded as the output's ``space`` attribute): ``encoder`` (the default) keeps

@@ -3,6 +3,7 @@ loaded, the work planned, embedded and merged, and the summary of it all."""
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import time
@@ -11,15 +12,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from salibi.distributed.ranks import Rank, join, leave, shard
 from salibi.embed.batches import PartWriter
 from salibi.embed.embeddings import output_format
-from salibi.embed.ranks import RankContext, join, leave, rank_device, shard
 from salibi.embed.records import ReadSettings
 from salibi.embed.routing import ModalitySpec
 from salibi.embed.store import EmbeddingStore, output_attrs
 from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, router_for
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
-from salibi.errors import DeviceError, InputError, MissingInputError, SalibiError
+from salibi.errors import InputError, MissingInputError, SalibiError
 from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 
 __all__ = ["FILL_CHOICES", "EmbedJob", "EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
@@ -132,14 +133,15 @@ def embed(
     itself. See :mod:`salibi.embed`."""
     job = EmbedJob(source=str(source), checkpoint=str(checkpoint), output=str(output), **options)
     _check(job)
-    from salibi.train.distributed import TorchrunEnv, launch_local
+    from salibi.distributed.launcher import launch_local
+    from salibi.distributed.ranks import TorchrunEnv, check_gpus
 
     env = TorchrunEnv.from_environ()
     ranks = job.gpus or job.cpu_procs
     if env is not None or ranks <= 1:
         return _run_rank(job, env)
     if job.gpus:
-        _check_gpus(job.gpus)
+        check_gpus(job.gpus)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
@@ -219,21 +221,10 @@ def _check(job: EmbedJob) -> None:
         )
 
 
-def _check_gpus(requested: int) -> None:
-    import torch
-
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if requested > available:
-        hint = (
-            "embed on CPU processes with --cpu-procs N instead" if not available else f"use --gpus {available} or fewer"
-        )
-        raise DeviceError(f"--gpus {requested}: this machine has {available} usable CUDA GPU(s); {hint}")
-
-
 def _rank_main(job: EmbedJob) -> EmbedSummary | SalibiError:
-    """The entry point of a rank started by :func:`salibi.train.distributed.launch_local`: a user
+    """The entry point of a rank started by :func:`salibi.distributed.launcher.launch_local`: a user
     error comes back as a value, so the parent says it as one line."""
-    from salibi.train.distributed import TorchrunEnv
+    from salibi.distributed.ranks import TorchrunEnv
 
     try:
         return _run_rank(job, TorchrunEnv.from_environ())
@@ -271,19 +262,21 @@ def _geometry_crs(requested: str | None) -> str:
 
 def _run_rank(job: EmbedJob, env: Any) -> EmbedSummary:
     """Embed as the rank ``env`` describes (a single process when None); rank 0's summary."""
-    context = join(env)
+    # gloo for the few object collectives (also on GPUs); a rank may wait long for the slowest at
+    # the final gather (items differ in cost).
+    rank = join(env, job.device, backend="gloo", timeout=datetime.timedelta(hours=24))
     try:
-        return _embed_as(job, context)
+        return _embed_as(job, rank)
     finally:
-        leave(context)
+        leave()
 
 
-def _embed_as(job: EmbedJob, context: RankContext) -> EmbedSummary:
+def _embed_as(job: EmbedJob, context: Rank) -> EmbedSummary:
     from salibi.models import load_checkpoint
 
     started = time.perf_counter()
     output = Path(job.output)
-    device = rank_device(job.device, context)
+    device = context.device
     model = load_checkpoint(job.checkpoint, map_location=device, attention=job.attention)
     if job.modality != "auto" and job.modality not in model.modalities:
         raise InputError(
@@ -360,7 +353,7 @@ def _summary(
     device: Any,
     checkpoint: Path,
     store: EmbeddingStore,
-    context: RankContext,
+    context: Rank,
     stages: dict[str, float],
 ) -> EmbedSummary:
     summary = EmbedSummary(

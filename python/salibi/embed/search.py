@@ -227,7 +227,7 @@ def embed_file(
 ) -> tuple[np.ndarray, str]:
     """One raster embedded as a tile with ``checkpoint`` (which must be the output's: same sha256),
     in the shared space when ``shared``."""
-    from salibi.devices import resolve_device
+    from salibi.distributed.ranks import resolve_device
     from salibi.embed.batches import WindowBatches
     from salibi.embed.records import ReadSettings
     from salibi.embed.run import checkpoint_specs

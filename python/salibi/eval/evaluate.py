@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.devices import resolve_device
+from salibi.distributed.ranks import resolve_device
 from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.eval.band_matching import TaskInputs, default_band_names
 from salibi.eval.benchmarks import Benchmark, open_benchmark

@@ -5,10 +5,10 @@
 
 One idea per module: :mod:`~salibi.train.config` (the settings), :mod:`~salibi.train.plan` (the
 run plan and schedule, worked out before any rank starts), :mod:`~salibi.train.launch` (the
-entry point that starts the ranks), :mod:`~salibi.train.distributed` (the torchrun environment
-and process groups), :mod:`~salibi.train.sampler` (which samples form each step),
-:mod:`~salibi.train.loop` (the step), :mod:`~salibi.train.metrics` (metrics.jsonl, TensorBoard,
-the console) and :mod:`~salibi.train.checkpoints` (the run folder and exact resume).
+entry point that starts the ranks, through :mod:`salibi.distributed`),
+:mod:`~salibi.train.sampler` (which samples form each step), :mod:`~salibi.train.loop` (the
+step), :mod:`~salibi.train.metrics` (metrics.jsonl, TensorBoard, the console) and
+:mod:`~salibi.train.checkpoints` (the run folder and exact resume).
 """
 
 from salibi.train.config import PretrainConfig

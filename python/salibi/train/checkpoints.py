@@ -25,7 +25,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,15 +34,20 @@ from salibi.fileio import file_digest, staging_dir
 from salibi.runs import checkpoints_dir, newest_complete, read_last, step_checkpoints, step_name, write_last
 from salibi.vocabulary import TRAINER_FORMAT, TRAINER_FORMAT_VERSION
 
+if TYPE_CHECKING:  # pragma: no cover
+    from salibi.distributed.ranks import Rank
+
 __all__ = [
     "RunLock",
     "check_trainer_state",
     "checkpoints_dir",
     "describe_newest",
     "flatten_optimizer",
+    "gather_rng_states",
     "load_trainer_state",
     "newest_resumable",
     "prune",
+    "restore_rng_state",
     "save_training_checkpoint",
     "step_checkpoints",
     "step_name",
@@ -282,3 +287,36 @@ def newest_resumable(run: Path) -> tuple[Path, dict[str, Any]] | None:
             "start a new run with another --out"
         )
     return found, metas[found]
+
+
+# -- every rank's generators ----------------------------------------------------------------------
+
+
+def gather_rng_states(rank: Rank) -> dict[str, torch.Tensor]:
+    """Every rank's torch (and CUDA) generator state, gathered on all ranks."""
+    import torch.distributed as dist
+
+    states = {"cpu": torch.get_rng_state()}
+    if rank.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(rank.device)
+    if not rank.distributed:
+        return {f"rng.{kind}.rank0": state for kind, state in states.items()}
+    gathered: dict[str, torch.Tensor] = {}
+    for kind, state in states.items():
+        local = state.to(rank.device)
+        parts = [torch.empty_like(local) for _ in range(rank.world_size)]
+        dist.all_gather(parts, local)
+        gathered.update({f"rng.{kind}.rank{r}": part.cpu() for r, part in enumerate(parts)})
+    return gathered
+
+
+def restore_rng_state(states: dict[str, torch.Tensor], rank: Rank) -> bool:
+    """Restore this rank's generators; False when the checkpoint has none for this rank."""
+    cpu = states.get(f"rng.cpu.rank{rank.rank}")
+    if cpu is None:
+        return False
+    torch.set_rng_state(cpu)
+    cuda = states.get(f"rng.cuda.rank{rank.rank}")
+    if cuda is not None and rank.device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, rank.device)
+    return True

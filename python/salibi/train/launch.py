@@ -3,7 +3,7 @@
 Started by torchrun, this process is one rank of that job and trains as such; otherwise it
 starts ``--gpus``/``--cpu-procs`` local ranks itself through torch's elastic launcher (or trains
 in-process when that is one rank). While its ranks run, it takes SIGINT and SIGTERM itself
-(:class:`~salibi.train.stopping.StopRelay`): the ranks finish their step, save and return, and a
+(:class:`~salibi.distributed.stopping.StopRelay`): the ranks finish their step, save and return, and a
 rank that fails is reported as one line naming the newest complete checkpoint.
 """
 
@@ -20,7 +20,7 @@ from salibi.train.plan import RunPlan, plan_run, write_run
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from salibi.train.stopping import StopRelay
+    from salibi.distributed.stopping import StopRelay
 
 
 def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[str, Any]:
@@ -29,10 +29,10 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
     ``--gpus``/``--cpu-procs`` local ranks itself. ``explicit``: option names the user set (a
     resumed run refuses other values for its run-defining settings). ``config`` itself is left
     as it is."""
-    from salibi.train import distributed
+    from salibi.distributed.ranks import TorchrunEnv
     from salibi.train.loop import run_rank
 
-    env = distributed.TorchrunEnv.from_environ()
+    env = TorchrunEnv.from_environ()
     plan = plan_run(config, explicit, env)
     if plan.start_step >= plan.total_steps:
         return {
@@ -82,16 +82,14 @@ def _run_local_ranks(plan: RunPlan) -> dict[str, Any]:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from salibi.train import distributed
+    from salibi.distributed.launcher import launch_local
+    from salibi.distributed.stopping import StopRelay
     from salibi.train.checkpoints import describe_newest
     from salibi.train.loop import rank_main
-    from salibi.train.stopping import StopRelay
 
     with StopRelay(plan.config.stop_grace) as relay:
         try:
-            results = distributed.launch_local(
-                rank_main, (plan, str(relay.folder)), plan.world_size, handle_stop_signals=False
-            )
+            results = launch_local(rank_main, (plan, str(relay.folder)), plan.world_size, handle_stop_signals=False)
         except ChildFailedError as err:
             raise _rank_failure(err, relay, plan) from None
         except SignalException as err:  # SIGHUP or SIGQUIT: torch's agent shut the ranks down

@@ -6,7 +6,7 @@ One optimizer step consumes one *global* batch (``batch_size`` samples, drawn fr
 (seed, step, modality) and sliced per sample, so a run gives the same masks and the same losses
 on 1 process or N ranks, and after ``--resume``. Rank 0 logs (:mod:`salibi.train.metrics`) and
 saves (:mod:`salibi.train.checkpoints`); every rank contributes its RNG state to a checkpoint.
-A stop (:mod:`salibi.train.stopping`) is answered after the current step: save first, then exit.
+A stop (:mod:`salibi.distributed.stopping`) is answered after the current step: save first, then exit.
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from salibi.distributed.stopping import StopRequest
 from salibi.errors import SalibiError
 from salibi.train.config import PretrainConfig
 from salibi.train.plan import RunPlan, learning_rate
-from salibi.train.stopping import StopRequest
 from salibi.vocabulary import MODALITIES
 
 if TYPE_CHECKING:
     import torch
 
+    from salibi.distributed.ranks import Rank, TorchrunEnv
     from salibi.models.scale_alibi import ScaleAlibiModel
-    from salibi.train.distributed import Rank, TorchrunEnv
 
 __all__ = [
     "PretrainConfig",
@@ -71,11 +71,11 @@ def mask_noise(
 
 def rank_main(plan: RunPlan, relay: str) -> dict[str, Any]:
     """The entry point of a rank process that :func:`salibi.train.launch.pretrain` started through
-    :func:`salibi.train.distributed.launch_local`, sharing the folder ``relay`` with its
-    :class:`~salibi.train.stopping.StopRelay`. A failure is left there as one line and the process
+    :func:`salibi.distributed.launcher.launch_local`, sharing the folder ``relay`` with its
+    :class:`~salibi.distributed.stopping.StopRelay`. A failure is left there as one line and the process
     exits with status 1 (the launcher says it); tracebacks are printed for bugs only."""
-    from salibi.train.distributed import TorchrunEnv
-    from salibi.train.stopping import (
+    from salibi.distributed.ranks import TorchrunEnv
+    from salibi.distributed.stopping import (
         die_with_parent,
         ignore_stop_signals,
         rank_finished,
@@ -140,7 +140,7 @@ def _peer_failed(err: BaseException) -> bool:
 def run_rank(plan: RunPlan, env: TorchrunEnv | None, stop: StopRequest | None = None) -> dict[str, Any]:
     """Train as the rank ``env`` describes (a single process when None); rank 0's summary. Rank 0
     holds the run folder's :class:`~salibi.train.checkpoints.RunLock` while it trains."""
-    from salibi.train import distributed
+    from salibi.distributed.ranks import join, leave
     from salibi.train.checkpoints import RunLock, remove_staging_leftovers
 
     if stop is None:  # alone (a second Ctrl-C stops at once), or a rank torchrun started
@@ -151,11 +151,11 @@ def run_rank(plan: RunPlan, env: TorchrunEnv | None, stop: StopRequest | None = 
     try:
         if lock is not None:
             remove_staging_leftovers(run)
-        rank = distributed.setup(env, plan.config.use_cuda)
+        rank = join(env, "cuda" if plan.config.use_cuda else "cpu")
         try:
             return _train(plan, rank, stop)
         finally:
-            distributed.teardown()
+            leave()
     finally:
         if lock is not None:
             lock.release()
@@ -170,10 +170,9 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from salibi.data import AlignedDataset
-    from salibi.train import distributed
+    from salibi.distributed.stopping import ignore_stop_signals
     from salibi.train.metrics import MetricsLog
     from salibi.train.sampler import GlobalBatchPlan, MicroBatchSampler, local_micro_batches
-    from salibi.train.stopping import ignore_stop_signals
 
     config = plan.config
     run = Path(config.out)
@@ -258,7 +257,7 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
                         {**sums, "lr": lr, "grad_norm": float(grad_norm), "epoch": epoch},
                         samples=config.batch_size,
                     )
-                stopping = stop.agree(distributed.max_over_ranks(stop.code(), rank))
+                stopping = stop.agree(rank.max_over_ranks(stop.code()))
                 if step % config.save_every == 0 or step == plan.total_steps or stopping:
                     # When stopping, the checkpoint comes first and old ones are left for the next run to prune.
                     last_saved = _save(run, step, epoch, model, optimizer, plan, rank, prune=not stopping)
@@ -372,14 +371,14 @@ def _restore(plan: RunPlan, model: torch.nn.Module, optimizer: torch.optim.Optim
     from safetensors.torch import load_file
 
     from salibi.models.checkpoint import WEIGHTS
-    from salibi.train import checkpoints, distributed
+    from salibi.train import checkpoints
 
     assert plan.resume_from is not None
     folder = Path(plan.resume_from)
     model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(rank.device)))
     tensors, meta = checkpoints.load_trainer_state(folder)
     optimizer.load_state_dict(checkpoints.unflatten_optimizer(tensors, meta["optimizer"]))
-    if not distributed.restore_rng_state(tensors, rank):
+    if not checkpoints.restore_rng_state(tensors, rank):
         warnings.warn(
             f"{folder}: no RNG state for rank {rank.rank} (the run had {meta['world_size']} ranks)",
             UserWarning,
@@ -412,9 +411,9 @@ def _save(
     """Every rank contributes its RNG state; rank 0 writes the checkpoint (with the statistics of
     all training files, pooled), then prunes old ones (``prune``)."""
     from salibi.models.checkpoint import write_checkpoint
-    from salibi.train import checkpoints, distributed
+    from salibi.train import checkpoints
 
-    rng = distributed.gather_rng_states(rank)
+    rng = checkpoints.gather_rng_states(rank)
     if not rank.is_main:
         return None
     config = plan.config

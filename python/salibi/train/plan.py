@@ -25,7 +25,7 @@ from salibi.train.data_facts import DataFacts, check_whole_patches, read_data_fa
 from salibi.vocabulary import RUN_FORMAT, RUN_FORMAT_VERSION
 
 if TYPE_CHECKING:
-    from salibi.train.distributed import TorchrunEnv
+    from salibi.distributed.ranks import TorchrunEnv
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
     from salibi.train.sampler import GlobalBatchPlan
 
     if config.gpus:
-        from salibi.train.distributed import check_gpus
+        from salibi.distributed.ranks import check_gpus
 
         check_gpus(config.gpus)
     run = Path(config.out)

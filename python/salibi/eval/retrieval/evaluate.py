@@ -51,7 +51,7 @@ def evaluate_retrieval(
     ``settings.split`` chips of the aligned ``sets`` (None: :class:`RetrievalSettings`' defaults); with ``settings.baseline`` the untrained twin
     beside it (:func:`salibi.eval.baseline.random_init_reference`). ``model``: the loaded model to
     use instead of loading ``checkpoint`` (which then only names it)."""
-    from salibi.devices import resolve_device
+    from salibi.distributed.ranks import resolve_device
     from salibi.eval.baseline import random_init_reference
     from salibi.models import load_checkpoint, resolve_checkpoint
 

@@ -1,7 +1,7 @@
 """Stopping a run without losing what it finished: Ctrl-C, SIGTERM, preemption, a dead launcher.
 
 A stop is a request, answered at the end of the current step: every rank agrees on the step
-(:func:`salibi.train.distributed.max_over_ranks`), saves, and exits. What may send it:
+(:meth:`salibi.distributed.ranks.Rank.max_over_ranks`), saves, and exits. What may send it:
 
 - a terminal's Ctrl-C (SIGINT to the whole process group), ``kill -TERM -PGID``, SLURM's
   preemption and ``scancel``: every process gets the signal, launcher and ranks alike;
