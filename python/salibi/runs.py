@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-#: The files of a run folder: its description (salibi.train.plan), its metrics (salibi.train.metrics)
+#: The files of a run folder: its description (salibi.train.run_plan), its metrics (salibi.train.metrics)
 #: and the digests of its initial weights (salibi.train.initial_weights).
 RUN_JSON = "run.json"
 METRICS_JSONL = "metrics.jsonl"

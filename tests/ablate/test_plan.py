@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from helpers import SALIBI
-from salibi.ablate.plan import AblationSettings, StudyLayout, check_study, expand_data, pretrain_arguments
+from salibi.ablate.study_plan import AblationSettings, StudyLayout, check_study, expand_data, pretrain_arguments
 from salibi.errors import InputError, MissingInputError
 
 

@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 from salibi.ablate import AblationSettings, run_ablation
-from salibi.ablate.plan import StudyLayout
 from salibi.ablate.report import summary_text
+from salibi.ablate.study_plan import StudyLayout
 from salibi.errors import SalibiError
 from salibi.runs import INITIAL_WEIGHTS_JSON, step_name, write_last
 

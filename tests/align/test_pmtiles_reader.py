@@ -15,9 +15,9 @@ from pmtiles.writer import Writer
 from salibi.align.pmtiles import archive as archive_module
 from salibi.align.pmtiles.archive import Archive, gunzip
 from salibi.align.pmtiles.sources import HttpSource, LocalSource
-from salibi.align.pmtiles.tiles import ground_gsd, tile_bounds
-from salibi.align.pmtiles.tiles import tileid_to_zxy as our_tileid_to_zxy
-from salibi.align.pmtiles.tiles import zxy_to_tileid as our_zxy_to_tileid
+from salibi.align.pmtiles.web_mercator import ground_gsd, tile_bounds
+from salibi.align.pmtiles.web_mercator import tileid_to_zxy as our_tileid_to_zxy
+from salibi.align.pmtiles.web_mercator import zxy_to_tileid as our_zxy_to_tileid
 from salibi.errors import DataFormatError, InputError, MissingInputError
 
 

@@ -148,7 +148,7 @@ def main() -> None:
     import geopandas
     import sklearn.decomposition  # noqa: F401
 
-    import salibi.align.pmtiles.tiles  # noqa: F401
+    import salibi.align.pmtiles.web_mercator  # noqa: F401
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="explore-bench-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ COMMANDS = {
         "salibi.train.config:PretrainConfig",
         {"cpu_procs": "not given: one process, or --gpus (choose_devices)", "log": "a tuple of choices"},
     ),
-    "ablate": ("salibi.cli.ablate", "salibi.ablate.plan:AblationSettings", {"pretrain_args": "a quoted string"}),
+    "ablate": ("salibi.cli.ablate", "salibi.ablate.study_plan:AblationSettings", {"pretrain_args": "a quoted string"}),
     "eval retrieval": ("salibi.cli.eval_retrieval", "salibi.eval.retrieval.settings:RetrievalSettings", {}),
 }
 

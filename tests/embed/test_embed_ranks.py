@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salibi.embed import embed, read_embeddings
 from salibi.distributed.ranks import shard
+from salibi.embed import embed, read_embeddings
 from salibi.embed.records import ReadSettings
 from salibi.embed.run import checkpoint_specs
 from salibi.embed.store import Done

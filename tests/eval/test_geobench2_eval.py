@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from salibi.cli import cli
 from salibi.eval.evaluate import checkpoint_bands, evaluate_geobench
 from salibi.eval.features import extract_features
-from salibi.eval.geobench2.inputs import route_inputs
+from salibi.eval.geobench2.modality_routing import route_inputs
 from salibi.eval.geobench2.reader import discover_datasets
 from salibi.eval.geobench2.tortilla import Tortilla
 from salibi.eval.model_inputs import band_normalisation, prepare_sample

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from bigearthnet_pair import align_pair
 from salibi.cli import cli
-from salibi.eval.retrieval.metrics import (
+from salibi.eval.retrieval.recall import (
     METRICS,
     chance,
     match_ranks,
@@ -122,7 +122,7 @@ def checkpoint(aligned, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def features(aligned, checkpoint):
-    from salibi.eval.retrieval.features import contrastive_features, open_chips
+    from salibi.eval.retrieval.projections import contrastive_features, open_chips
     from salibi.models import load_checkpoint
 
     model = load_checkpoint(checkpoint)

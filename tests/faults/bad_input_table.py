@@ -256,8 +256,8 @@ def fetch_folder(name: str, kind: str) -> Maker:
     def make(case: Path, inputs: dict[str, Path]) -> None:
         import json
 
+        from salibi.fetch.fetch_job import build_query
         from salibi.fetch.manifest import new_document
-        from salibi.fetch.run import build_query
         from salibi.fetch.stac.catalogs import resolve_catalog
 
         query = build_query(resolve_catalog("earth-search"), FETCH_BBOX, "2019-01-01/2019-01-31", {}, {}, 10.0, 12.0,

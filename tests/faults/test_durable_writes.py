@@ -78,7 +78,7 @@ def test_a_training_checkpoint_and_its_last_pointer_are_durable(tmp_path, syscal
 
     from salibi.models import build
     from salibi.models.checkpoint import write_checkpoint
-    from salibi.train.checkpoints import save_training_checkpoint
+    from salibi.train.training_state import save_training_checkpoint
 
     torch.manual_seed(0)
     model = build("tiny")

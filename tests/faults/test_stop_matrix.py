@@ -112,7 +112,7 @@ def test_a_stop_saves_the_step_finished_names_it_and_resumes_exactly(combo, alig
     logged = max(r["step"] for r in metrics(run))
     saved = run / "checkpoints" / f"step_{logged:07d}"
     assert checkpoint_steps(run) == [logged], (what, checkpoint_steps(run), logged, out, err)
-    from salibi.train.checkpoints import verify_saved
+    from salibi.train.training_state import verify_saved
 
     assert verify_saved(saved) == logged
     message = re.search(r"stopped by (SIG\w+).* after step (\d+).*; checkpoint (\S+)", out)

@@ -240,10 +240,10 @@ def test_shards_of_tiles_merge_into_one_folder(archive, tmp_path):
 
 
 def test_the_cloud_limit_and_the_days_apart_decide_what_is_planned(archive):
+    from salibi.fetch.fetch_job import build_query
+    from salibi.fetch.planning.area_plan import plan_area
     from salibi.fetch.planning.areas import Area, parse_bbox
-    from salibi.fetch.planning.plan import plan_area
-    from salibi.fetch.run import build_query
-    from salibi.fetch.stac.search import open_catalog
+    from salibi.fetch.stac.catalog_search import open_catalog
 
     catalog = resolve_catalog(archive.stac)
     stac, area = open_catalog(catalog, tries=1), Area("bbox", parse_bbox(SPAIN_BBOX))

@@ -176,17 +176,17 @@ def test_earth_search_band_names_are_matched_by_name_colour_or_wavelength():
 
 
 def test_the_catalog_client_reads_only_bounded_http_answers(http_server, monkeypatch):
-    from salibi.fetch.stac import search
+    from salibi.fetch.stac import catalog_search
     from salibi.fetch.stac.catalogs import PLANETARY_COMPUTER, resolve_catalog, sign_href
 
     catalog = resolve_catalog(http_server.url("stac"))
-    io = search._guarded_io(catalog, 1)
-    with pytest.raises(search.CatalogError, match="not an http\\(s\\) URL; refused"):
+    io = catalog_search._guarded_io(catalog, 1)
+    with pytest.raises(catalog_search.CatalogError, match="not an http\\(s\\) URL; refused"):
         io.read_text("/etc/passwd")  # pystac-client itself would open a local path as a file
     (http_server.root / "stac").write_text('{"type": "Catalog", "id": "x", "links": []' + " " * 5000 + "}")
-    monkeypatch.setattr(search, "MAX_RESPONSE_BYTES", 4096)
-    with pytest.raises(search.CatalogError, match="larger than 4,096 bytes; refused"):
-        search.open_catalog(catalog, tries=1)
+    monkeypatch.setattr(catalog_search, "MAX_RESPONSE_BYTES", 4096)
+    with pytest.raises(catalog_search.CatalogError, match="larger than 4,096 bytes; refused"):
+        catalog_search.open_catalog(catalog, tries=1)
     # the Planetary Computer's signing leaves URLs outside its storage as they are (no request made)
     assert sign_href(PLANETARY_COMPUTER, "https://example.com/a.tif") == "https://example.com/a.tif"
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import invoke as run_in_process
 from helpers import metrics, run_salibi
 from salibi.train import PretrainConfig
-from salibi.train.plan import learning_rate
+from salibi.train.run_plan import learning_rate
 
 COMMON = ["--batch-size", "8", "--log-every", "1", "--quiet"]
 

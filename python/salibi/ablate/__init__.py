@@ -8,7 +8,7 @@ geobench`` of its final checkpoint; the same model untrained (``random-init``,
 ``scale-alibi`` with a paired bootstrap interval over the same test samples (and seeds), from the
 evaluations' bootstrap replicates (:mod:`salibi.eval.scoring.differences`). Modules:
 
-- :mod:`~salibi.ablate.plan`: :class:`AblationSettings`, the study folder, the run commands;
+- :mod:`~salibi.ablate.study_plan`: :class:`AblationSettings`, the study folder, the run commands;
 - :mod:`~salibi.ablate.training`: shared initialisation checks, runs trained/resumed/skipped, the untrained model;
 - :mod:`~salibi.ablate.report`: ``ablation.json``, ``ablation.md``, ``ablation.png``;
 - :mod:`~salibi.ablate.study`: :func:`run_ablation`, the whole study, resumable.
@@ -18,7 +18,7 @@ docs/ABLATION.md describes the study and how to read it.
 
 from __future__ import annotations
 
-from salibi.ablate.plan import REFERENCE, AblationSettings
 from salibi.ablate.study import AblationStudy, run_ablation
+from salibi.ablate.study_plan import REFERENCE, AblationSettings
 
 __all__ = ["REFERENCE", "AblationSettings", "AblationStudy", "run_ablation"]

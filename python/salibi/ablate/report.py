@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from salibi.ablate.plan import REFERENCE
 from salibi.ablate.retrieval import retrieval_text
+from salibi.ablate.study_plan import REFERENCE
 from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from salibi.ablate.plan import REFERENCE, AblationSettings, StudyLayout
+from salibi.ablate.study_plan import REFERENCE, AblationSettings, StudyLayout
 from salibi.eval.output.report import format_interval
-from salibi.eval.retrieval.metrics import HEADLINE, METRICS
+from salibi.eval.retrieval.recall import HEADLINE, METRICS
 from salibi.eval.retrieval.report import difference_entry, format_metric_interval, format_value, pair_result
 from salibi.eval.scoring.bootstrap import CONFIDENCE_LABEL
 from salibi.eval.scoring.differences import combine_seeds

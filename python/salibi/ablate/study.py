@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from salibi.ablate import retrieval, training
-from salibi.ablate.plan import (
+from salibi.ablate.report import build_document, markdown_report, write_chart, write_document
+from salibi.ablate.study_plan import (
     REFERENCE,
     AblationSettings,
     StudyLayout,
@@ -35,7 +36,6 @@ from salibi.ablate.plan import (
     pretrain_arguments,
     shown_command,
 )
-from salibi.ablate.report import build_document, markdown_report, write_chart, write_document
 from salibi.errors import InputError, SalibiError, TasksFailedError
 from salibi.fileio import write_atomic
 from salibi.vocabulary import RANDOM_INIT

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from salibi.ablate.plan import AblationSettings, RunSpec, StudyLayout, pretrain_command
+from salibi.ablate.study_plan import AblationSettings, RunSpec, StudyLayout, pretrain_command
 from salibi.errors import DataFormatError, SalibiError
 from salibi.fileio import write_atomic
 from salibi.runs import RUN_JSON
@@ -128,7 +128,7 @@ def check_runs_alike(specs: list[RunSpec]) -> list[str]:
     schedule's steps and the data's fingerprint, as each run's ``run.json`` records them -- the
     data order and the masks are functions of these. Returns the names compared."""
     from salibi.train.config import RUN_DEFINING
-    from salibi.train.plan import read_run
+    from salibi.train.run_plan import read_run
 
     described = {}
     for spec in specs:

@@ -6,7 +6,7 @@ import shlex
 
 import click
 
-from salibi.ablate.plan import REFERENCE, AblationSettings
+from salibi.ablate.study_plan import REFERENCE, AblationSettings
 from salibi.eval.retrieval.settings import RETRIEVAL_SPLITS
 from salibi.vocabulary import EVALUATIONS, PROTOCOLS, SIZES, VARIANTS
 

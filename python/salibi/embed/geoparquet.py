@@ -268,7 +268,7 @@ def row_group_sizes(keys: np.ndarray) -> list[int]:
 def hilbert_keys(bounds: np.ndarray) -> np.ndarray:
     """uint64 position of each footprint centre (``bounds`` (N, 4), NaN: none, last) along the
     Hilbert curve of a 2^HILBERT_ZOOM grid over their extent (the PMTiles tile-id curve)."""
-    from salibi.align.pmtiles.tiles import first_id, zxy_to_tileid
+    from salibi.align.pmtiles.web_mercator import first_id, zxy_to_tileid
 
     bounds = np.asarray(bounds, np.float64).reshape(-1, 4)
     cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2

@@ -4,7 +4,7 @@
 - ``geobench``: :func:`salibi.eval.geobench.tasks.discover_tasks`; inputs by band matching
   (:func:`salibi.eval.band_matching.map_task_bands`: one optical modality, plus SAR, features concatenated).
 - ``geobench2``: :func:`salibi.eval.geobench2.reader.discover_datasets`; inputs by sensor routing
-  (:func:`salibi.eval.geobench2.inputs.route_inputs`: every matching encoder, joint features),
+  (:func:`salibi.eval.geobench2.modality_routing.route_inputs`: every matching encoder, joint features),
   recorded per task as ``inputs[TASK]``; datasets salibi does not evaluate are listed as skipped.
 - ``auto``: GEO-Bench-2 when the root (or a folder in it) holds ``.tortilla`` files, else GEO-Bench.
 """
@@ -41,7 +41,7 @@ class Benchmark:
         """``(task, inputs, record)``: the task narrowed to what it reads, the encoders it feeds,
         and what ``inputs[TASK]`` records (None for GEO-Bench, whose runs name their bands)."""
         if self.name == "geobench2":
-            from salibi.eval.geobench2.inputs import route_inputs
+            from salibi.eval.geobench2.modality_routing import route_inputs
 
             routed = route_inputs(task, bands, gsd, features)
             narrowed = task.with_sources(routed.sources.values()) if routed.modalities else task
@@ -58,7 +58,7 @@ def open_benchmark(root: Path, benchmark: str = "auto", features: str = "auto") 
 
         benchmark = "geobench2" if is_geobench2_root(root) else "geobench"
     if benchmark == "geobench2":
-        from salibi.eval.geobench2.inputs import FEATURES
+        from salibi.eval.geobench2.modality_routing import FEATURES
         from salibi.eval.geobench2.reader import discover_datasets
 
         if features not in FEATURES:

@@ -9,7 +9,7 @@ patch tokens themselves (float16, on disk when they would not fit comfortably in
 the pixel labels; with ``token_blocks``, also the tokens of those encoder blocks (the inputs of
 the ``seg-fpn`` head), captured by forward hooks during the same pass.
 
-Inputs that say ``joint`` (GEO-Bench-2's :class:`~salibi.eval.geobench2.inputs.RoutedInputs`)
+Inputs that say ``joint`` (GEO-Bench-2's :class:`~salibi.eval.geobench2.modality_routing.RoutedInputs`)
 are encoded together by the cross-modal encoder (``encode_joint``): the pooled feature is the
 model's :meth:`~salibi.models.scale_alibi.ScaleAlibiModel.pool_joint` of the joint tokens, the
 tokens are the joint tokens.

@@ -9,9 +9,9 @@ with ``DIR/manifest.json`` recording what and where from. ``salibi align DIR -o 
 the folder into one aligned training set.
 
 The parts, one idea each: :mod:`.hrefs` (what may be opened), :mod:`.manifest` (``salibi-fetch``
-v1, merging shards), :mod:`.run` (the whole command); :mod:`.stac` -- ``catalogs`` (named catalogs,
+v1, merging shards), :mod:`.fetch_job` (the whole command); :mod:`.stac` -- ``catalogs`` (named catalogs,
 signing), ``search`` (pystac-client through a guarded HTTP layer); :mod:`.planning` -- ``areas``
-(box, tiles, shards), ``assets`` (by band metadata), ``cover`` (pairing, greedy cover), ``plan``
+(box, tiles, shards), ``assets`` (by band metadata), ``cover`` (pairing, greedy cover), ``area_plan``
 (areas to groups and files); :mod:`.reading` -- ``transfer`` (windowed reads, retries, resume),
 ``vsicurl`` (GDAL's bytes downloaded and cache).
 """
@@ -26,7 +26,7 @@ __all__ = ["FetchSummary", "fetch"]
 def __getattr__(name: str) -> Any:
     # Imported on first use: the command line reads the catalogs' names without the rest.
     if name in __all__:
-        from salibi.fetch import run
+        from salibi.fetch import fetch_job
 
-        return getattr(run, name)
+        return getattr(fetch_job, name)
     raise AttributeError(name)

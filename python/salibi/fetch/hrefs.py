@@ -13,7 +13,7 @@ text, before it reaches GDAL or an HTTP client:
 - control characters and whitespace are refused.
 
 Redirects are bounded where requests are made (:data:`MAX_REDIRECTS`; GDAL's own bound is 10 and
-curl never follows one to ``file://``), as are the sizes of the catalog's answers (:mod:`.stac.search`).
+curl never follows one to ``file://``), as are the sizes of the catalog's answers (:mod:`.stac.catalog_search`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Read top to bottom: :class:`ScaleAlibiModel`'s parts, then its methods in data-flow order
 (geometry -> patch tokens -> masking -> encoders -> contrastive loss -> fusion -> decoder ->
 reconstruction loss), then ``forward``, which returns the losses; the input checks are in
-:mod:`salibi.models.inputs`.
+:mod:`salibi.models.input_checks`.
 The layers are in :mod:`salibi.models.blocks`; the contrastive loss and the DDP collectives
 in :mod:`salibi.models.losses`.
 
@@ -51,7 +51,7 @@ from salibi.models.attention_bias import TokenGeometry, patch_unit_grid
 from salibi.models.blocks import AttentionBias, Block, Encoder, FusionStage, Mlp, sincos_embedding
 from salibi.models.config import ModelConfig
 from salibi.models.flex import NO_BIAS, resolve_attention
-from salibi.models.inputs import check_gsd, check_images, read_batch
+from salibi.models.input_checks import check_gsd, check_images, read_batch
 from salibi.models.losses import global_means, info_nce
 from salibi.vocabulary import MODALITIES
 
@@ -459,7 +459,7 @@ class ScaleAlibiModel(nn.Module):
         out["temperature"] = 1.0 / self.logit_scale.detach().float().exp().clamp(max=100.0)
         return out
 
-    # -- checking inputs (salibi.models.inputs) --------------------------------------------------
+    # -- checking inputs (salibi.models.input_checks) --------------------------------------------------
 
     def _read_batch(self, batch: Mapping[str, object]) -> tuple[dict[str, torch.Tensor], dict[str, float | np.ndarray]]:
         return read_batch(self, batch)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from salibi.errors import SalibiError
 from salibi.train.config import PretrainConfig
-from salibi.train.plan import RunPlan, plan_run, write_run
+from salibi.train.run_plan import RunPlan, plan_run, write_run
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -57,10 +57,10 @@ def pretrain(config: PretrainConfig, explicit: set[str] | None = None) -> dict[s
 
 def _check_saved(result: dict[str, Any], run: Path) -> None:
     """Before anything says it: the checkpoint rank 0's summary names must be on disk as its saver
-    wrote it (:func:`~salibi.train.checkpoints.verify_saved`) and hold the step the run reached;
+    wrote it (:func:`~salibi.train.training_state.verify_saved`) and hold the step the run reached;
     else a SalibiError that says what was not saved and names the newest complete checkpoint."""
     from salibi.errors import DataFormatError, MissingInputError
-    from salibi.train.checkpoints import describe_newest, verify_saved
+    from salibi.train.training_state import describe_newest, verify_saved
 
     step, folder = int(result["step"]), result.get("checkpoint")
     try:
@@ -84,8 +84,8 @@ def _run_local_ranks(plan: RunPlan) -> dict[str, Any]:
 
     from salibi.distributed.launcher import launch_local
     from salibi.distributed.stopping import StopRelay
-    from salibi.train.checkpoints import describe_newest
     from salibi.train.loop import rank_main
+    from salibi.train.training_state import describe_newest
 
     with StopRelay(plan.config.stop_grace) as relay:
         try:
@@ -104,7 +104,7 @@ def _rank_failure(err: ChildFailedError, relay: StopRelay, plan: RunPlan) -> Sal
     """One line for a job whose ranks did not all finish: a user error one of them raised, a rank
     killed by a signal, the grace period or a second Ctrl-C running out, or a bug (whose traceback
     that rank printed)."""
-    from salibi.train.checkpoints import describe_newest
+    from salibi.train.training_state import describe_newest
 
     newest = describe_newest(Path(plan.config.out))
     again = "run the same command with --resume to continue"

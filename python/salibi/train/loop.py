@@ -5,7 +5,7 @@ One optimizer step consumes one *global* batch (``batch_size`` samples, drawn fr
 ``accumulate`` micro-batches. Mask noise is drawn per global batch from a generator seeded by
 (seed, step, modality) and sliced per sample, so a run gives the same masks and the same losses
 on 1 process or N ranks, and after ``--resume``. Rank 0 logs (:mod:`salibi.train.metrics`) and
-saves (:mod:`salibi.train.checkpoints`); every rank contributes its RNG state to a checkpoint.
+saves (:mod:`salibi.train.training_state`); every rank contributes its RNG state to a checkpoint.
 A stop (:mod:`salibi.distributed.stopping`) is answered after the current step: save first, then exit.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from salibi.distributed.stopping import StopRequest
 from salibi.errors import SalibiError
 from salibi.train.config import PretrainConfig
-from salibi.train.plan import RunPlan, learning_rate
+from salibi.train.run_plan import RunPlan, learning_rate
 from salibi.vocabulary import MODALITIES
 
 if TYPE_CHECKING:
@@ -139,9 +139,9 @@ def _peer_failed(err: BaseException) -> bool:
 
 def run_rank(plan: RunPlan, env: TorchrunEnv | None, stop: StopRequest | None = None) -> dict[str, Any]:
     """Train as the rank ``env`` describes (a single process when None); rank 0's summary. Rank 0
-    holds the run folder's :class:`~salibi.train.checkpoints.RunLock` while it trains."""
+    holds the run folder's :class:`~salibi.train.training_state.RunLock` while it trains."""
     from salibi.distributed.ranks import join, leave
-    from salibi.train.checkpoints import RunLock, remove_staging_leftovers
+    from salibi.train.training_state import RunLock, remove_staging_leftovers
 
     if stop is None:  # alone (a second Ctrl-C stops at once), or a rank torchrun started
         stop = StopRequest(escalate=env is None)
@@ -302,7 +302,7 @@ def _disk_errors(run: Path, what: str) -> Iterator[None]:
     except (OSError, SafetensorError) as err:
         if isinstance(err, SafetensorError) and "I/O error" not in str(err):
             raise  # not the disk: a bug
-        from salibi.train.checkpoints import describe_newest
+        from salibi.train.training_state import describe_newest
 
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).rsplit(": ", 1)[-1]
         raise SalibiError(
@@ -371,14 +371,14 @@ def _restore(plan: RunPlan, model: torch.nn.Module, optimizer: torch.optim.Optim
     from safetensors.torch import load_file
 
     from salibi.models.checkpoint import WEIGHTS
-    from salibi.train import checkpoints
+    from salibi.train import training_state
 
     assert plan.resume_from is not None
     folder = Path(plan.resume_from)
     model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(rank.device)))
-    tensors, meta = checkpoints.load_trainer_state(folder)
-    optimizer.load_state_dict(checkpoints.unflatten_optimizer(tensors, meta["optimizer"]))
-    if not checkpoints.restore_rng_state(tensors, rank):
+    tensors, meta = training_state.load_trainer_state(folder)
+    optimizer.load_state_dict(training_state.unflatten_optimizer(tensors, meta["optimizer"]))
+    if not training_state.restore_rng_state(tensors, rank):
         warnings.warn(
             f"{folder}: no RNG state for rank {rank.rank} (the run had {meta['world_size']} ranks)",
             UserWarning,
@@ -411,14 +411,14 @@ def _save(
     """Every rank contributes its RNG state; rank 0 writes the checkpoint (with the statistics of
     all training files, pooled), then prunes old ones (``prune``)."""
     from salibi.models.checkpoint import write_checkpoint
-    from salibi.train import checkpoints
+    from salibi.train import training_state
 
-    rng = checkpoints.gather_rng_states(rank)
+    rng = training_state.gather_rng_states(rank)
     if not rank.is_main:
         return None
     config = plan.config
     info = plan.data.pooled_info()
-    tensors, optimizer_meta = checkpoints.flatten_optimizer(optimizer.state_dict())
+    tensors, optimizer_meta = training_state.flatten_optimizer(optimizer.state_dict())
     meta = {
         "step": step,
         "epoch": epoch,
@@ -443,7 +443,7 @@ def _save(
         )
 
     with _disk_errors(run, f"save the checkpoint of step {step}"):
-        folder = checkpoints.save_training_checkpoint(run, step, write_model, {**tensors, **rng}, meta)
+        folder = training_state.save_training_checkpoint(run, step, write_model, {**tensors, **rng}, meta)
     if prune:
-        checkpoints.prune(run, config.keep)
+        training_state.prune(run, config.keep)
     return folder

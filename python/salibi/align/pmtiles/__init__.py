@@ -6,9 +6,9 @@ every archive. The steps, and the module that does each:
 
 1. Each archive is opened (:mod:`.sources`: ``pread`` or HTTP range requests with redirects) and
    indexed by salibi's own PMTiles reader (:mod:`.archive`: header, directories, leaves, runs;
-   every offset checked, gzip bombs refused); tile ids and their geometry in :mod:`.tiles`.
+   every offset checked, gzip bombs refused); tile ids and their geometry in :mod:`.web_mercator`.
 2. The chips: the zoom, the tiles of each archive per chip (hires: four children stitched), the
-   splits from ``--split-ids`` files (:mod:`.plan`); the archives' conventions in :mod:`.released`.
+   splits from ``--split-ids`` files (:mod:`.import_plan`); the archives' conventions in :mod:`.released`.
 3. Every chip's tiles are read, decoded and checked in parallel, part by resumable part
    (:mod:`.convert`): chips with more than ``max_nodata`` invalid (alpha 0) pixels in any modality
    are dropped; SAR values wrapped to 0 are counted (and repaired to 255 when read, unless
@@ -41,10 +41,10 @@ from salibi.align.pmtiles.convert import (
     read_parts,
     work_folder,
 )
-from salibi.align.pmtiles.plan import ChipPlan, choose_zoom, label_from_files, plan_chips, read_split_ids
+from salibi.align.pmtiles.import_plan import ChipPlan, choose_zoom, label_from_files, plan_chips, read_split_ids
+from salibi.align.pmtiles.import_summary import ImportSummary
 from salibi.align.pmtiles.released import RELEASED
 from salibi.align.pmtiles.sources import is_url, open_source
-from salibi.align.pmtiles.summary import ImportSummary
 from salibi.align.pmtiles.write import write_imported_set
 from salibi.align.split import BUFFER, TEST, TRAIN, VAL, sparse_spatial_split
 from salibi.align.write import check_output

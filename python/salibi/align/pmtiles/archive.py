@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from salibi.align.pmtiles.sources import ByteSource, check_span
-from salibi.align.pmtiles.tiles import MAX_ZOOM, first_id, zoom_of
+from salibi.align.pmtiles.web_mercator import MAX_ZOOM, first_id, zoom_of
 from salibi.errors import DataFormatError
 
 MAGIC = b"PMTiles"

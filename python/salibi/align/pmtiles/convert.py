@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from salibi.align.pmtiles.archive import MAX_TILE_BYTES, Archive
-from salibi.align.pmtiles.plan import ChipPlan
+from salibi.align.pmtiles.import_plan import ChipPlan
 from salibi.data.web_tiles import ChipLayout, decode_chip
 from salibi.errors import DataFormatError, InputError
 from salibi.fileio import staging_hdf5, write_json

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from salibi.align.pmtiles.convert import ChipNumbers, part_size
-from salibi.align.pmtiles.plan import ChipPlan
+from salibi.align.pmtiles.import_plan import ChipPlan
 from salibi.align.pmtiles.released import RELEASED
-from salibi.align.pmtiles.tiles import ground_gsd, tile_bounds, tile_side_m
+from salibi.align.pmtiles.web_mercator import ground_gsd, tile_bounds, tile_side_m
 from salibi.align.split import TRAIN
 from salibi.align.write import checked, staged_hdf5
 from salibi.data.chips import ENCODED_TILES

@@ -5,7 +5,7 @@
 - :mod:`~salibi.eval.geobench2.conventions`: the vocabulary of a dataset's layout (sources,
   bands, labels), and :mod:`~salibi.eval.geobench2.datasets` every dataset written in it;
 - :mod:`~salibi.eval.geobench2.reader`: the datasets under a root as tasks (:class:`~salibi.eval.geobench2.reader.GeoBench2Task`);
-- :mod:`~salibi.eval.geobench2.inputs`: which encoders of a checkpoint a task feeds, and with which bands.
+- :mod:`~salibi.eval.geobench2.modality_routing`: which encoders of a checkpoint a task feeds, and with which bands.
 
 Nothing is imported here.
 """

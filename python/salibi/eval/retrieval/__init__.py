@@ -15,8 +15,8 @@ bootstrap interval over queries, chance beside it, and -- against the untrained 
     document["results"]["lores->hires"]["recall@1"]
 
 Modules: :mod:`~salibi.eval.retrieval.settings` (:class:`RetrievalSettings`, the command's
-option defaults), :mod:`~salibi.eval.retrieval.features` (the sets read, bands matched, every
-chip projected per modality, batched on the model's device), :mod:`~salibi.eval.retrieval.metrics`
+option defaults), :mod:`~salibi.eval.retrieval.projections` (the sets read, bands matched, every
+chip projected per modality, batched on the model's device), :mod:`~salibi.eval.retrieval.recall`
 (ranks, recall@k, median rank, chance, bootstrap replicates over queries),
 :mod:`~salibi.eval.retrieval.report` (the ``salibi-retrieval`` JSON document and its Markdown
 table) and :mod:`~salibi.eval.retrieval.evaluate` (the evaluation as one call). Intervals and

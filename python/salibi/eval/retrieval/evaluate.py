@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from salibi.eval.retrieval.features import RetrievalChips, contrastive_features, open_chips
-from salibi.eval.retrieval.metrics import chance, match_ranks, score_ranks
+from salibi.eval.retrieval.projections import RetrievalChips, contrastive_features, open_chips
+from salibi.eval.retrieval.recall import chance, match_ranks, score_ranks
 from salibi.eval.retrieval.report import Scores, add_baseline, new_document, pair_name
 from salibi.eval.retrieval.settings import RetrievalSettings
 from salibi.eval.scoring.differences import RunResult

@@ -14,7 +14,7 @@
                   "replicates": ..., "differences": {PAIR: {METRIC: {"delta": d, "interval": [low, high],
                                                                        "excludes_zero": bool}}}}}
 
-METRIC: ``recall@1``, ``recall@5``, ``recall@10``, ``median_rank`` (:mod:`~salibi.eval.retrieval.metrics`).
+METRIC: ``recall@1``, ``recall@5``, ``recall@10``, ``median_rank`` (:mod:`~salibi.eval.retrieval.recall`).
 A difference is the checkpoint minus the untrained model on the same resamples of the queries
 (:func:`salibi.eval.scoring.differences.paired_difference`); for the median rank a negative one is
 the better.
@@ -33,7 +33,7 @@ import numpy as np
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.output.results import rounded
-from salibi.eval.retrieval.metrics import BOOTSTRAP_OVER, HEADLINE, LOWER_IS_BETTER, MEDIAN_RANK, METRICS, bootstrap_key
+from salibi.eval.retrieval.recall import BOOTSTRAP_OVER, HEADLINE, LOWER_IS_BETTER, MEDIAN_RANK, METRICS, bootstrap_key
 from salibi.eval.scoring.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, CONFIDENCE_LABEL
 from salibi.eval.scoring.differences import RunResult, combine_seeds, paired_difference
 from salibi.fileio import write_json

@@ -10,7 +10,7 @@ import pytest
 
 from salibi.eval.geobench2.conventions import SENSOR_MODALITY
 from salibi.eval.geobench2.datasets import CONVENTIONS
-from salibi.eval.geobench2.inputs import route_inputs
+from salibi.eval.geobench2.modality_routing import route_inputs
 from salibi.eval.geobench2.reader import GeoBench2Task, discover_datasets
 
 from . import tortilla_writer as W

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salibi.train import checkpoints
+from salibi.train import training_state
 
 
 def test_optimizer_state_round_trips_through_tensors_and_json(tmp_path):
@@ -16,10 +16,10 @@ def test_optimizer_state_round_trips_through_tensors_and_json(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
     model(torch.randn(5, 4)).square().sum().backward()
     optimizer.step()
-    tensors, meta = checkpoints.flatten_optimizer(optimizer.state_dict())
+    tensors, meta = training_state.flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(tmp_path / "t.safetensors"))
     (tmp_path / "m.json").write_text(json.dumps(meta))
-    restored = checkpoints.unflatten_optimizer(
+    restored = training_state.unflatten_optimizer(
         load_file(str(tmp_path / "t.safetensors")), json.loads((tmp_path / "m.json").read_text())
     )
     other = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.9, 0.95))
@@ -42,12 +42,12 @@ def test_optimizer_state_round_trips_through_tensors_and_json(tmp_path):
 def test_prune_keeps_the_newest_and_the_one_last_names(tmp_path):
     run = tmp_path / "run"
     for step in (100, 200, 300, 400):
-        (checkpoints.checkpoints_dir(run) / checkpoints.step_name(step)).mkdir(parents=True)
-    checkpoints.write_last(run, "step_0000200")
-    checkpoints.prune(run, keep=2)
-    names = [folder.name for _, folder in checkpoints.step_checkpoints(run)]
+        (training_state.checkpoints_dir(run) / training_state.step_name(step)).mkdir(parents=True)
+    training_state.write_last(run, "step_0000200")
+    training_state.prune(run, keep=2)
+    names = [folder.name for _, folder in training_state.step_checkpoints(run)]
     assert names == ["step_0000200", "step_0000300", "step_0000400"]
-    assert (checkpoints.checkpoints_dir(run) / "last").read_text().strip() == "step_0000200"
+    assert (training_state.checkpoints_dir(run) / "last").read_text().strip() == "step_0000200"
 
 
 def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
@@ -66,7 +66,7 @@ def _saved_checkpoint(run, step: int):
         (folder / "model.safetensors").write_bytes(b"weights" * 100)
         (folder / "config.json").write_text('{"format": "x"}\n')
 
-    return checkpoints.save_training_checkpoint(
+    return training_state.save_training_checkpoint(
         run, step, write_model, {"rng.cpu.rank0": torch.arange(8, dtype=torch.uint8)}, {"step": step}
     )
 
@@ -77,14 +77,14 @@ def test_a_saved_checkpoint_is_verified_file_by_file_against_what_its_saver_wrot
     from salibi.errors import DataFormatError, MissingInputError
 
     folder = _saved_checkpoint(tmp_path / "run", 7)
-    assert checkpoints.verify_saved(folder) == 7
+    assert training_state.verify_saved(folder) == 7
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"X")  # same size, other bytes
     with pytest.raises(DataFormatError, match=r"model.safetensors: 700 bytes, sha256 .* but the saver wrote 700 bytes"):
-        checkpoints.verify_saved(folder)
+        training_state.verify_saved(folder)
     weights.unlink()
     with pytest.raises(MissingInputError, match="model.safetensors: missing"):
-        checkpoints.verify_saved(folder)
+        training_state.verify_saved(folder)
 
 
 def test_a_stop_whose_checkpoint_is_not_on_disk_is_an_error_naming_the_newest_complete_one(tmp_path):

@@ -1,6 +1,6 @@
 """The plan of a fetch: for each area, the groups of scenes the cover chose and their files.
 
-:func:`plan_area` searches each modality's collection over the area (:mod:`salibi.fetch.stac.search`), turns the
+:func:`plan_area` searches each modality's collection over the area (:mod:`salibi.fetch.stac.catalog_search`), turns the
 items into scenes with the assets of the bands asked for (:mod:`.assets`; every href is checked
 here, before anything is opened), pairs and covers them (:mod:`.cover`), and returns the area's
 manifest entry. :func:`file_jobs` turns manifest entries into the files to write, so a resumed
@@ -27,7 +27,7 @@ from salibi.fetch.planning.cover import (
     project,
 )
 from salibi.fetch.reading.transfer import FileJob
-from salibi.fetch.stac.search import StacClient, search_items
+from salibi.fetch.stac.catalog_search import StacClient, search_items
 
 
 def safe_name(text: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from salibi.align.pmtiles.archive import Archive, TileIndex
-from salibi.align.pmtiles.tiles import MAX_ZOOM, tileid_to_zxy, zoom_of, zxy_to_tileid
+from salibi.align.pmtiles.web_mercator import MAX_ZOOM, tileid_to_zxy, zoom_of, zxy_to_tileid
 from salibi.align.split import TEST, TRAIN, VAL
 from salibi.errors import DataFormatError, InputError, MissingInputError
 from salibi.vocabulary import MODALITIES

@@ -87,7 +87,7 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
     where to resume. ``explicit``: option names the user set (checked against a resumed run);
     ``env``: the torchrun environment when torchrun started this process."""
     from salibi.models import ModelConfig
-    from salibi.train import checkpoints
+    from salibi.train import training_state
     from salibi.train.sampler import GlobalBatchPlan
 
     if config.gpus:
@@ -97,9 +97,9 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
     run = Path(config.out)
     if run.exists() and not run.is_dir():
         raise InputError(f"--out {run}: is a file; give a folder for the run (runs/NAME)")
-    checkpoints.RunLock(run).check_free()
+    training_state.RunLock(run).check_free()
     data = read_data_facts(config.data)
-    existing = checkpoints.step_checkpoints(run)
+    existing = training_state.step_checkpoints(run)
     if config.resume and (run / RUN_JSON).is_file():
         document = read_run(run)
         config = _resumed_config(config, document["config"], explicit, run)
@@ -143,7 +143,7 @@ def plan_run(config: PretrainConfig, explicit: set[str] | None = None, env: Torc
 
     start, resume_from = 0, None
     if config.resume and existing:
-        found = checkpoints.newest_resumable(run)
+        found = training_state.newest_resumable(run)
         assert found is not None
         folder, meta = found
         start, resume_from = int(meta["step"]), str(folder)

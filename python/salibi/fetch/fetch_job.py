@@ -4,7 +4,7 @@
    collections and bands per modality (two modalities at least), the tiles and the shard.
 2. This shard's plan is read back from ``DIR/manifests/`` when a run of the same query made one
    (resume: no search, same scenes); else each of its areas is searched and covered
-   (:mod:`.planning.plan`) and the plan is written before any file is fetched.
+   (:mod:`.planning.area_plan`) and the plan is written before any file is fetched.
 3. The files missing are fetched, ``jobs`` at a time (:mod:`.reading.transfer`); progress shows MB, MB/s
    and scenes. On the first failure no new file is started, the ones under way finish, and the
    error is raised: what was fetched is kept for the next run.
@@ -211,8 +211,8 @@ def fetch(
 def _plan(
     catalog: Catalog, query: dict[str, Any], areas: list[Any], which: tuple[int, int], tries: int
 ) -> dict[str, Any]:
-    from salibi.fetch.planning.plan import collection_record, plan_area
-    from salibi.fetch.stac.search import open_catalog
+    from salibi.fetch.planning.area_plan import collection_record, plan_area
+    from salibi.fetch.stac.catalog_search import open_catalog
 
     document = manifest.new_document(query, which)
     if not areas:
@@ -225,7 +225,7 @@ def _plan(
 
 
 def _jobs(folder: Path, document: dict[str, Any], allow_s3: bool) -> list[FileJob]:
-    from salibi.fetch.planning.plan import file_jobs
+    from salibi.fetch.planning.area_plan import file_jobs
 
     return file_jobs(folder, document["areas"], allow_s3)
 
