@@ -11,9 +11,9 @@ from __future__ import annotations
 MODALITIES: tuple[str, ...] = ("sar", "lores", "hires")
 #: What each modality is, for help texts.
 MODALITY_HELP: dict[str, str] = {
-    "sar": "SAR (e.g. Sentinel-1 VV/VH)",
-    "lores": "low-resolution optical (e.g. Sentinel-2, Landsat; 5 m and coarser)",
-    "hires": "high-resolution optical (e.g. NAIP, WorldView; finer than 5 m)",
+    "sar": "SAR (e.g. Sentinel-1 VV/VH; complex SLC becomes intensity |z|^2)",
+    "lores": "Low-resolution optical (e.g. Sentinel-2 band files, Landsat; 5 m and coarser)",
+    "hires": "High-resolution optical (e.g. NAIP, WorldView; finer than 5 m)",
 }
 #: Model sizes (their widths are in :mod:`salibi.models.config`).
 SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")

@@ -13,17 +13,9 @@ from typing import Any, TypeVar
 import click
 
 from salibi.cli.options import overwrite_option, parse_modality_values
-from salibi.vocabulary import MODALITIES
+from salibi.vocabulary import MODALITIES, MODALITY_HELP
 
 F = TypeVar("F", bound=Callable[..., object])
-
-# What each modality's files are, in the words of --help.
-_FILES_HELP = {
-    "sar": "SAR (e.g. Sentinel-1 VV/VH; complex SLC becomes intensity |z|^2)",
-    "lores": "Low-resolution optical (e.g. Sentinel-2 band files)",
-    "hires": "High-resolution optical (e.g. NAIP, 0.5-5 m)",
-}
-
 
 def _band_list(value: str) -> list[int]:
     try:
@@ -41,7 +33,7 @@ def _files_options(f: F) -> F:
             multiple=True,
             metavar="FILE",
             type=click.Path(dir_okay=True, path_type=str),
-            help=f"{_FILES_HELP[modality]} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: "
+            help=f"{MODALITY_HELP[modality]} raster (GeoTIFF, JP2, ... anything GDAL reads). Repeat for more files: "
             "they are the bands of this modality in the order given and may differ in resolution. "
             "Or the modality's PMTiles archive of the paper's released dataset (a path or an http(s) URL).",
         )(f)
