@@ -644,6 +644,11 @@ CASES: tuple[Case, ...] = (
     Case("align-dir-altered", "align", "a manifest naming a file outside its folder", ("{case}/dir", "-o", "{case}/out.h5"),
          "Error: dir/manifest.json: file '../../etc/passwd' is not inside the folder; the manifest was altered",
          fetch_folder("dir", "altered")),
+    # bias (sizes the core refuses: a ValueError or MemoryError, never an abort)
+    Case("bias-too-large", "bias", "a table no memory holds", ("--query", "4096x4096@10", "--key", "4096x4096@10",
+         "-o", "{case}/bias.png"),
+         "Error: 4096x4096 query patches against 4096x4096 key patches: heads, query, key: 8 x 16777216 x 16777216 "
+         "values need 8.0 PiB (9007199254740992 bytes), which could not be allocated; use smaller sizes"),
 )  # fmt: skip
 
 
