@@ -60,3 +60,20 @@ def test_a_consumer_that_stops_early_stops_the_readers():
     count = len(items.read)
     assert count <= 1 + 8 + 2
     assert len(items.read) == count  # nothing reads after close()
+
+
+def test_torch_leaves_the_readers_their_cores_on_the_cpu_only():
+    import torch
+
+    from salibi.embed.reading import READER_THREADS, _cores, cores_for_readers
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(_cores())  # as many as the machine has: some must go to the readers
+        with cores_for_readers(torch.device("cpu")):
+            assert torch.get_num_threads() == max(1, _cores() - READER_THREADS)
+        assert torch.get_num_threads() == _cores()
+        with cores_for_readers(torch.device("cuda")):  # the model runs on the GPU: nothing to leave
+            assert torch.get_num_threads() == _cores()
+    finally:
+        torch.set_num_threads(before)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from salibi.embed.aligned import aligned_work, is_aligned_set, plan_aligned
 from salibi.embed.batches import JointBatches, PartWriter, WindowBatches
-from salibi.embed.reading import Item, ItemReader, item_size, read_items
+from salibi.embed.reading import Item, ItemReader, cores_for_readers, item_size, read_items
 from salibi.embed.records import JOINT, Chip, ReadSettings
 from salibi.embed.routing import Router
 from salibi.embed.scenes import ScenePlan, plan_scene, scene_work
@@ -158,17 +158,18 @@ def embed_items(
     reader = ItemReader(items, settings)
     waited = 0.0
     try:
-        with closing(read_items(reader, batch_size, num_workers)) as read:
-            while True:
-                started = time.perf_counter()
-                chips = next(read, None)
-                waited += time.perf_counter() - started
-                if chips is None:
-                    break
-                _take(chips, counts, writer, batches, joint, on_failure, bar, warn)
-                writer.flush()
-        batches.drain()
-        joint.drain()
+        with cores_for_readers(device):
+            with closing(read_items(reader, batch_size, num_workers)) as read:
+                while True:
+                    started = time.perf_counter()
+                    chips = next(read, None)
+                    waited += time.perf_counter() - started
+                    if chips is None:
+                        break
+                    _take(chips, counts, writer, batches, joint, on_failure, bar, warn)
+                    writer.flush()
+            batches.drain()
+            joint.drain()
     finally:
         bar.close()
         writer.flush(force=True)  # keep what finished, also on Ctrl-C
