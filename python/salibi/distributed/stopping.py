@@ -16,7 +16,8 @@ ranks) does not forward signals: it writes a stop file that every rank checks af
 (so ranks that had not yet installed their handlers stop too), kills the ranks if they have not
 saved and exited ``grace`` seconds later, and kills them at once on a second Ctrl-C.
 
-DataLoader workers ignore SIGINT and SIGTERM (:func:`ignore_stop_signals`): a stop is their
+DataLoader workers never take SIGINT or SIGTERM: they start with both blocked
+(:func:`stop_signals_held`) and ignore them (:func:`ignore_stop_signals`): a stop is their
 rank's to make, and a worker killed by the signal would take its rank down mid-step.
 """
 
@@ -29,6 +30,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -85,6 +87,21 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
     """A DataLoader ``worker_init_fn``: the worker leaves SIGINT and SIGTERM to its rank."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back (blocked) in this thread for the time of the block, then taken
+    as usual: DataLoader workers started inside it inherit the blocked signals through fork and
+    exec, so a stop sent to the process group while they start -- before their ``worker_init_fn``
+    runs, during their seconds of importing torch under spawn -- cannot kill them (it did: "DataLoader
+    worker is killed by signal: Interrupt", a traceback beside a saved run). A signal that arrives
+    meanwhile reaches this process when the block ends."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> None:

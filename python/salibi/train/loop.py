@@ -11,6 +11,7 @@ A stop (:mod:`salibi.distributed.stopping`) is answered after the current step: 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import threading
@@ -170,7 +171,7 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from salibi.data import AlignedDataset
-    from salibi.distributed.stopping import ignore_stop_signals
+    from salibi.distributed.stopping import ignore_stop_signals, stop_signals_held
     from salibi.train.metrics import MetricsLog
     from salibi.train.sampler import GlobalBatchPlan, MicroBatchSampler, local_micro_batches
 
@@ -210,6 +211,20 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
     last_saved: Path | None = None
     started = step
     stopping = False
+    # One loader for the run, its batch sampler moved to each epoch, its workers started once and
+    # forked: torch's launcher makes spawn the ranks' default, and a spawned worker imports torch
+    # again (seconds each); fork is what the DataLoader uses on Linux outside a launcher.
+    sampler = MicroBatchSampler(batches, 0, 0, rank.rank, world, config.accumulate, 0)
+    forked = config.num_workers > 0 and "fork" in multiprocessing.get_all_start_methods()
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=rank.device.type == "cuda",
+        worker_init_fn=ignore_stop_signals if config.num_workers else None,  # the rank decides a stop
+        persistent_workers=config.num_workers > 0,
+        multiprocessing_context="fork" if forked else None,
+    )
     model.train()
     try:
         # A stop is only ever taken where every rank agrees on it, after a step (below): a check
@@ -217,15 +232,9 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
         while step < plan.total_steps and not stopping:
             epoch, in_epoch = divmod(step, plan.steps_per_epoch)
             epoch_end = min(plan.steps_per_epoch, in_epoch + plan.total_steps - step)
-            sampler = MicroBatchSampler(batches, epoch, in_epoch, rank.rank, world, config.accumulate, epoch_end)
-            loader = DataLoader(
-                dataset,
-                batch_sampler=sampler,
-                num_workers=config.num_workers,
-                pin_memory=rank.device.type == "cuda",
-                worker_init_fn=ignore_stop_signals if config.num_workers else None,  # the rank decides a stop
-            )
-            loader_iter = iter(loader)
+            sampler.go_to(epoch, in_epoch, epoch_end)
+            with stop_signals_held():  # the workers start with SIGINT/SIGTERM blocked, for good
+                loader_iter = iter(loader)
             micro_rows = local_micro_batches(np.arange(config.batch_size), rank.rank, world, config.accumulate)
             for _ in range(in_epoch, epoch_end):
                 lr = learning_rate(step, config, plan.total_steps, plan.warmup_steps)
@@ -263,9 +272,9 @@ def _train(plan: RunPlan, rank: Rank, stop: StopRequest) -> dict[str, Any]:
                     last_saved = _save(run, step, epoch, model, optimizer, plan, rank, prune=not stopping)
                 if stopping:
                     break
-            del loader_iter, loader
     finally:
         log.close()
+        del loader  # its workers stop
     return {
         "rank": rank.rank,
         "step": step,

@@ -52,7 +52,8 @@ def local_micro_batches(global_batch: np.ndarray, rank: int, world_size: int, ac
 
 class MicroBatchSampler:
     """A DataLoader ``batch_sampler`` yielding this rank's micro-batches from ``start_step`` of
-    ``epoch`` to the end of the epoch (or ``stop_step``)."""
+    ``epoch`` to the end of the epoch (or ``stop_step``); :meth:`go_to` moves it to another epoch,
+    so one loader (and its workers) serves a whole run."""
 
     def __init__(
         self,
@@ -64,8 +65,13 @@ class MicroBatchSampler:
         accumulate: int,
         stop_step: int | None = None,
     ) -> None:
-        self.batches = plan.epoch(epoch)[start_step:stop_step]
+        self.plan = plan
         self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+        self.go_to(epoch, start_step, stop_step)
+
+    def go_to(self, epoch: int, start_step: int, stop_step: int | None = None) -> None:
+        """Yield the batches of ``epoch`` from ``start_step`` to ``stop_step`` from now on."""
+        self.batches = self.plan.epoch(epoch)[start_step:stop_step]
 
     def __iter__(self) -> Iterator[list[int]]:
         for global_batch in self.batches:
