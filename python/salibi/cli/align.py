@@ -17,6 +17,7 @@ from salibi.vocabulary import MODALITIES, MODALITY_HELP
 
 F = TypeVar("F", bound=Callable[..., object])
 
+
 def _band_list(value: str) -> list[int]:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
