@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from salibi.embed import geoparquet as gp
+from salibi.embed.output import geoparquet as gp
 from salibi.embed.records import Columns
 from salibi.explore import explore
 

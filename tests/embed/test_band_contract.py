@@ -11,7 +11,7 @@ import rasterio
 from rasterio.windows import Window
 
 from salibi.embed import embed, read_embeddings
-from salibi.embed.routing import BandLayout, BandRefusal, ModalitySpec, RasterBands, Router, raster_bands, route
+from salibi.embed.inputs.routing import BandLayout, BandRefusal, ModalitySpec, RasterBands, Router, raster_bands, route
 from salibi.models import build, load_checkpoint, save_checkpoint
 
 from .conftest import expected_embedding

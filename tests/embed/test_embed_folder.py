@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from salibi.embed import embed_folder, find_tiles, read_embeddings, window_layout
-from salibi.embed.routing import RasterBands, route
+from salibi.embed.inputs.routing import RasterBands, route
 from salibi.models import load_checkpoint
 
 from .conftest import PATCH, expected_embedding
@@ -220,7 +220,7 @@ def test_rgb_picked_by_band_description(tmp_path):
 
 def test_band_names_that_mean_the_same_band():
     """What the band contract counts as the same band: identities, not spellings."""
-    from salibi.embed.routing import ModalitySpec
+    from salibi.embed.inputs.routing import ModalitySpec
 
     spec = ModalitySpec(1, None, None, None)
 

@@ -16,9 +16,9 @@ import pytest
 
 from salibi.distributed.ranks import shard
 from salibi.embed import embed, read_embeddings
+from salibi.embed.embed_job import checkpoint_specs
+from salibi.embed.output.store import Done
 from salibi.embed.records import ReadSettings
-from salibi.embed.run import checkpoint_specs
-from salibi.embed.store import Done
 from salibi.embed.work import item_size, plan_work
 from salibi.models import load_checkpoint
 

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from salibi.embed import embed, read_embeddings
-from salibi.embed import scenes as scenes_module
+from salibi.embed.inputs import scenes as scenes_module
 from salibi.embed.work import STAGES
 from salibi.models import load_checkpoint
 
@@ -136,7 +136,7 @@ def test_a_geographic_scene_is_reprojected_to_utm(checkpoint, tmp_path):
     assert x0 % 10 == 0 and y1 % 10 == 0  # on the 10 m lattice
     model = load_checkpoint(checkpoint)
     with rasterio.open(SPAIN_S2) as src:
-        # the view: the UTM bounds of the scene snapped outwards to 10 m (as salibi.embed.scenes does)
+        # the view: the UTM bounds of the scene snapped outwards to 10 m (as salibi.embed.inputs.scenes does)
         from rasterio.warp import transform_bounds
 
         left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from salibi.embed import embed, read_embeddings
-from salibi.embed.geoparquet import hilbert_keys
+from salibi.embed.output.geoparquet import hilbert_keys
 from salibi.errors import InputError
 
 from .make_tiles import NAIP, SPAIN_S2

@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from salibi.embed import embed, read_embeddings
-from salibi.embed import geoparquet as gp
+from salibi.embed.output import geoparquet as gp
 from salibi.embed.records import Columns
 
 from .make_tiles import SAMPLES, crop

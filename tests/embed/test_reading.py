@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from salibi.embed.reading import read_in_threads
+from salibi.embed.inputs.reading import read_in_threads
 
 
 class Items:
@@ -65,7 +65,7 @@ def test_a_consumer_that_stops_early_stops_the_readers():
 def test_torch_leaves_the_readers_their_cores_on_the_cpu_only():
     import torch
 
-    from salibi.embed.reading import READER_THREADS, _cores, cores_for_readers
+    from salibi.embed.inputs.reading import READER_THREADS, _cores, cores_for_readers
 
     before = torch.get_num_threads()
     try:

@@ -17,13 +17,13 @@ What becomes a row:
    ``.jpg``/``.jpeg``, all read with rasterio (a PNG/JPEG with a world file is georeferenced).
    Without ``chip_size_m`` each file is a *tile*: one row (``path`` = its path relative to the
    folder). With ``chip_size_m`` each file (or the one raster given) is a *scene* cut into a chip
-   grid, one row per chip (:mod:`~salibi.embed.scenes`). An HDF5 file is an aligned set
+   grid, one row per chip (:mod:`~salibi.embed.inputs.scenes`). An HDF5 file is an aligned set
    (``salibi align``): one ``joint`` row per chip through the cross-modal encoder, and with
-   ``per_modality`` one row per modality too (:mod:`~salibi.embed.aligned`).
+   ``per_modality`` one row per modality too (:mod:`~salibi.embed.inputs.aligned_chips`).
 2. GSD: from the georeference -- the coarser pixel axis, in metres (geographic CRSs converted on
    the WGS84 ellipsoid) -- else ``gsd``; rounded to 3 significant digits. Without either a tile
    fails with ``no georeference: pass --gsd``.
-3. The band contract (:mod:`~salibi.embed.routing`): the encoder whose bands the raster has
+3. The band contract (:mod:`~salibi.embed.inputs.routing`): the encoder whose bands the raster has
    (names, Sentinel-2/Landsat numbering, colour interpretation; a PNG/JPEG is RGB), the GSD only
    to break ties; unnamed bands taken in order with one warning naming the assumption;
    ``band_names`` names a folder's bands; a missing band refused with the reason unless
@@ -40,7 +40,7 @@ What becomes a row:
    per forward pass on ``device`` (``auto``: CUDA when available, bf16 autocast); the input is
    read ahead of the model, in order, by two reader threads (``num_workers`` 0: GDAL releases
    the GIL) or ``num_workers`` DataLoader processes, each routing a band layout once
-   (:mod:`~salibi.embed.reading`); ``gpus``/``cpu_procs`` ranks (or torchrun) take disjoint
+   (:mod:`~salibi.embed.inputs.reading`); ``gpus``/``cpu_procs`` ranks (or torchrun) take disjoint
    shards of the work (:mod:`salibi.distributed`). :attr:`EmbedSummary.stages` says where the
    wall time went.
 
@@ -52,15 +52,15 @@ What becomes a row:
    place; an aligned set then gets one row per modality and no joint row (fused tokens have no
    projection). An output is continued only in its own space.
 
-Output, by extension (:mod:`~salibi.embed.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
-version 2 (:mod:`~salibi.embed.hdf5`; version 1 files are read and continued) -- or ``.parquet``
--- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.geoparquet`; one file
+Output, by extension (:mod:`~salibi.embed.output.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
+version 2 (:mod:`~salibi.embed.output.hdf5`; version 1 files are read and continued) -- or ``.parquet``
+-- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.output.geoparquet`; one file
 per CRS, or reprojected with ``crs``). Crash safety and resume: the finished output is only ever
 replaced whole (written under a temporary name, then renamed). While a run goes on, finished rows,
 failures and no-data skips are written as complete part files ``out.<ext>.parts/part-RUN-
 RANK-SEQ.h5`` (the HDF5 layout): the first once ``batch_size`` rows are finished, then at most one
 a second and at least one every 10 seconds; at the end the output and the parts are merged in one
-pass into a new output (:mod:`~salibi.embed.merge`) and the parts deleted. A killed run keeps its parts; the
+pass into a new output (:mod:`~salibi.embed.output.merge`) and the parts deleted. A killed run keeps its parts; the
 next run with the same output -- on any number of ranks -- skips every row already in the output
 or a part (by ``path`` and ``modality``), retries failures and skipped chips and merges everything
 into exactly one row per path and modality. A raster that changed since it was embedded is not
@@ -75,13 +75,13 @@ Looking at the result: :mod:`~salibi.embed.search` (nearest neighbours, faiss) a
 from __future__ import annotations
 
 from salibi.embed.batches import FLUSH_SECONDS
-from salibi.embed.embeddings import Embeddings, output_format, read_embeddings
-from salibi.embed.pixels import window_layout
+from salibi.embed.embed_job import FILL_CHOICES, EmbedJob, EmbedSummary, embed, embed_folder
+from salibi.embed.inputs.pixels import window_layout
+from salibi.embed.inputs.routing import HIRES_BELOW_M
+from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, TILE_SUFFIXES, find_tiles, read_tile
+from salibi.embed.output.embeddings import Embeddings, output_format, read_embeddings
+from salibi.embed.output.store import PARTS_SUFFIX, EmbeddingStore
 from salibi.embed.records import JOINT
-from salibi.embed.routing import HIRES_BELOW_M
-from salibi.embed.run import FILL_CHOICES, EmbedJob, EmbedSummary, embed, embed_folder
-from salibi.embed.store import PARTS_SUFFIX, EmbeddingStore
-from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, TILE_SUFFIXES, find_tiles, read_tile
 from salibi.vocabulary import EMBEDDINGS_FORMAT as FORMAT
 from salibi.vocabulary import EMBEDDINGS_FORMAT_VERSION as FORMAT_VERSION
 

@@ -32,7 +32,7 @@ from salibi.embed.records import Chip, Rows
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from salibi.embed.store import EmbeddingStore
+    from salibi.embed.output.store import EmbeddingStore
 
 __all__ = ["FLUSH_SECONDS", "PART_SECONDS", "JointBatches", "PartWriter", "WindowBatches"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings, read_embeddings
+from salibi.embed.output.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
 from salibi.fileio import staging_file, write_atomic
 from salibi.vocabulary import MAP_COLOUR_COLUMNS, MAP_METHODS

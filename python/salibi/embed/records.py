@@ -172,7 +172,7 @@ class ReadSettings:
 
     modality: str  # "auto" or one of salibi.vocabulary.MODALITIES
     default_gsd: float | None
-    specs: dict[str, Any]  # modality -> salibi.embed.routing.ModalitySpec, the checkpoint's encoders
+    specs: dict[str, Any]  # modality -> salibi.embed.inputs.routing.ModalitySpec, the checkpoint's encoders
     patch_size: int
     window_patches: int
     band_names: tuple[str, ...] | None = None

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings, read_embeddings
+from salibi.embed.output.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError
 from salibi.vocabulary import EMBEDDING_SPACES, NEIGHBOURS_K
 
@@ -229,10 +229,10 @@ def embed_file(
     in the shared space when ``shared``."""
     from salibi.distributed.ranks import resolve_device
     from salibi.embed.batches import WindowBatches
+    from salibi.embed.embed_job import checkpoint_specs
+    from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, read_tile
+    from salibi.embed.output.store import output_attrs
     from salibi.embed.records import ReadSettings
-    from salibi.embed.run import checkpoint_specs
-    from salibi.embed.store import output_attrs
-    from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, read_tile
     from salibi.models import load_checkpoint
 
     torch_device = resolve_device(device)

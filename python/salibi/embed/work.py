@@ -1,6 +1,6 @@
 """The work of one ``salibi embed`` run: what the input is, the work items still to do (tiles, runs
 of scene chips, batches of aligned chips) and the loop that feeds the model the chips read ahead
-of it (:mod:`~salibi.embed.reading`), writing rows as parts; where its time goes (:class:`Counts`
+of it (:mod:`~salibi.embed.inputs.reading`), writing rows as parts; where its time goes (:class:`Counts`
 ``seconds``).
 """
 
@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from salibi.embed.aligned import aligned_work, is_aligned_set, plan_aligned
 from salibi.embed.batches import JointBatches, PartWriter, WindowBatches
-from salibi.embed.reading import Item, ItemReader, cores_for_readers, item_size, read_items
+from salibi.embed.inputs.aligned_chips import aligned_work, is_aligned_set, plan_aligned
+from salibi.embed.inputs.reading import Item, ItemReader, cores_for_readers, item_size, read_items
+from salibi.embed.inputs.routing import Router
+from salibi.embed.inputs.scenes import ScenePlan, plan_scene, scene_work
+from salibi.embed.inputs.tiles import TILE_SUFFIXES, TileWork, find_tiles, router_for
+from salibi.embed.output.store import Done
 from salibi.embed.records import JOINT, Chip, ReadSettings
-from salibi.embed.routing import Router
-from salibi.embed.scenes import ScenePlan, plan_scene, scene_work
-from salibi.embed.store import Done
-from salibi.embed.tiles import TILE_SUFFIXES, TileWork, find_tiles, router_for
 from salibi.errors import InputError, MissingInputError
 from salibi.progress import RateProgress
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["STAGES", "Counts", "Plan", "embed_items", "item_size", "plan_work"]
 
-#: Where a run's wall time goes (:class:`Counts` ``seconds``, :class:`~salibi.embed.run.EmbedSummary`
+#: Where a run's wall time goes (:class:`Counts` ``seconds``, :class:`~salibi.embed.embed_job.EmbedSummary`
 #: ``stages``): loading the checkpoint; checking the output and planning the work (scenes: their
 #: georeference and routing); waiting for pixels the readers had not read yet; forward passes
 #: (batching and pooling included); writing part files; the final merge. ``route`` is apart: time

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings, read_embeddings
+from salibi.embed.output.embeddings import Embeddings, read_embeddings
 from salibi.errors import InputError, OutputExistsError
 from salibi.explore.footprints import footprints, mercator
 from salibi.explore.neighbours import SHARED, embedding_space, neighbours, search_command

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings
+from salibi.embed.output.embeddings import Embeddings
 from salibi.embed.search import CosineIndex
 from salibi.vocabulary import EMBEDDING_SPACES
 

@@ -5,7 +5,7 @@
   chip at its own GSD (format 2 may store one per chip; the model takes a ``(B,)`` GSD tensor).
 - The modalities: those every set and the checkpoint share, in fusion order; at least two.
 - The bands: each set's bands of a modality matched to the checkpoint's by identity, as
-  ``salibi embed`` matches an aligned set's (:func:`salibi.embed.routing.route_named`: ``B4`` =
+  ``salibi embed`` matches an aligned set's (:func:`salibi.embed.inputs.routing.route_named`: ``B4`` =
   ``B04``), and put in the checkpoint's order; a missing band is refused.
 - The features: per modality, the chip's encoder tokens pooled (:meth:`~salibi.models.ScaleAlibiModel.pool`)
   and projected into the shared contrastive space (:meth:`~salibi.models.ScaleAlibiModel.project`),
@@ -52,8 +52,8 @@ def open_chips(paths: Sequence[str | os.PathLike[str]], split: str | None, model
     :class:`InputError` naming the file and the fix when they share fewer than two modalities,
     lack a band of the checkpoint's, or hold no chip of the split."""
     from salibi.data import AlignedDataset, open_aligned
-    from salibi.embed.routing import BandRefusal, route_named
-    from salibi.embed.run import checkpoint_specs
+    from salibi.embed.embed_job import checkpoint_specs
+    from salibi.embed.inputs.routing import BandRefusal, route_named
     from salibi.vocabulary import MODALITIES
 
     files = [Path(p) for p in paths]

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.pixels import normalise, read_routed, to_windows
+from salibi.embed.inputs.pixels import normalise, read_routed, to_windows
+from salibi.embed.inputs.routing import BandLayout, BandRefusal, BandRoute, Router
+from salibi.embed.output.store import PARTS_SUFFIX
 from salibi.embed.records import Chip, ReadSettings
-from salibi.embed.routing import BandLayout, BandRefusal, BandRoute, Router
-from salibi.embed.store import PARTS_SUFFIX
 from salibi.rasters import envelope, gdal_reason, pixel_size_m, round_significant
 
 __all__ = [
@@ -142,7 +142,7 @@ def georeference(ds: Any, default_gsd: float | None) -> Georeference:
 
 
 def band_layout(ds: Any, file_name: str) -> BandLayout:
-    """What ``ds`` (a raster called ``file_name``) says about its bands (:class:`~salibi.embed.routing.BandLayout`)."""
+    """What ``ds`` (a raster called ``file_name``) says about its bands (:class:`~salibi.embed.inputs.routing.BandLayout`)."""
     return BandLayout.of(
         ds.descriptions, [c.name for c in ds.colorinterp], file_name, ds.driver, np.dtype(ds.dtypes[0]).kind == "c"
     )
@@ -162,7 +162,7 @@ def looks_like_db(ds: Any) -> bool:
 
 
 def router_for(settings: ReadSettings) -> Router:
-    """A :class:`~salibi.embed.routing.Router` for the rasters read with ``settings`` (one per run and process)."""
+    """A :class:`~salibi.embed.inputs.routing.Router` for the rasters read with ``settings`` (one per run and process)."""
     return Router(settings.specs, settings.modality, settings.fill_missing, settings.band_names)
 
 

@@ -4,7 +4,7 @@ release the GIL, so reading overlaps the forward passes) or in ``num_workers`` D
 processes.
 
 Each reader thread or process enters one GDAL environment (:data:`GDAL_OPTIONS`) for its
-lifetime, and the readers share one :class:`~salibi.embed.routing.Router`, so a folder of tiles
+lifetime, and the readers share one :class:`~salibi.embed.inputs.routing.Router`, so a folder of tiles
 of one band layout is routed once (once per DataLoader process). At most about two batches of rows are read
 ahead of the model (:func:`items_ahead`), so memory does not grow with the input.
 """
@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from salibi.embed.aligned import AlignedWork, read_aligned_work
+from salibi.embed.inputs.aligned_chips import AlignedWork, read_aligned_work
+from salibi.embed.inputs.routing import Router
+from salibi.embed.inputs.scenes import SceneWork, read_scene_work
+from salibi.embed.inputs.tiles import TileWork, read_tile, router_for
 from salibi.embed.records import Chip, ReadSettings
-from salibi.embed.routing import Router
-from salibi.embed.scenes import SceneWork, read_scene_work
-from salibi.embed.tiles import TileWork, read_tile, router_for
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings
+from salibi.embed.output.embeddings import Embeddings
 from salibi.embed.records import NO_WINDOW, Columns
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.rasters import gdal_reason

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.embeddings import Embeddings
+from salibi.embed.output.embeddings import Embeddings
 from salibi.embed.records import Columns
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.rasters import gdal_reason

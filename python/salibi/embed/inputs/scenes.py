@@ -11,7 +11,7 @@ window by window, so memory does not grow with the raster.
    core's ``plan_tile_grid``, plus the stride), over the view's extent, anchored on its pixel
    lattice: every chip is a whole-pixel window of the view. Chip ``(r, c)`` is the row
    ``FILE#r{r}c{c}``; ``chip`` is its window (col_off, row_off, width, height) in view pixels.
-3. The band contract (:mod:`salibi.embed.routing`) is applied once per scene.
+3. The band contract (:mod:`salibi.embed.inputs.routing`) is applied once per scene.
 4. Work items are runs of up to :data:`MAX_CHIPS_PER_ITEM` consecutive chips of one grid row,
    fewer when their window would exceed :data:`READ_BYTES`; each is one windowed read. A chip
    with more than ``max_nodata`` invalid pixels (nodata, NaN, outside the source) is skipped and
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salibi.embed.pixels import invalid_fraction, normalise, read_routed, to_windows
+from salibi.embed.inputs.pixels import invalid_fraction, normalise, read_routed, to_windows
+from salibi.embed.inputs.routing import BandRoute, Router
+from salibi.embed.inputs.tiles import TileFailure, georeference, open_raster, route_raster, router_for
 from salibi.embed.records import Chip, ReadSettings, chip_id
-from salibi.embed.routing import BandRoute, Router
-from salibi.embed.tiles import TileFailure, georeference, open_raster, route_raster, router_for
 from salibi.errors import InputError
 from salibi.rasters import gdal_reason, pixel_size_m, round_significant
 

@@ -75,9 +75,9 @@ def read_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     """Read an embeddings output (HDF5 v1/v2 or GeoParquet) into memory."""
     path = Path(path)
     if output_format(path) == "hdf5":
-        from salibi.embed.hdf5 import read_hdf5
+        from salibi.embed.output.hdf5 import read_hdf5
 
         return read_hdf5(path)
-    from salibi.embed.geoparquet import read_geoparquet
+    from salibi.embed.output.geoparquet import read_geoparquet
 
     return read_geoparquet(path)

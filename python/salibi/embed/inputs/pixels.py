@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.routing import BandRoute, ModalitySpec
+from salibi.embed.inputs.routing import BandRoute, ModalitySpec
 
 __all__ = ["invalid_fraction", "normalise", "pad_to_patches", "read_routed", "to_windows", "window_layout"]
 

@@ -1,4 +1,4 @@
-"""The final merge of a ``salibi embed`` output (:meth:`~salibi.embed.store.EmbeddingStore.merge`):
+"""The final merge of a ``salibi embed`` output (:meth:`~salibi.embed.output.store.EmbeddingStore.merge`):
 the rows of the output and of its part files, each ``(path, modality)`` once -- the first
 written -- into a new output, every row copied once.
 
@@ -14,7 +14,7 @@ written -- into a new output, every row copied once.
    - GeoParquet (:func:`merge_parquet`): the output's files copied whole (their record
      batches), the parts' rows converted once, into the file of their CRS, in tables of up to
      :data:`CHUNK_ROWS` rows; then each file laid out for archives
-     (:func:`~salibi.embed.geoparquet.lay_out`: sorted along a Hilbert curve of the footprint
+     (:func:`~salibi.embed.output.geoparquet.lay_out`: sorted along a Hilbert curve of the footprint
      centres, row groups of 64k rows or more).
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.hdf5 import CHUNK_ROWS
+from salibi.embed.output.hdf5 import CHUNK_ROWS
 from salibi.embed.records import Columns
 
 __all__ = ["CHUNK_ROWS", "Stock", "merge_hdf5", "merge_parquet", "take_stock"]
@@ -84,7 +84,7 @@ def take_stock(sources: list[Path], look: Callable[[Path], tuple[list[tuple[str,
 def merge_hdf5(sources: list[Path], staged: Path, attrs: dict[str, Any], dim: int) -> int:
     """The kept rows of ``sources`` (HDF5 files of this layout: the output, then the parts) and the
     remaining notes written to ``staged``; the number of rows."""
-    from salibi.embed.hdf5 import HDF5Writer, hdf5_inventory, open_for_merge
+    from salibi.embed.output.hdf5 import HDF5Writer, hdf5_inventory, open_for_merge
 
     stock = take_stock(sources, hdf5_inventory)
     with open_for_merge(staged, chunk_cache_bytes=_CHUNK_CACHE_BYTES) as out:
@@ -97,14 +97,14 @@ def merge_hdf5(sources: list[Path], staged: Path, attrs: dict[str, Any], dim: in
 
 
 def _look_parquet(file: Path) -> tuple[list[tuple[str, str]], Notes, Notes, int]:
-    from salibi.embed.geoparquet import parquet_keys, parquet_meta
+    from salibi.embed.output.geoparquet import parquet_keys, parquet_meta
 
     meta = parquet_meta(file) or {}
     return parquet_keys(file), meta.get("failed", []), meta.get("skipped", []), 1
 
 
 def _look_any(file: Path) -> tuple[list[tuple[str, str]], Notes, Notes, int]:
-    from salibi.embed.hdf5 import hdf5_inventory
+    from salibi.embed.output.hdf5 import hdf5_inventory
 
     return hdf5_inventory(file) if file.suffix == ".h5" else _look_parquet(file)
 
@@ -122,7 +122,7 @@ def merge_parquet(
     one file per CRS (``fixed_crs``: every footprint reprojected to it, one file), each staged at
     ``staging(k)`` for ``target_of(tag, number of files)``; ``meta`` is the files' ``salibi``
     metadata (the remaining notes added). Returns ``[(staged, target)]`` and the number of rows."""
-    from salibi.embed.geoparquet import GeoParquetWriter, lay_out, parquet_meta
+    from salibi.embed.output.geoparquet import GeoParquetWriter, lay_out, parquet_meta
 
     stock = take_stock(existing + parts, _look_any)
     tags = _CrsTags()
@@ -172,7 +172,7 @@ def merge_parquet(
 
 
 class _CrsTags:
-    """WKT -> file tag (:func:`~salibi.embed.geoparquet.crs_tag`), each WKT looked up once: one file
+    """WKT -> file tag (:func:`~salibi.embed.output.geoparquet.crs_tag`), each WKT looked up once: one file
     per CRS, however GDAL spelled its WKT."""
 
     def __init__(self) -> None:
@@ -180,7 +180,7 @@ class _CrsTags:
 
     def __call__(self, wkt: str) -> str:
         if wkt not in self.tags:
-            from salibi.embed.geoparquet import crs_tag
+            from salibi.embed.output.geoparquet import crs_tag
 
             self.tags[wkt] = crs_tag(wkt)
         return self.tags[wkt]
@@ -188,7 +188,7 @@ class _CrsTags:
 
 def _part_crs(parts: list[Path], keep: list[np.ndarray]) -> list[str]:
     """The CRSs (WKT) of the kept rows of ``parts``, in the order first met."""
-    from salibi.embed.hdf5 import open_for_merge
+    from salibi.embed.output.hdf5 import open_for_merge
 
     found: dict[str, None] = {}
     for part, mask in zip(parts, keep):
@@ -202,7 +202,7 @@ def _part_crs(parts: list[Path], keep: list[np.ndarray]) -> list[str]:
 
 def _kept_rows(parts: list[Path], keep: list[np.ndarray]) -> Iterator[Columns]:
     """The kept rows of ``parts``, in order, :data:`CHUNK_ROWS` at most at a time."""
-    from salibi.embed.hdf5 import iter_hdf5
+    from salibi.embed.output.hdf5 import iter_hdf5
 
     for part, mask in zip(parts, keep):
         if not mask.any():

@@ -2,7 +2,7 @@
 a running (or killed) run in ``out.<ext>.parts/``, the lock that keeps one run per output, resume
 and the final merge (see "Output" in :mod:`salibi.embed`).
 
-Parts are small complete HDF5 files (:mod:`salibi.embed.hdf5` layout) named
+Parts are small complete HDF5 files (:mod:`salibi.embed.output.hdf5` layout) named
 ``part-RUN-RANK-SEQ.h5``: the run number (one more than any part found), the rank that wrote it
 and its sequence number, so ranks of one run never collide and parts of earlier runs (any number
 of ranks) are merged in the order they were written. Only the coordinating process (rank 0)
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salibi.embed.embeddings import output_format
+from salibi.embed.output.embeddings import output_format
 from salibi.embed.records import Rows
 from salibi.errors import DataFormatError, InputError, OutputExistsError
 from salibi.fileio import replace_atomic, staging_file
@@ -182,7 +182,7 @@ class EmbeddingStore:
         """The existing files of the output (GeoParquet: one per CRS when it holds several)."""
         if self.format == "hdf5":
             return [self.path] if self.path.exists() else []
-        from salibi.embed.geoparquet import output_files
+        from salibi.embed.output.geoparquet import output_files
 
         return output_files(self.path)
 
@@ -247,7 +247,7 @@ class EmbeddingStore:
         """``(attributes, rows, None)`` of an embeddings file; ``(None, [], None)`` for one of our
         format this salibi does not read; ``(None, [], what it is)`` for a file of another format."""
         if is_part or self.format == "hdf5":
-            from salibi.embed.hdf5 import hdf5_keys, header
+            from salibi.embed.output.hdf5 import hdf5_keys, header
 
             attrs, version, shape = header(path)
             kind = attrs.get("format")
@@ -261,7 +261,7 @@ class EmbeddingStore:
                     raise _DamagedPart(f"{path}: incomplete part; ignored, its rows are embedded again")
                 raise DataFormatError(f"-o {path}: embeddings of width {shape}, not {self.dim}; choose another -o")
             return attrs, hdf5_keys(path), None
-        from salibi.embed.geoparquet import parquet_keys, parquet_meta
+        from salibi.embed.output.geoparquet import parquet_keys, parquet_meta
 
         meta = parquet_meta(path)
         if meta is None:
@@ -276,7 +276,7 @@ class EmbeddingStore:
 
     def write_part(self, rows: Rows, run: int, rank: int, sequence: int) -> None:
         """Write ``rows`` as a complete part file (durably, under a temporary name, then renamed)."""
-        from salibi.embed.hdf5 import write_hdf5
+        from salibi.embed.output.hdf5 import write_hdf5
 
         if not len(rows):
             return
@@ -284,7 +284,7 @@ class EmbeddingStore:
             write_hdf5(temporary, self.attrs_for_file(), rows.columns(self.dim), rows.failed, rows.skipped)
 
     def merge(self) -> int:
-        """Merge the output and the parts into a new output (:mod:`~salibi.embed.merge`: one row per
+        """Merge the output and the parts into a new output (:mod:`~salibi.embed.output.merge`: one row per
         path and modality, the first written; a failure or no-data skip only for paths without a
         row, the latest of each), rename it into place and delete the parts. Returns the number of rows."""
         parts = self.part_files()
@@ -301,7 +301,7 @@ class EmbeddingStore:
         return total
 
     def _merge_hdf5(self, parts: list[Path]) -> int:
-        from salibi.embed.merge import merge_hdf5
+        from salibi.embed.output.merge import merge_hdf5
 
         # Staged inside the parts folder, so the next run clears what a killed merge leaves (and not
         # with staging_file: its mkstemp would leave out.h5 readable by its owner only).
@@ -315,8 +315,8 @@ class EmbeddingStore:
         return total
 
     def _merge_parquet(self, parts: list[Path]) -> int:
-        from salibi.embed.geoparquet import tagged_path
-        from salibi.embed.merge import merge_parquet
+        from salibi.embed.output.geoparquet import tagged_path
+        from salibi.embed.output.merge import merge_parquet
 
         existing = self.output_files()
         temporaries: list[Path] = []  # removed if the merge fails
@@ -360,7 +360,7 @@ class EmbeddingStore:
                 return 0
             with h5py.File(files[0], "r") as f:
                 return int(f["embedding"].shape[0])
-        from salibi.embed.geoparquet import parquet_keys
+        from salibi.embed.output.geoparquet import parquet_keys
 
         return sum(len(parquet_keys(f)) for f in files)
 

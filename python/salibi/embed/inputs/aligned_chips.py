@@ -4,7 +4,7 @@ own encoder when ``per_modality`` is asked.
 
 - Modalities: those the set and the checkpoint share (at least two, in fusion order). Each
   modality's bands are matched to the checkpoint's by name, as ``--modality`` does for a raster
-  (:func:`salibi.embed.routing.route_named`); unnamed ones (``FILE:1``) are taken in order with the
+  (:func:`salibi.embed.inputs.routing.route_named`); unnamed ones (``FILE:1``) are taken in order with the
   assumption recorded.
 - Pixels: the set stores raw values (NaN where invalid); they are normalised with the
   checkpoint's statistics (the model's), invalid pixels become 0, and chips are zero-padded to
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from salibi.embed.pixels import normalise, pad_to_patches, to_windows
+from salibi.embed.inputs.pixels import normalise, pad_to_patches, to_windows
+from salibi.embed.inputs.routing import BandRefusal, BandRoute, route_named
 from salibi.embed.records import JOINT, NO_WINDOW, Chip, ReadSettings, set_row_id
-from salibi.embed.routing import BandRefusal, BandRoute, route_named
 from salibi.errors import InputError
 from salibi.rasters import gdal_reason
 from salibi.vocabulary import MODALITIES

@@ -14,11 +14,11 @@ from typing import Any
 
 from salibi.distributed.ranks import Rank, join, leave, shard
 from salibi.embed.batches import PartWriter
-from salibi.embed.embeddings import output_format
+from salibi.embed.inputs.routing import ModalitySpec
+from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, router_for
+from salibi.embed.output.embeddings import output_format
+from salibi.embed.output.store import EmbeddingStore, output_attrs
 from salibi.embed.records import ReadSettings
-from salibi.embed.routing import ModalitySpec
-from salibi.embed.store import EmbeddingStore, output_attrs
-from salibi.embed.tiles import DEFAULT_WINDOW_PATCHES, router_for
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
 from salibi.errors import InputError, MissingInputError, SalibiError
 from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
