@@ -52,6 +52,7 @@ from pathlib import Path
 
 from salibi.align.grid import common_footprint, place_on_target, plan_grid, target_crs
 from salibi.align.inputs import as_paths, check_arguments, open_modality, rename_bands
+from salibi.align.settings import DEFAULTS
 from salibi.align.summary import AlignSummary
 from salibi.align.write import check_output, write_aligned_set
 from salibi.vocabulary import MODALITIES
@@ -67,15 +68,15 @@ def align(
     sar: Paths = (),
     *,
     output: str | os.PathLike[str],
-    tile_size_m: float = 960.0,
+    tile_size_m: float = DEFAULTS.tile_size_m,
     gsd: Mapping[str, float] | None = None,
     bands: Mapping[str, Sequence[int]] | None = None,
     band_names: Mapping[str, Sequence[str]] | None = None,
     crs: str | None = None,
-    max_nodata: float = 0.05,
-    val_fraction: float = 0.1,
+    max_nodata: float = DEFAULTS.max_nodata,
+    val_fraction: float = DEFAULTS.val_fraction,
     overwrite: bool = False,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     progress: bool = True,
 ) -> AlignSummary:
     """Cut co-registered chips of every given modality into one HDF5 training set.

@@ -26,6 +26,7 @@ import numpy as np
 
 from salibi.align.grid import common_footprint, crs_name, place_on_target, plan_grid, target_crs, utm_crs
 from salibi.align.inputs import Modality, check_arguments, fetch_folder_groups, open_modality, rename_bands
+from salibi.align.settings import DEFAULTS
 from salibi.align.split import GroundSplit, split_block_size
 from salibi.align.strips import ChipCutter, chip_row_bytes, cut_in_strips
 from salibi.align.summary import AlignSummary
@@ -60,15 +61,15 @@ def align_groups(
     groups: Sequence[Group],
     *,
     output: str | os.PathLike[str],
-    tile_size_m: float = 960.0,
+    tile_size_m: float = DEFAULTS.tile_size_m,
     gsd: Mapping[str, float] | None = None,
     bands: Mapping[str, Sequence[int]] | None = None,
     band_names: Mapping[str, Sequence[str]] | None = None,
     crs: str | None = None,
-    max_nodata: float = 0.05,
-    val_fraction: float = 0.1,
+    max_nodata: float = DEFAULTS.max_nodata,
+    val_fraction: float = DEFAULTS.val_fraction,
     overwrite: bool = False,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     progress: bool = True,
 ) -> AlignSummary:
     """Cut every group's chips into one HDF5 training set (see the module docstring)."""

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from salibi.align.settings import DEFAULTS
 from salibi.cli.options import overwrite_option, parse_modality_values
 from salibi.vocabulary import MODALITIES, MODALITY_HELP
 
@@ -48,7 +49,7 @@ def _files_options(f: F) -> F:
 @click.option(
     "--tile-size-m",
     type=float,
-    default=960.0,
+    default=DEFAULTS.tile_size_m,
     show_default=True,
     help="Chip side on the ground, metres; a whole number of pixels at every modality's GSD.",
 )
@@ -87,19 +88,19 @@ def _files_options(f: F) -> F:
 @click.option(
     "--max-nodata",
     type=float,
-    default=0.05,
+    default=DEFAULTS.max_nodata,
     show_default=True,
     help="Drop chips with a larger fraction of invalid (nodata/NaN/zero-fill) pixels in any modality.",
 )
 @click.option(
     "--val-fraction",
     type=float,
-    default=0.1,
+    default=DEFAULTS.val_fraction,
     show_default=True,
     help="Share of kept chips for validation, in spatial blocks; training chips touching a "
     "validation chip are dropped.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the train/validation split.")
 @click.option(
     "--zoom",
     type=click.IntRange(0, 30),

@@ -13,6 +13,8 @@ from salibi.cli.options import (
     device_option,
     num_workers_option,
 )
+from salibi.embed.settings import DEFAULTS as EMBED_DEFAULTS
+from salibi.embed.settings import FILL_CHOICES
 from salibi.errors import InputError
 from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 
@@ -46,7 +48,7 @@ from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 @click.option(
     "--max-nodata",
     type=click.FloatRange(0, 1),
-    default=0.5,
+    default=EMBED_DEFAULTS.max_nodata,
     show_default=True,
     metavar="F",
     help="Skip chips with more than this share of invalid pixels (recorded in skipped_path/skipped_reason).",
@@ -54,7 +56,7 @@ from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 @click.option(
     "--modality",
     type=click.Choice(["auto", *MODALITIES]),
-    default="auto",
+    default=EMBED_DEFAULTS.modality,
     show_default=True,
     help="Encoder for every raster; auto: the encoder whose bands the raster has, the GSD breaking ties.",
 )
@@ -74,8 +76,8 @@ from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 )
 @click.option(
     "--fill-missing",
-    type=click.Choice(["none", "mean"]),
-    default="none",
+    type=click.Choice(FILL_CHOICES),
+    default=EMBED_DEFAULTS.fill_missing,
     show_default=True,
     help="A raster lacking a band of its encoder: refuse it (none) or fill the band with its mean (recorded).",
 )
@@ -87,7 +89,7 @@ from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 @click.option(
     "--space",
     type=click.Choice(EMBEDDING_SPACES),
-    default=EMBEDDING_SPACES[0],
+    default=EMBED_DEFAULTS.space,
     show_default=True,
     help="encoder: each modality's pooled encoder tokens (its own space; what probes and maps take). shared: "
     "those projected into the contrastive space where the modalities meet (search across sensors); an aligned "
@@ -100,15 +102,23 @@ from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
     help="GeoParquet: reproject every footprint to this CRS (e.g. EPSG:4326) and write one file; "
     "without it an output on several CRSs is one file per CRS.",
 )
-@batch_size_option(32)
+@batch_size_option(EMBED_DEFAULTS.batch_size)
 @device_option
 @attention_option
 @num_workers_option
 @click.option(
-    "--gpus", type=click.IntRange(min=0), default=0, metavar="N", help="Embed on N local GPUs (one rank each)."
+    "--gpus",
+    type=click.IntRange(min=0),
+    default=EMBED_DEFAULTS.gpus,
+    metavar="N",
+    help="Embed on N local GPUs (one rank each).",
 )
 @click.option(
-    "--cpu-procs", type=click.IntRange(min=0), default=0, metavar="N", help="Embed in N CPU processes (gloo ranks)."
+    "--cpu-procs",
+    type=click.IntRange(min=0),
+    default=EMBED_DEFAULTS.cpu_procs,
+    metavar="N",
+    help="Embed in N CPU processes (gloo ranks).",
 )
 def command(
     source: Path,

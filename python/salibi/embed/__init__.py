@@ -75,13 +75,14 @@ Looking at the result: :mod:`~salibi.embed.search` (nearest neighbours, faiss) a
 from __future__ import annotations
 
 from salibi.embed.batches import FLUSH_SECONDS
-from salibi.embed.embed_job import FILL_CHOICES, EmbedJob, EmbedSummary, embed, embed_folder
+from salibi.embed.embed_job import EmbedSummary, embed, embed_folder
 from salibi.embed.inputs.pixels import window_layout
 from salibi.embed.inputs.routing import HIRES_BELOW_M
-from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, TILE_SUFFIXES, find_tiles, read_tile
+from salibi.embed.inputs.tiles import TILE_SUFFIXES, find_tiles, read_tile
 from salibi.embed.output.embeddings import Embeddings, output_format, read_embeddings
 from salibi.embed.output.store import PARTS_SUFFIX, EmbeddingStore
 from salibi.embed.records import JOINT
+from salibi.embed.settings import DEFAULT_WINDOW_PATCHES, FILL_CHOICES, EmbedJob
 from salibi.vocabulary import EMBEDDINGS_FORMAT as FORMAT
 from salibi.vocabulary import EMBEDDINGS_FORMAT_VERSION as FORMAT_VERSION
 

@@ -15,46 +15,16 @@ from typing import Any
 from salibi.distributed.ranks import Rank, join, leave, shard
 from salibi.embed.batches import PartWriter
 from salibi.embed.inputs.routing import ModalitySpec
-from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, router_for
+from salibi.embed.inputs.tiles import router_for
 from salibi.embed.output.embeddings import output_format
 from salibi.embed.output.store import EmbeddingStore, output_attrs
 from salibi.embed.records import ReadSettings
+from salibi.embed.settings import DEFAULT_WINDOW_PATCHES, FILL_CHOICES, EmbedJob
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
 from salibi.errors import InputError, MissingInputError, SalibiError
 from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
 
-__all__ = ["FILL_CHOICES", "EmbedJob", "EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
-
-#: ``fill_missing`` values: ``none`` refuses a raster lacking a band of its encoder; ``mean`` fills it.
-FILL_CHOICES = ("none", "mean")
-
-
-@dataclass(frozen=True)
-class EmbedJob:
-    """Everything a run (and each of its ranks) needs; see :func:`embed` for the meaning."""
-
-    source: str
-    checkpoint: str
-    output: str
-    chip_size_m: float | None = None
-    stride_m: float | None = None
-    max_nodata: float = 0.5
-    modality: str = "auto"
-    gsd: float | None = None
-    band_names: tuple[str, ...] | None = None
-    fill_missing: str = "none"
-    per_modality: bool = False
-    space: str = EMBEDDING_SPACES[0]  # encoder (each encoder's own) or shared (the contrastive projections)
-    crs: str | None = None
-    batch_size: int = 32
-    device: str = "auto"
-    attention: str = "auto"  # the model's attention backend (salibi.vocabulary.ATTENTION_BACKENDS)
-    num_workers: int = 0
-    gpus: int = 0
-    cpu_procs: int = 0
-    progress: bool = True
-    window_patches: int = DEFAULT_WINDOW_PATCHES
-    launched: bool = False  # a rank that embed() started itself: its parent says the band assumptions
+__all__ = ["EmbedSummary", "checkpoint_specs", "embed", "embed_folder"]
 
 
 @dataclass

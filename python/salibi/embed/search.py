@@ -230,9 +230,10 @@ def embed_file(
     from salibi.distributed.ranks import resolve_device
     from salibi.embed.batches import WindowBatches
     from salibi.embed.embed_job import checkpoint_specs
-    from salibi.embed.inputs.tiles import DEFAULT_WINDOW_PATCHES, read_tile
+    from salibi.embed.inputs.tiles import read_tile
     from salibi.embed.output.store import output_attrs
     from salibi.embed.records import ReadSettings
+    from salibi.embed.settings import DEFAULT_WINDOW_PATCHES
     from salibi.models import load_checkpoint
 
     torch_device = resolve_device(device)

@@ -46,6 +46,7 @@ from salibi.align.pmtiles.import_summary import ImportSummary
 from salibi.align.pmtiles.released import RELEASED
 from salibi.align.pmtiles.sources import is_url, open_source
 from salibi.align.pmtiles.write import write_imported_set
+from salibi.align.settings import DEFAULTS
 from salibi.align.split import BUFFER, TEST, TRAIN, VAL, sparse_spatial_split
 from salibi.align.write import check_output
 from salibi.errors import DataFormatError, InputError
@@ -99,9 +100,9 @@ def import_archives(
     output: str | os.PathLike[str],
     zoom: int | None = None,
     split_ids: Mapping[str, str | os.PathLike[str]] | None = None,
-    max_nodata: float = 0.05,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    max_nodata: float = DEFAULTS.max_nodata,
+    val_fraction: float = DEFAULTS.val_fraction,
+    seed: int = DEFAULTS.seed,
     keep_sar_overflow: bool = False,
     overwrite: bool = False,
     workers: int | None = None,

@@ -25,7 +25,6 @@ from salibi.embed.records import Chip, ReadSettings
 from salibi.rasters import envelope, gdal_reason, pixel_size_m, round_significant
 
 __all__ = [
-    "DEFAULT_WINDOW_PATCHES",
     "TILE_SUFFIXES",
     "Georeference",
     "TileFailure",
@@ -41,8 +40,6 @@ __all__ = [
 ]
 
 TILE_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".png", ".jpg", ".jpeg")
-#: Largest window side, in patches (32 x 32 patches = 1024 tokens: 256 px for tiny, 512 px for base).
-DEFAULT_WINDOW_PATCHES = 32
 
 
 def find_tiles(tiles_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
