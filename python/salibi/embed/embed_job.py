@@ -19,7 +19,7 @@ from salibi.embed.inputs.tiles import router_for
 from salibi.embed.output.embeddings import output_format
 from salibi.embed.output.store import EmbeddingStore, output_attrs
 from salibi.embed.records import ReadSettings
-from salibi.embed.settings import DEFAULT_WINDOW_PATCHES, FILL_CHOICES, EmbedJob
+from salibi.embed.settings import DEFAULTS, FILL_CHOICES, EmbedJob
 from salibi.embed.work import Counts, Plan, embed_items, item_size, plan_work
 from salibi.errors import InputError, MissingInputError, SalibiError
 from salibi.vocabulary import EMBEDDING_SPACES, MODALITIES
@@ -133,13 +133,13 @@ def embed_folder(
     tiles_dir: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    modality: str = "auto",
-    gsd: float | None = None,
-    batch_size: int = 32,
-    device: str = "auto",
-    num_workers: int = 0,
-    progress: bool = True,
-    window_patches: int = DEFAULT_WINDOW_PATCHES,
+    modality: str = DEFAULTS.modality,
+    gsd: float | None = DEFAULTS.gsd,
+    batch_size: int = DEFAULTS.batch_size,
+    device: str = DEFAULTS.device,
+    num_workers: int = DEFAULTS.num_workers,
+    progress: bool = DEFAULTS.progress,
+    window_patches: int = DEFAULTS.window_patches,
 ) -> EmbedSummary:
     """Embed every tile under ``tiles_dir`` (one row per tile): :func:`embed` with its defaults."""
     return embed(
