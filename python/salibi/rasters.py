@@ -1,11 +1,32 @@
-"""Small facts about rasters shared by align, embed and eval (no GDAL import at module level)."""
+"""Small facts about rasters shared by fetch, align, embed and eval (no GDAL import at module level)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["affine_apply", "envelope", "gdal_reason", "pixel_size_m", "round_significant"]
+__all__ = [
+    "ACQUISITION_TAG",
+    "TIFF_DATETIME_TAG",
+    "acquisition_tags",
+    "acquisition_time",
+    "affine_apply",
+    "envelope",
+    "gdal_reason",
+    "iso_utc",
+    "pixel_size_m",
+    "round_significant",
+]
+
+#: GDAL metadata item (default domain) holding a raster's acquisition time, ISO 8601 in UTC
+#: (``2019-09-19T18:00:00Z``): what ``salibi fetch`` writes from the STAC item's ``datetime``.
+ACQUISITION_TAG = "ACQUISITION_DATETIME"
+#: The baseline TIFF tag DateTime (306) as GDAL names it: ``YYYY:MM:DD HH:MM:SS``, no zone
+#: (salibi writes it in UTC, and reads it as UTC).
+TIFF_DATETIME_TAG = "TIFFTAG_DATETIME"
+_TIFF_DATETIME_FORMAT = "%Y:%m:%d %H:%M:%S"
 
 
 def gdal_reason(err: BaseException, limit: int = 300) -> str:
@@ -64,3 +85,36 @@ def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> float:
         return max(column_step, row_step)
     _, metres_per_unit = crs.linear_units_factor
     return max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)) * metres_per_unit
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC with a ``Z`` (``2019-09-19T18:00:00Z``; microseconds when it has them)."""
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+def acquisition_tags(moment: datetime) -> dict[str, str]:
+    """The tags that record ``moment`` as a raster's acquisition time: :data:`ACQUISITION_TAG`
+    (ISO 8601, UTC) and the TIFF DateTime tag (whole seconds, UTC), for ``update_tags``."""
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return {ACQUISITION_TAG: iso_utc(utc), TIFF_DATETIME_TAG: utc.strftime(_TIFF_DATETIME_FORMAT)}
+
+
+def acquisition_time(tags: Mapping[str, str]) -> datetime | None:
+    """A raster's acquisition time (UTC) from its default-domain tags (rasterio's ``ds.tags()``):
+    :data:`ACQUISITION_TAG` when it parses, else the TIFF DateTime tag (read as UTC) when it
+    parses; None otherwise (never guessed)."""
+    text = tags.get(ACQUISITION_TAG)
+    if text is not None:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+            return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    text = tags.get(TIFF_DATETIME_TAG)
+    if text is not None:
+        try:
+            return datetime.strptime(text.strip(), _TIFF_DATETIME_FORMAT).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return None

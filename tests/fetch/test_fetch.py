@@ -101,7 +101,11 @@ def test_assets_are_chosen_by_band_metadata_and_named_in_the_files(spain):
     assert [e["asset"] for e in files["sar"]] == ["vv", "vh"]
     with rasterio.open(spain["out"] / files["sar"][1]["path"]) as written:
         assert written.descriptions == ("VH",)
-        assert written.tags()["stac_item"] == "S1_spain_a"
+        tags = written.tags()
+        assert tags["stac_item"] == "S1_spain_a"
+        # The item's datetime (catalog.SPAIN_S1) as the TIFF DateTime tag and in full, which embed reads.
+        assert tags["TIFFTAG_DATETIME"] == "2019:09:19 18:00:00"
+        assert tags["ACQUISITION_DATETIME"] == "2019-09-19T18:00:00Z"
 
 
 def test_a_complete_folder_transfers_nothing(spain):

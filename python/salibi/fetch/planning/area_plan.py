@@ -10,6 +10,7 @@ run follows the plan its part recorded.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from salibi.fetch.planning.cover import (
     item_datetime,
     metric_crs,
     pair,
+    parse_utc,
     project,
 )
 from salibi.fetch.reading.transfer import FileJob
@@ -188,6 +190,19 @@ def file_jobs(folder: Path, areas: list[dict[str, Any]], allow_s3: bool) -> list
                             str(entry["item"]),
                             asset,
                             tuple(float(v) for v in group["bbox"]),  # type: ignore[arg-type]
+                            _scene_time(group, modality, str(entry["item"])),
                         )
                     )
     return jobs
+
+
+def _scene_time(group: dict[str, Any], modality: str, item: str) -> datetime | None:
+    """The recorded ``datetime`` of the group's ``modality`` scene when it is ``item`` (None when
+    the plan does not say, or says something that does not parse: never guessed)."""
+    scene = (group.get("scenes") or {}).get(modality) or {}
+    if scene.get("id") != item:
+        return None
+    try:
+        return parse_utc(scene.get("datetime"))
+    except ValueError:
+        return None

@@ -80,12 +80,13 @@ def item_datetime(item: dict[str, Any]) -> datetime:
     properties = item.get("properties") or {}
     text = properties.get("datetime")
     if not text and properties.get("start_datetime") and properties.get("end_datetime"):
-        start, end = (_parse(properties[k]) for k in ("start_datetime", "end_datetime"))
+        start, end = (parse_utc(properties[k]) for k in ("start_datetime", "end_datetime"))
         return start + (end - start) / 2
-    return _parse(text)
+    return parse_utc(text)
 
 
-def _parse(text: Any) -> datetime:
+def parse_utc(text: Any) -> datetime:
+    """An RFC 3339 time of a STAC item or a manifest (``Z`` or an offset; none: UTC), in UTC."""
     if not isinstance(text, str):
         raise ValueError("no datetime")
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -9,7 +9,9 @@ range request checks that it is there and how large it is, honouring ``Retry-Aft
 503 (GDAL's own retries do not); GDAL then opens it as a cloud-optimised GeoTIFF over HTTP range
 requests (``/vsicurl/``), and only the pixels of the area's window are read -- on the asset's own
 grid, nothing resampled -- and written with the bands' names as band descriptions (what
-``salibi align`` reads). Failures that may pass (429, 5xx, refused or dropped connections, a body
+``salibi align`` reads), the STAC item, collection and asset as tags, and the item's
+``datetime`` as the acquisition time (:func:`salibi.rasters.acquisition_tags`: the TIFF DateTime
+tag and ``ACQUISITION_DATETIME``, which ``salibi embed`` reads into its ``datetime`` column). Failures that may pass (429, 5xx, refused or dropped connections, a body
 cut short, timeouts) are tried again with exponential backoff, at most ``tries`` times in all.
 """
 
@@ -22,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from salibi.fetch.planning.assets import AssetRead
 from salibi.fetch.reading import vsicurl
 from salibi.fetch.stac.catalogs import Catalog, sign_href
 from salibi.fileio import staging_file
+from salibi.rasters import acquisition_tags
 
 #: Most pixels (per band) read from one asset: a window larger than this is a too large area.
 MAX_WINDOW_PIXELS = 2**28
@@ -57,7 +61,8 @@ class _Passing(Exception):
 
 @dataclass(frozen=True)
 class FileJob:
-    """One GeoTIFF to write: the window ``bbox`` (lon/lat) of ``asset`` of item ``item``."""
+    """One GeoTIFF to write: the window ``bbox`` (lon/lat) of ``asset`` of item ``item``, acquired
+    at ``acquired`` (the item's ``datetime``, UTC; None: not known)."""
 
     path: Path
     relative: str  # path in the fetch folder
@@ -66,6 +71,7 @@ class FileJob:
     item: str
     asset: AssetRead
     bbox: tuple[float, float, float, float]
+    acquired: datetime | None = None
 
     @property
     def where(self) -> str:
@@ -137,6 +143,8 @@ def _transfer_once(job: FileJob, catalog: Catalog, tries: int, allow_s3: bool, l
                     out.write(data)
                     out.descriptions = job.asset.bands
                     out.update_tags(stac_item=job.item, stac_collection=job.collection, stac_asset=job.asset.key)
+                    if job.acquired is not None:
+                        out.update_tags(**acquisition_tags(job.acquired))
     except rasterio.errors.RasterioIOError as err:
         error = _classified(job, str(err))
         if isinstance(error, DataFormatError) and not last_try:
