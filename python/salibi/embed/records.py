@@ -5,11 +5,14 @@ output formats write and read back.
 A row is identified by its ``path`` and ``modality`` (one row per pair): ``path`` is the file
 relative to the input for a tile (``s2/tile_7.tif``), ``FILE#rROWcCOL`` for a chip of a scene's
 chip grid (``naip.tif#r3c14``) and ``SET#INDEX`` for a chip of an aligned set (``floods.h5#17``);
-``source`` is the file the row comes from.
+``source`` is the file the row comes from. ``datetime`` is when the raster was acquired, as its
+tags record it (:func:`salibi.rasters.acquisition_time`; ``salibi fetch`` writes them), UTC;
+unknown (NaT, an empty string in HDF5, null in GeoParquet) when they do not, and for aligned sets.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,12 +20,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JOINT", "NO_WINDOW", "Chip", "Columns", "ReadSettings", "Rows", "chip_id", "set_row_id"]
+__all__ = [
+    "JOINT",
+    "NO_WINDOW",
+    "NO_TIME",
+    "TIME_DTYPE",
+    "Chip",
+    "Columns",
+    "ReadSettings",
+    "Rows",
+    "chip_id",
+    "set_row_id",
+    "times_from_text",
+    "times_to_text",
+]
 
 #: The ``modality`` of a row embedded with all modalities of an aligned chip through the cross-modal encoder.
 JOINT = "joint"
 #: ``chip`` of a row that is not a window of one raster (aligned-set chips).
 NO_WINDOW = (-1, -1, -1, -1)
+#: The numpy type of ``datetime`` (UTC, microseconds) and its "unknown".
+TIME_DTYPE = np.dtype("datetime64[us]")
+NO_TIME = np.datetime64("NaT", "us")
 
 Bounds = tuple[float, float, float, float]
 Window = tuple[int, int, int, int]  # col_off, row_off, width, height (rasterio's order)
@@ -56,6 +75,7 @@ class Chip:
     bounds: Bounds = (math.nan,) * 4
     crs: str = ""
     window: Window = NO_WINDOW
+    datetime: dt.datetime | None = None  # acquisition time (UTC), when the raster's tags record it
     windows: Any = None
     token_masks: Any = None
     images: dict[str, Any] | None = None
@@ -85,7 +105,8 @@ class Chip:
 @dataclass
 class Columns:
     """Rows as arrays: ``embedding`` (N, D) float32, ``bounds`` (N, 4) float64 (NaN without
-    georeference), ``chip`` (N, 4) int64, ``gsd`` (N,) float64 and the string columns as object arrays."""
+    georeference), ``chip`` (N, 4) int64, ``gsd`` (N,) float64, the string columns as object arrays
+    and ``datetime`` (N,) datetime64[us] in UTC, NaT where unknown (left out: all unknown)."""
 
     embedding: np.ndarray
     path: np.ndarray
@@ -96,8 +117,13 @@ class Columns:
     bounds: np.ndarray
     crs: np.ndarray
     chip: np.ndarray
+    datetime: np.ndarray = field(default_factory=lambda: np.zeros(0, TIME_DTYPE))
 
     STRINGS = ("path", "source", "modality", "bands", "crs")
+
+    def __post_init__(self) -> None:
+        if len(self.datetime) == 0 and len(self):  # left out: not known
+            self.datetime = np.full(len(self), NO_TIME)
 
     def __len__(self) -> int:
         return int(self.embedding.shape[0])
@@ -115,6 +141,7 @@ class Columns:
             bounds=np.zeros((0, 4), np.float64),
             crs=text.copy(),
             chip=np.zeros((0, 4), np.int64),
+            datetime=np.zeros(0, TIME_DTYPE),
         )
 
     def select(self, mask: np.ndarray) -> Columns:
@@ -163,7 +190,44 @@ class Rows:
             bounds=np.array([c.bounds for c in self.chips], np.float64).reshape(-1, 4),
             crs=text([c.crs for c in self.chips]),
             chip=np.array([c.window for c in self.chips], np.int64).reshape(-1, 4),
+            datetime=np.array([_time_value(c.datetime) for c in self.chips], TIME_DTYPE),
         )
+
+
+def _time_value(moment: dt.datetime | None) -> np.datetime64:
+    if moment is None:
+        return NO_TIME
+    utc = moment.astimezone(dt.timezone.utc) if moment.tzinfo else moment
+    return np.datetime64(utc.replace(tzinfo=None), "us")
+
+
+def times_to_text(values: np.ndarray) -> np.ndarray:
+    """``datetime`` values as ISO 8601 text in UTC, whole seconds (``2019-09-19T18:00:00Z``) or
+    microseconds (``2019-09-19T18:00:00.024000Z``), ``""`` where unknown (object array: HDF5's
+    ``datetime`` dataset)."""
+    values = np.asarray(values, TIME_DTYPE)
+    if not values.size:  # np.char.replace fails on no strings
+        return np.zeros(0, dtype=object)
+    text = np.char.replace(np.datetime_as_string(values, unit="us", timezone="UTC"), ".000000Z", "Z").astype(object)
+    text[np.isnat(values)] = ""
+    return text
+
+
+def times_from_text(texts: np.ndarray) -> np.ndarray:
+    """ISO 8601 texts (``Z`` or an offset; none: UTC; ``""``: unknown) as ``datetime`` values, each
+    distinct text parsed once; a ``ValueError`` naming a text that is not a time."""
+    distinct, inverse = np.unique(np.asarray(texts, dtype=str), return_inverse=True)
+    parsed = np.empty(len(distinct), TIME_DTYPE)
+    for k, text in enumerate(distinct.tolist()):
+        if not text:
+            parsed[k] = NO_TIME
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"datetime {text[:40]!r} is not an ISO 8601 time") from None
+        parsed[k] = _time_value(moment)
+    return parsed[inverse.reshape(-1)]
 
 
 @dataclass(frozen=True)

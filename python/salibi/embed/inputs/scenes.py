@@ -11,7 +11,8 @@ window by window, so memory does not grow with the raster.
    core's ``plan_tile_grid``, plus the stride), over the view's extent, anchored on its pixel
    lattice: every chip is a whole-pixel window of the view. Chip ``(r, c)`` is the row
    ``FILE#r{r}c{c}``; ``chip`` is its window (col_off, row_off, width, height) in view pixels.
-3. The band contract (:mod:`salibi.embed.inputs.routing`) is applied once per scene.
+3. The band contract (:mod:`salibi.embed.inputs.routing`) is applied once per scene, and its
+   acquisition time read once from its tags (:func:`salibi.rasters.acquisition_time`): every chip's ``datetime``.
 4. Work items are runs of up to :data:`MAX_CHIPS_PER_ITEM` consecutive chips of one grid row,
    fewer when their window would exceed :data:`READ_BYTES`; each is one windowed read. A chip
    with more than ``max_nodata`` invalid pixels (nodata, NaN, outside the source) is skipped and
@@ -24,6 +25,7 @@ chip when a single chip is larger) and its chips, whatever the raster's size; GD
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 from collections import OrderedDict
@@ -36,7 +38,7 @@ from salibi.embed.inputs.routing import BandRoute, Router
 from salibi.embed.inputs.tiles import TileFailure, georeference, open_raster, route_raster, router_for
 from salibi.embed.records import Chip, ReadSettings, chip_id
 from salibi.errors import InputError
-from salibi.rasters import gdal_reason, pixel_size_m, round_significant
+from salibi.rasters import acquisition_time, gdal_reason, pixel_size_m, round_significant
 
 __all__ = ["MAX_CHIPS_PER_ITEM", "READ_BYTES", "ScenePlan", "SceneView", "SceneWork", "plan_scene", "read_scene_work"]
 
@@ -73,6 +75,7 @@ class ScenePlan:
     stride_px: int
     col0: int  # view column and row of the grid's top-left corner
     row0: int
+    datetime: dt.datetime | None = None  # the raster's acquisition time (its tags), every chip's
 
     def window(self, row: int, col: int) -> tuple[int, int, int, int]:
         """``(col_off, row_off, width, height)`` of chip ``(row, col)`` in view pixels."""
@@ -149,6 +152,7 @@ def _plan(
         stride_px=int(round(grid.stride / gsd)),
         col0=int(round((grid.left - c) / a)),
         row0=int(round((grid.top - f) / e)),
+        datetime=acquisition_time(ds.tags()),
     )
 
 
@@ -285,5 +289,6 @@ def _chip(plan: ScenePlan, row: int, col: int) -> Chip:
         bounds=plan.bounds(row, col),
         crs=plan.view.crs,
         window=plan.window(row, col),
+        datetime=plan.datetime,
         assumption=plan.route.assumption,
     )

@@ -1,5 +1,6 @@
 """Tiles: finding the rasters of a folder, their georeference and GSD, and reading a whole tile
-into windows the model takes (steps 1-6 of :mod:`salibi.embed` for a folder of tiles).
+into windows the model takes (steps 1-6 of :mod:`salibi.embed` for a folder of tiles), with its
+acquisition time when its tags record one (:func:`salibi.rasters.acquisition_time`).
 
 :func:`read_tile` runs in DataLoader worker processes when ``num_workers`` > 0: what it takes and
 returns is picklable, and a tile that cannot be embedded comes back with the reason, not raised.
@@ -22,7 +23,7 @@ from salibi.embed.inputs.pixels import normalise, read_routed, to_windows
 from salibi.embed.inputs.routing import BandLayout, BandRefusal, BandRoute, Router
 from salibi.embed.output.store import PARTS_SUFFIX
 from salibi.embed.records import Chip, ReadSettings
-from salibi.rasters import envelope, gdal_reason, pixel_size_m, round_significant
+from salibi.rasters import acquisition_time, envelope, gdal_reason, pixel_size_m, round_significant
 
 __all__ = [
     "TILE_SUFFIXES",
@@ -199,6 +200,7 @@ def _read_into(chip: Chip, path: Path, settings: ReadSettings, router: Router) -
         where = georeference(ds, settings.default_gsd)
         chip.bounds, chip.crs, chip.gsd = where.bounds, where.crs, where.gsd
         chip.window = (0, 0, int(ds.width), int(ds.height))
+        chip.datetime = acquisition_time(ds.tags())
         chosen, is_complex = route_raster(ds, path.name, where.gsd, router)
         chip.modality, chip.bands, chip.assumption = chosen.modality, chosen.label, chosen.assumption
         try:

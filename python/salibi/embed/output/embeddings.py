@@ -39,8 +39,10 @@ def output_format(path: Path) -> str:
 class Embeddings:
     """Rows of an embeddings output: ``embedding`` (N, D) float32, ``gsd`` (N,), ``bounds`` (N, 4)
     (NaN without georeference; GeoParquet: on the file's CRS), ``chip`` (N, 4) window (-1 where the
-    row is not one), string lists ``path``, ``source``, ``modality``, ``bands``, ``crs`` (WKT), the
-    failures and the chips skipped for no-data with their reasons, and the file's attributes."""
+    row is not one), ``datetime`` (N,) datetime64[us] acquisition times in UTC (NaT: unknown; e.g.
+    ``table.datetime >= np.datetime64("2023-06-01")``), string lists ``path``, ``source``,
+    ``modality``, ``bands``, ``crs`` (WKT), the failures and the chips skipped for no-data with
+    their reasons, and the file's attributes."""
 
     embedding: np.ndarray
     path: list[str]
@@ -51,6 +53,7 @@ class Embeddings:
     bounds: np.ndarray
     crs: list[str]
     chip: np.ndarray
+    datetime: np.ndarray
     failed_path: list[str]
     failed_reason: list[str]
     skipped_path: list[str]

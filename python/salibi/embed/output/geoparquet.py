@@ -4,6 +4,7 @@ One row per embedding; columns::
 
     path, source, modality, bands   string
     gsd                             float64
+    datetime                        timestamp[us, tz=UTC]   acquisition time (null: unknown)
     chip                            fixed_size_list<int64>[4]   col_off, row_off, width, height (-1: none)
     bbox                            struct<xmin, ymin, xmax, ymax: float64>   (GeoParquet 1.1 covering)
     geometry                        binary, WKB Polygon: the chip's footprint (null without georeference)
@@ -19,6 +20,9 @@ A geometry column has one CRS, so an output whose rows lie in several CRSs (tile
 zones) is one file per CRS: ``out.epsg-32614.parquet``, ``out.epsg-32615.parquet``, ... (a
 single CRS: ``out.parquet`` itself); ``crs`` reprojects every footprint (densified, 8 points a
 side) to one CRS and writes one file.
+
+Files written before the ``datetime`` column are read (every row's time unknown) and continued
+(the merge adds the column, null).
 
 Laid out for archives (:func:`lay_out`, when a run's parts are merged): the rows sorted along a
 Hilbert curve of their footprint centres (over the file's extent, a 2^16 x 2^16 grid; rows without
@@ -40,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from salibi.embed.output.embeddings import Embeddings
-from salibi.embed.records import Columns
+from salibi.embed.records import TIME_DTYPE, Columns
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.rasters import gdal_reason
 from salibi.vocabulary import EMBEDDINGS_FORMAT
@@ -61,6 +65,7 @@ __all__ = [
 GEOPARQUET_VERSION = "1.1.0"
 _BBOX = ("xmin", "ymin", "xmax", "ymax")
 _TEXT = ("path", "source", "modality", "bands")
+_TIME = "datetime"
 # Points per side of a footprint reprojected to another CRS (its edges may curve there).
 _DENSIFY = 8
 #: The fewest rows of a row group of a finished output (the whole file when it has fewer than
@@ -139,6 +144,7 @@ def _schema(dim: int, crs_wkt: str, salibi: dict[str, Any]) -> Any:
     pa, _ = _arrow()
     fields = [pa.field(name, pa.string(), nullable=False) for name in _TEXT] + [
         pa.field("gsd", pa.float64()),
+        pa.field(_TIME, _time_type()),
         pa.field("chip", pa.list_(pa.int64(), 4)),
         pa.field("bbox", pa.struct([(k, pa.float64()) for k in _BBOX])),
         pa.field("geometry", pa.binary()),
@@ -209,6 +215,7 @@ def to_table(columns: Columns, crs_wkt: str, schema: Any) -> Any:
     n, dim = columns.embedding.shape
     arrays = [pa.array(getattr(columns, name).tolist(), pa.string()) for name in _TEXT] + [
         pa.array(columns.gsd, pa.float64()),
+        pa.array(np.asarray(columns.datetime, TIME_DTYPE), _time_type()),  # NaT -> null
         pa.FixedSizeListArray.from_arrays(pa.array(columns.chip.reshape(-1), pa.int64()), 4),
         bbox,
         pa.array(shapely.to_wkb(polygons).tolist(), pa.binary()),
@@ -228,10 +235,12 @@ class GeoParquetWriter:
     def copy(self, path: Path) -> None:
         """Append every row of an earlier file of this output (same CRS and width)."""
         _, pq = _arrow()
-        if not pq.read_schema(path).equals(self.schema, check_metadata=False):
+        found = pq.read_schema(path)
+        before_time = _TIME not in found.names and found.equals(_without_time(self.schema), check_metadata=False)
+        if not (before_time or found.equals(self.schema, check_metadata=False)):
             raise DataFormatError(f"{path}: its columns differ from this salibi's GeoParquet layout; choose another -o")
         for batch in iter_batches(path):
-            self.writer.write_batch(batch)
+            self.writer.write_batch(_with_time(batch, self.schema) if before_time else batch)
 
     def write(self, columns: Columns) -> None:
         if len(columns):
@@ -239,6 +248,37 @@ class GeoParquetWriter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _time_type() -> Any:
+    pa, _ = _arrow()
+    return pa.timestamp("us", tz="UTC")
+
+
+def _without_time(schema: Any) -> Any:
+    """``schema`` as written before the ``datetime`` column."""
+    return schema.remove(schema.get_field_index(_TIME))
+
+
+def _with_time(batch: Any, schema: Any = None) -> Any:
+    """A batch or table of a file written before the ``datetime`` column, with it (null), in
+    ``schema``'s order (by default its own, the column after ``gsd``)."""
+    pa, _ = _arrow()
+    if schema is None:
+        schema = batch.schema.insert(batch.schema.get_field_index("gsd") + 1, pa.field(_TIME, _time_type()))
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    columns[_TIME] = pa.nulls(batch.num_rows, _time_type())
+    arrays = [columns[name] for name in schema.names]
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _times(column: Any) -> np.ndarray:
+    """A ``datetime`` column as (N,) datetime64[us] in UTC, NaT where null."""
+    if not len(column):
+        return np.zeros(0, TIME_DTYPE)
+    return np.asarray(column.to_numpy(), TIME_DTYPE)
 
 
 def iter_batches(path: Path, batch_rows: int = 16384) -> Iterator[Any]:
@@ -363,6 +403,8 @@ def read_geoparquet(path: Path) -> Embeddings:
         metas.append(meta)
     tables = [pq.read_table(f) for f in files]
     crs = [m["crs_wkt"] for m, t in zip(metas, tables) for _ in range(t.num_rows)]
+    # Files written before the datetime column: their rows' times unknown.
+    tables = [t if _TIME in t.column_names else _with_time(t) for t in tables]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     dim = table.schema.field("embedding").type.list_size
     flat = table.column("embedding").combine_chunks().flatten().to_numpy()
@@ -379,6 +421,7 @@ def read_geoparquet(path: Path) -> Embeddings:
         bounds=bounds,
         crs=crs,
         chip=np.asarray(table.column("chip").combine_chunks().flatten().to_numpy(), np.int64).reshape(-1, 4),
+        datetime=_times(table.column(_TIME)),
         failed_path=list(failed),
         failed_reason=list(failed.values()),
         skipped_path=list(skipped),

@@ -1,5 +1,6 @@
 """The HDF5 embeddings file, ``salibi-embeddings`` version 2 (DESIGN.md "Data formats"); version 1
-files are read too (their rows get ``source`` = ``path``, no ``bands`` and no ``chip`` window).
+files are read too (their rows get ``source`` = ``path``, no ``bands`` and no ``chip`` window), and
+version 2 files written before ``/datetime`` (every row's time unknown).
 
 ::
 
@@ -11,6 +12,7 @@ files are read too (their rows get ``source`` = ``path``, no ``bands`` and no ``
     /bounds          (N, 4) float64     NaN without georeference
     /crs             (N,) str           WKT or empty (fixed-length, compressed)
     /chip            (N, 4) int64       col_off, row_off, width, height in the source's pixels; -1: none
+    /datetime        (N,) str           acquisition time, ISO 8601 in UTC (2019-09-19T18:00:00Z); "": unknown
     /failed_path, /failed_reason     (K,) str
     /skipped_path, /skipped_reason   (S,) str   chips over --max-nodata, with their invalid share
 
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from salibi.embed.output.embeddings import Embeddings
-from salibi.embed.records import NO_WINDOW, Columns
+from salibi.embed.records import NO_TIME, NO_WINDOW, Columns, times_from_text, times_to_text
 from salibi.errors import DataFormatError, MissingInputError
 from salibi.rasters import gdal_reason
 from salibi.vocabulary import EMBEDDINGS_FORMAT, EMBEDDINGS_FORMAT_VERSION
@@ -50,7 +52,7 @@ __all__ = [
 READABLE_VERSIONS = (1, EMBEDDINGS_FORMAT_VERSION)
 _TEXT = ("path", "source", "modality", "bands")
 # The datasets with one entry per row.
-_ROW_DATASETS = ("embedding", *_TEXT, "gsd", "bounds", "chip", "crs")
+_ROW_DATASETS = ("embedding", *_TEXT, "gsd", "bounds", "chip", "crs", "datetime")
 # Rows read or copied at once.
 CHUNK_ROWS = 16384
 # Rows per compressed chunk of /crs.
@@ -99,6 +101,7 @@ class HDF5Writer:
         f.create_dataset("gsd", shape=(rows,), dtype=np.float64)
         f.create_dataset("bounds", shape=(rows, 4), dtype=np.float64)
         f.create_dataset("chip", shape=(rows, 4), dtype=np.int64)
+        f.create_dataset("datetime", shape=(rows,), dtype=_string_dtype())
         # The same WKT repeats on most rows: fixed-length strings compress it to almost nothing
         # (variable-length ones live uncompressed in the global heap).
         options: dict[str, Any] = (
@@ -114,16 +117,18 @@ class HDF5Writer:
 
     def append(self, columns: Columns) -> None:
         """Add rows held in memory."""
-        arrays = {name: getattr(columns, name) for name in _ROW_DATASETS if name != "crs"}
+        arrays = {name: getattr(columns, name) for name in _ROW_DATASETS if name not in ("crs", "datetime")}
         arrays["embedding"] = columns.embedding.astype(np.float32, copy=False)
+        arrays["datetime"] = times_to_text(columns.datetime)
         self._write(arrays, _encode_fixed(columns.crs.tolist(), self.crs_bytes))
 
     def copy(self, source: h5py.File, keep: np.ndarray | None = None) -> None:
-        """Add the rows of ``source`` (an open file of this layout, version 1 or 2) that ``keep``
-        selects (all when None), :data:`CHUNK_ROWS` at a time, each dataset read and written as a
-        whole array: strings never become one Python call each."""
+        """Add the rows of ``source`` (an open file of this layout, version 1 or 2, with or without
+        ``/datetime``) that ``keep`` selects (all when None), :data:`CHUNK_ROWS` at a time, each
+        dataset read and written as a whole array: strings never become one Python call each."""
         n = source["embedding"].shape[0]
         v2 = "source" in source
+        times = _has_times(source, Path(source.filename))
         for start in range(0, n, CHUNK_ROWS):
             rows = slice(start, min(n, start + CHUNK_ROWS))
             chosen = None if keep is None or keep[rows].all() else keep[rows]
@@ -134,6 +139,10 @@ class HDF5Writer:
                 if name in source:
                     arrays[name] = _pick(source[name].asstr()[rows], chosen)
             count = len(arrays["embedding"])
+            if times:
+                arrays["datetime"] = _pick(source["datetime"].asstr()[rows], chosen)
+            else:  # written before /datetime: not known
+                arrays["datetime"] = np.full(count, "", dtype=object)
             if not v2:  # version 1: each row its own source, no bands, no chip window
                 arrays["source"] = arrays["path"]
                 arrays["bands"] = np.full(count, "", dtype=object)
@@ -154,6 +163,18 @@ class HDF5Writer:
             self.datasets[name][rows] = values
         self.datasets["crs"][rows] = crs
         self.at += n
+
+
+def _has_times(f: h5py.File, path: Path) -> bool:
+    """Whether ``f`` has ``/datetime`` (files written before it have not), one entry per row."""
+    if "datetime" not in f:
+        return False
+    if f["datetime"].shape != f["embedding"].shape[:1]:
+        raise DataFormatError(
+            f"{path}: /datetime has {f['datetime'].shape} entries for {f['embedding'].shape[0]} rows; the file was "
+            "altered or cut short"
+        )
+    return True
 
 
 def _pick(values: np.ndarray, chosen: np.ndarray | None) -> np.ndarray:
@@ -241,7 +262,8 @@ def hdf5_inventory(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, s
 
 
 def iter_hdf5(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[Columns]:
-    """The rows of a file, ``chunk`` at a time (version 1 rows completed with their defaults)."""
+    """The rows of a file, ``chunk`` at a time (version 1 rows, and rows of files written before
+    ``/datetime``, completed with their defaults)."""
     with _open(path) as f:
         n = f["embedding"].shape[0]
         v2 = "source" in f
@@ -249,6 +271,12 @@ def iter_hdf5(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[Columns]:
             rows = slice(start, min(n, start + chunk))
             paths = np.array(f["path"].asstr()[rows], dtype=object)
             count = len(paths)
+            times = np.full(count, NO_TIME)
+            if _has_times(f, path):
+                try:
+                    times = times_from_text(f["datetime"].asstr()[rows])
+                except ValueError as err:
+                    raise DataFormatError(f"{path}: /datetime: {err}; the file was altered") from None
             yield Columns(
                 embedding=f["embedding"][rows],
                 path=paths,
@@ -259,6 +287,7 @@ def iter_hdf5(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[Columns]:
                 bounds=f["bounds"][rows],
                 crs=np.array(f["crs"].asstr()[rows], dtype=object),
                 chip=f["chip"][rows] if v2 else np.tile(np.array(NO_WINDOW, np.int64), (count, 1)),
+                datetime=times,
             )
 
 
@@ -282,6 +311,7 @@ def read_hdf5(path: Path) -> Embeddings:
         bounds=columns.bounds,
         crs=columns.crs.tolist(),
         chip=columns.chip,
+        datetime=columns.datetime,
         failed_path=[p for p, _ in failed],
         failed_reason=[r for _, r in failed],
         skipped_path=[p for p, _ in skipped],

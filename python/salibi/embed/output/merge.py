@@ -16,6 +16,9 @@ written -- into a new output, every row copied once.
      :data:`CHUNK_ROWS` rows; then each file laid out for archives
      (:func:`~salibi.embed.output.geoparquet.lay_out`: sorted along a Hilbert curve of the footprint
      centres, row groups of 64k rows or more).
+
+Sources written before the ``datetime`` column (HDF5 ``/datetime``, the GeoParquet column) are
+merged with their rows' times unknown (empty, null): the merged output always has it.
 """
 
 from __future__ import annotations
