@@ -152,6 +152,8 @@ def command(
     - Bands: auto picks the encoder whose bands the raster has (by name: B4 = B04 = red, Landsat
       numbering, VV/VH, colour interpretation; a PNG/JPEG is RGB); unnamed bands are taken in
       order with a warning; every row records its bands (B04,B03,B02 or 1,2,3 (assumed)).
+    - Every row records when its raster was acquired (datetime, UTC) when its tags say so
+      (ACQUISITION_DATETIME, as salibi fetch writes it, else the TIFF DateTime tag); else unknown.
     - Any size: images are zero-padded (after normalisation: the band mean) at the bottom and
       right to a multiple of the patch size, never cropped; images over 32x32 patches are
       embedded in windows and the tokens of all windows averaged. Padding is left out of the mean.

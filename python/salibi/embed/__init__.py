@@ -8,7 +8,7 @@ chip grid, or per chip of an aligned set (all its modalities fused), with its fo
     summary = embed("T31UDQ.tif", "runs/first", "out.parquet", chip_size_m=320)  # a chip grid, GeoParquet
     summary = embed("floods.h5", "runs/first", "joint.h5", per_modality=True)    # fused + per modality
     print(summary.format())
-    table = read_embeddings("out.parquet")  # numpy columns: embedding, path, source, modality, bands, ...
+    table = read_embeddings("out.parquet")  # numpy columns: embedding, path, source, modality, bands, datetime, ...
 
 What becomes a row:
 
@@ -29,6 +29,9 @@ What becomes a row:
    ``band_names`` names a folder's bands; a missing band refused with the reason unless
    ``fill_missing="mean"``. Every row records the bands used (``B04,B03,B02``, ``1,2,3 (assumed)``,
    ``B4,B3,B02=mean``). Complex SAR becomes intensity ``|z|^2``, as ``salibi align`` stores it.
+   Every row records when its raster was acquired (``datetime``, UTC) when its tags say so
+   (:func:`salibi.rasters.acquisition_time`: ``ACQUISITION_DATETIME``, which ``salibi fetch``
+   writes, else the TIFF DateTime tag); unknown otherwise and for aligned sets.
 4. Normalisation with the checkpoint's statistics (per image and band when it has none: the
    summary says so); invalid pixels (NaN, nodata, GDAL's mask) become 0, the band mean.
 5. Size: padded, never cropped: zeros (the band mean) at the bottom and right to a multiple of
@@ -53,9 +56,11 @@ What becomes a row:
    projection). An output is continued only in its own space.
 
 Output, by extension (:mod:`~salibi.embed.output.store`): ``.h5`` -- HDF5 ``salibi-embeddings``
-version 2 (:mod:`~salibi.embed.output.hdf5`; version 1 files are read and continued) -- or ``.parquet``
--- GeoParquet 1.1 with the chip footprint as geometry (:mod:`~salibi.embed.output.geoparquet`; one file
-per CRS, or reprojected with ``crs``). Crash safety and resume: the finished output is only ever
+version 2 (:mod:`~salibi.embed.output.hdf5`; version 1 files are read and continued; ``/datetime``
+ISO 8601 text, ``""`` unknown) -- or ``.parquet`` -- GeoParquet 1.1 with the chip footprint as
+geometry (:mod:`~salibi.embed.output.geoparquet`; one file per CRS, or reprojected with ``crs``;
+``datetime`` a ``timestamp[us, tz=UTC]`` column, null unknown). Outputs written before the
+``datetime`` column are read (unknown) and continued. Crash safety and resume: the finished output is only ever
 replaced whole (written under a temporary name, then renamed). While a run goes on, finished rows,
 failures and no-data skips are written as complete part files ``out.<ext>.parts/part-RUN-
 RANK-SEQ.h5`` (the HDF5 layout): the first once ``batch_size`` rows are finished, then at most one
