@@ -19,6 +19,7 @@ import rasterio
 from rasterio.windows import Window
 
 from salibi.embed import embed, read_embeddings
+from salibi.errors import DataFormatError
 from salibi.rasters import acquisition_tags, acquisition_time
 
 from .make_tiles import SPAIN_S2, crop
@@ -120,3 +121,20 @@ def test_a_geoparquet_output_written_before_the_column_is_read_and_continued(dat
         "c.tif": datetime(2019, 9, 23, 10, 50, 21, 24000, tzinfo=timezone.utc),
     }
     assert gpv.failed(gpv.check(str(old))) == []
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (["2019-09-18T10:50:00Z"], r"/datetime has \(1,\) entries for 2 rows"),
+        (["noon", ""], "'noon' is not an ISO 8601"),
+    ],
+)
+def test_an_altered_datetime_dataset_is_refused_naming_the_file(dated, tmp_path, times, message):
+    altered = tmp_path / "altered.h5"
+    shutil.copy(dated / "out.h5", altered)
+    with h5py.File(altered, "a") as f:
+        del f["datetime"]
+        f.create_dataset("datetime", data=times, dtype=h5py.string_dtype())
+    with pytest.raises(DataFormatError, match=f"{altered}: .*{message}"):
+        read_embeddings(altered)
