@@ -14,8 +14,9 @@ torchrun}. Each one starts a run, sends the signal once step 2 is logged, and re
 One step per epoch (``--batch-size 24`` of 25 chips) puts every stop next to an epoch boundary,
 where the first defect lived: a rank that saw the stop between epochs left without saving.
 
-CI runs a pairwise subset (:data:`CI_SUBSET`: every value of every factor beside every value of
-every other, nine runs instead of 66); ``SALIBI_STOP_MATRIX=full`` runs them all.
+CI runs :data:`CI_SUBSET` (every value of every factor at least once, five runs of 66);
+``SALIBI_STOP_MATRIX=pairwise`` runs nine (every value of every factor beside every value of
+every other), ``SALIBI_STOP_MATRIX=full`` all.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from helpers import metrics, run_salibi
 from salibi.cli import cli
 
 from .conftest import checkpoint_steps, children, keep_signal_handlers, rank_pids, start_command, wait_for_step
-from .stop_matrix import ALL, CI_SUBSET, FACTORS, combo_id
+from .stop_matrix import ALL, CI_SUBSET, DEFECT, FACTORS, PAIRWISE, combo_id
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 STEPS = 30
 COMMON = ["--batch-size", "24", "--log-every", "1", "--save-every", "1000", "--max-steps", str(STEPS), "--quiet"]
 
-FULL = os.environ.get("SALIBI_STOP_MATRIX") == "full"
+#: Which combinations run: CI's subset, the pairwise one or every one (SALIBI_STOP_MATRIX).
+RUN = {"full": ALL, "pairwise": PAIRWISE}.get(os.environ.get("SALIBI_STOP_MATRIX", ""), CI_SUBSET)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,8 @@ def _ranks(launcher: str, ranks: int, pid: int) -> list[int]:
 
 @pytest.mark.parametrize("combo", ALL, ids=[combo_id(c) for c in ALL])
 def test_a_stop_saves_the_step_finished_names_it_and_resumes_exactly(combo, aligned_set, uninterrupted, tmp_path):
-    if not FULL and combo not in CI_SUBSET:
-        pytest.skip("beyond the pairwise subset CI runs; SALIBI_STOP_MATRIX=full runs every combination")
+    if combo not in RUN:
+        pytest.skip("beyond the subset CI runs; SALIBI_STOP_MATRIX=pairwise or full runs more")
     launcher, ranks, target, workers, name = combo
     run = tmp_path / "run"
     process = start_command(_command(launcher, ranks, workers, aligned_set, run))
@@ -132,11 +134,15 @@ def test_a_stop_saves_the_step_finished_names_it_and_resumes_exactly(combo, alig
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-4), (what, ours["step"], key)
 
 
-def test_the_ci_subset_covers_every_pair_of_values():
-    """The subset CI runs meets every value of each factor beside every value of every other."""
-    assert set(CI_SUBSET) <= set(ALL) and len(set(CI_SUBSET)) == len(CI_SUBSET) == 9 and len(ALL) == 66
+def test_the_subsets_cover_every_value_and_every_pair_of_values():
+    """CI's subset meets every value of each factor, the defect's combination among them; the
+    pairwise subset meets every value of each factor beside every value of every other."""
+    assert len(ALL) == 66 and set(CI_SUBSET) | set(PAIRWISE) <= set(ALL) and DEFECT in CI_SUBSET
+    assert len(set(CI_SUBSET)) == len(CI_SUBSET) == 5 and len(set(PAIRWISE)) == len(PAIRWISE) == 9
+    for i, values in enumerate(FACTORS.values()):
+        assert {c[i] for c in CI_SUBSET} == set(values), list(FACTORS)[i]
     for i, j in itertools.combinations(range(len(FACTORS)), 2):
-        assert {(c[i], c[j]) for c in ALL} == {(c[i], c[j]) for c in CI_SUBSET}, list(FACTORS)[i : j + 1 : j - i]
+        assert {(c[i], c[j]) for c in ALL} == {(c[i], c[j]) for c in PAIRWISE}, list(FACTORS)[i : j + 1 : j - i]
 
 
 def test_docs_stop_matrix_is_current():
