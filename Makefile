@@ -13,6 +13,7 @@ DEPS   := $(VENV)/.deps-installed
 CORE   := $(VENV)/.core-built
 RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 PYTEST_ARGS ?=
+UV_VERSION := 0.13.9
 # Test processes (pytest-xdist): about half the tests wait on the processes they start, so two
 # workers keep two cores busy; each test file stays in one worker (its fixtures are built once).
 PYTEST_WORKERS ?= 2
@@ -57,8 +58,12 @@ reference: install
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# uv installs the pinned wheels in parallel, bytecode compiled as pip does (measured on 2 cores:
+# 59 s against pip's 2 min 38 s); pip installs them where uv cannot run.
 $(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION) \
+		&& $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt -r requirements-dev.txt \
+		|| $(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 $(CORE): $(DEPS) $(RUST_SOURCES)
