@@ -5,15 +5,28 @@ there is room the same command finishes the job."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import h5py
 import pytest
+from click.testing import CliRunner
 
-from helpers import metrics, run_salibi
+from helpers import metrics
+from salibi.cli import cli
 
-from .conftest import checkpoint_steps, one_error_line
+from .conftest import checkpoint_steps, keep_signal_handlers, one_error_line
 
 pytestmark = pytest.mark.slow
+
+
+def run_salibi(*args: str) -> SimpleNamespace:
+    """The command run in this process (a start-up of torch fewer than a subprocess): its exit
+    status and what it wrote to stderr; an exception the command let through fails the test."""
+    with keep_signal_handlers():
+        result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stderr=result.stderr)
 
 
 def test_pretrain_on_a_full_disk_keeps_its_last_checkpoint_and_continues(aligned_set, tmpfs):
