@@ -39,6 +39,28 @@ def run_salibi(
     return result
 
 
+def run_in_process(*args: str) -> subprocess.CompletedProcess:
+    """``salibi ARGS`` in this process, as :func:`run_salibi` reports it (exit status, stdout,
+    stderr): a start-up of torch fewer where the process itself is not under test (a command run
+    again after a kill, on a full disk). An exception the command lets through fails the test; the
+    SIGINT/SIGTERM handlers a pretraining run installs are put back."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from salibi.cli import cli
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(cli, list(args))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["salibi", *args], result.exit_code, result.stdout, result.stderr)
+
+
 def invoke(*args: str) -> Any:
     """``salibi ARGS`` in this process (click's test runner): quick, for options and bad input."""
     from click.testing import CliRunner

@@ -14,6 +14,8 @@ FACTORS = {
     "workers": (0, 1, 2),
     "signal": ("SIGTERM", "SIGINT"),
 }
+#: Steps of a run: the stop comes once step 2 is logged, --resume goes on to the last.
+STEPS = 16
 #: The combination of the defect (SIGTERM to the group of two ranks with a worker: no checkpoint, exit 0).
 DEFECT = ("salibi", 2, "group", 1, "SIGTERM")
 
@@ -76,7 +78,7 @@ def markdown() -> str:
         "`Error:` line naming the newest complete checkpoint, exit status 1.",
         "",
         "Checked by `tests/faults/test_stop_matrix.py` (one run per row: 25 chips, one step per",
-        "epoch, the signal once step 2 is logged, then `--resume` to step 30 and the loss curve",
+        f"epoch, the signal once step 2 is logged, then `--resume` to step {STEPS} and the loss curve",
         "compared); this file is generated from the same list (`python tests/faults/stop_matrix.py",
         "> docs/STOP_MATRIX.md`). CI runs the rows marked **CI**: every value of every factor at least",
         "once, the defect's combination among them; `SALIBI_STOP_MATRIX=pairwise make test` runs the",

@@ -5,28 +5,15 @@ there is room the same command finishes the job."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import h5py
 import pytest
-from click.testing import CliRunner
 
-from helpers import metrics
-from salibi.cli import cli
+from helpers import metrics, run_in_process
 
-from .conftest import checkpoint_steps, keep_signal_handlers, one_error_line
+from .conftest import checkpoint_steps, one_error_line
 
 pytestmark = pytest.mark.slow
-
-
-def run_salibi(*args: str) -> SimpleNamespace:
-    """The command run in this process (a start-up of torch fewer than a subprocess): its exit
-    status and what it wrote to stderr; an exception the command let through fails the test."""
-    with keep_signal_handlers():
-        result = CliRunner().invoke(cli, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return SimpleNamespace(returncode=result.exit_code, stderr=result.stderr)
 
 
 def test_pretrain_on_a_full_disk_keeps_its_last_checkpoint_and_continues(aligned_set, tmpfs):
@@ -36,7 +23,7 @@ def test_pretrain_on_a_full_disk_keeps_its_last_checkpoint_and_continues(aligned
     run = disk / "run"
     command = ["pretrain", str(aligned_set), "--out", str(run), "--batch-size", "4", "--max-steps", "8",
                "--save-every", "2", "--keep", "3", "--log-every", "1", "--quiet", "--resume"]  # fmt: skip
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result.stderr)
     assert "could not save the checkpoint of step 4 (" in line and "No space left on device" in line, line
@@ -44,7 +31,7 @@ def test_pretrain_on_a_full_disk_keeps_its_last_checkpoint_and_continues(aligned
     assert checkpoint_steps(run) == [2] and not list((run / "checkpoints").glob(".step_*"))
     load_checkpoint(run)
     tmpfs.grow("64m")
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     assert [r["step"] for r in metrics(run)] == list(range(1, 9))
 
@@ -55,7 +42,7 @@ def test_align_on_a_full_disk_leaves_nothing_and_succeeds_with_room(samples, tmp
     sn6 = samples / "spacenet6_rotterdam"
     command = ["align", "--hires", str(sn6 / "pan1.tif"), "--lores", str(sn6 / "ms1.tif"), "--tile-size-m", "60",
                "-o", str(out)]  # fmt: skip
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result.stderr)
     assert line == (
@@ -64,7 +51,7 @@ def test_align_on_a_full_disk_leaves_nothing_and_succeeds_with_room(samples, tmp
     ), line
     assert list(disk.iterdir()) == []
     tmpfs.grow("16m")
-    assert run_salibi(*command).returncode == 0
+    assert run_in_process(*command).returncode == 0
     assert h5py.is_hdf5(out)
 
 
@@ -91,13 +78,13 @@ def test_eval_results_on_a_full_disk(checkpoint, tmp_path, tmpfs):
     results = disk / "results.json"
     command = ["eval", "geobench", "--checkpoint", str(checkpoint), "--root", str(root), "--output", str(results),
                "--tasks", "raleigh-landcover", "--protocol", "knn,majority"]  # fmt: skip
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 1, result.stderr
     assert "No space left on device" in result.stderr.strip().splitlines()[-1], result.stderr
     assert "Traceback" not in result.stderr
     assert not results.exists()
     tmpfs.grow("16m")
-    assert run_salibi(*command).returncode == 0
+    assert run_in_process(*command).returncode == 0
     assert "raleigh-landcover" in json.loads(results.read_text())["tasks"]
 
 
@@ -111,13 +98,13 @@ def test_embed_on_a_full_disk_then_continues(checkpoint, samples, tmp_path, tmpf
     disk = tmpfs.mount("16k")
     out = disk / "out.h5"
     command = ["embed", str(tiles), "--checkpoint", str(checkpoint), "-o", str(out), "--batch-size", "1"]
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result.stderr)
     assert "No space left on device" in line or "no space" in line.lower(), line
     assert not out.exists()
     tmpfs.grow("16m")
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     with h5py.File(out) as f:
         assert sorted(p.decode() if isinstance(p, bytes) else str(p) for p in f["path"][:]) == [

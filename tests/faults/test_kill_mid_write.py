@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from helpers import COMMAND_ENV, REPO, metrics, run_salibi
+from helpers import COMMAND_ENV, REPO, metrics, run_in_process
 
 from .conftest import checkpoint_steps
 
@@ -41,7 +41,7 @@ def test_pretrain_killed_while_saving_a_checkpoint(aligned_set, tmp_path):
     assert (run / "checkpoints" / "last").read_text().strip() == "step_0000002"
     load_checkpoint(run)  # the newest is whole
     assert list((run / "checkpoints").glob(".step_0000004.*.tmp"))  # what the kill left
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     assert [r["step"] for r in metrics(run)] == list(range(1, 9))
     assert checkpoint_steps(run) == [4, 6, 8] and not list((run / "checkpoints").glob(".step_*"))
@@ -58,7 +58,7 @@ def test_align_killed_while_writing_its_output(samples, tmp_path):
     command = _align_command(samples, out)
     killed_at(r"/\.set\.h5\.[^/]*\.tmp$", *command)
     assert not out.exists()
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     with h5py.File(out) as f:
         assert f.attrs["format"] == "salibi-aligned" and f["hires"]["data"].shape[0] > 0
@@ -68,7 +68,7 @@ def test_align_run_again_clears_what_a_killed_run_left(samples, tmp_path):
     out = tmp_path / "set.h5"
     command = _align_command(samples, out)
     killed_at(r"/\.set\.h5\.[^/]*\.tmp$", *command)
-    assert run_salibi(*command).returncode == 0
+    assert run_in_process(*command).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
 
 
@@ -96,7 +96,7 @@ def test_eval_killed_while_writing_its_results(checkpoint, tmp_path):
                "--tasks", "raleigh-landcover", "--protocol", "knn,majority"]  # fmt: skip
     killed_at(r"/\.results\.json\.[^/]*\.tmp$", *command)
     assert not results.exists()
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     assert "raleigh-landcover" in json.loads(results.read_text())["tasks"]
 
@@ -114,7 +114,7 @@ def test_embed_killed_while_writing_then_the_same_command_finishes(moment, check
     )
     killed_at(pattern, *command)
     assert not out.exists() or h5py.is_hdf5(out)
-    result = run_salibi(*command)
+    result = run_in_process(*command)
     assert result.returncode == 0, result.stderr
     with h5py.File(out) as f:
         paths = sorted(p.decode() if isinstance(p, bytes) else str(p) for p in f["path"][:])

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import metrics, run_salibi
+from helpers import metrics, run_in_process, run_salibi
 
 from .conftest import SIGNALS, checkpoint_steps, one_error_line, send, start_salibi, wait_for_step, wait_gone
 
 pytestmark = pytest.mark.slow
 
-STEPS = 60
+STEPS = 24
 COMMON = ["--batch-size", "4", "--log-every", "1", "--save-every", "2", "--max-steps", str(STEPS), "--quiet"]
 #: Two ranks with a DataLoader worker each: the kills, in order; the run then goes to the end.
 KILLS = [("SIGKILL", "launcher"), ("SIGKILL", "rank 1")]
@@ -32,7 +32,7 @@ KILLS = [("SIGKILL", "launcher"), ("SIGKILL", "rank 1")]
 @pytest.fixture(scope="module")
 def uninterrupted(aligned_set, tmp_path_factory) -> list[dict]:
     run = tmp_path_factory.mktemp("reference") / "run"
-    result = run_salibi("pretrain", str(aligned_set), "--out", str(run), *COMMON)
+    result = run_in_process("pretrain", str(aligned_set), "--out", str(run), *COMMON)
     assert result.returncode == 0, result.stderr
     return metrics(run)
 

@@ -32,16 +32,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import metrics, run_salibi
+from helpers import metrics, run_in_process
 from salibi.cli import cli
 
 from .conftest import checkpoint_steps, children, keep_signal_handlers, rank_pids, start_command, wait_for_step
-from .stop_matrix import ALL, CI_SUBSET, DEFECT, FACTORS, PAIRWISE, combo_id
+from .stop_matrix import ALL, CI_SUBSET, DEFECT, FACTORS, PAIRWISE, STEPS, combo_id
 
 pytestmark = pytest.mark.slow
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-STEPS = 30
 COMMON = ["--batch-size", "24", "--log-every", "1", "--save-every", "1000", "--max-steps", str(STEPS), "--quiet"]
 
 #: Which combinations run: CI's subset, the pairwise one or every one (SALIBI_STOP_MATRIX).
@@ -51,7 +50,7 @@ RUN = {"full": ALL, "pairwise": PAIRWISE}.get(os.environ.get("SALIBI_STOP_MATRIX
 @pytest.fixture(scope="module")
 def uninterrupted(aligned_set, tmp_path_factory) -> list[dict]:
     run = tmp_path_factory.mktemp("reference") / "run"
-    result = run_salibi("pretrain", str(aligned_set), "--out", str(run), *COMMON)
+    result = run_in_process("pretrain", str(aligned_set), "--out", str(run), *COMMON)
     assert result.returncode == 0, result.stderr
     return metrics(run)
 

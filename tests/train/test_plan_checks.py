@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import SALIBI
-from helpers import invoke as run_in_process
+from helpers import invoke as invoke_salibi
 from salibi.models import build
 from salibi.models.config import ModelConfig
 from salibi.train.config import PretrainConfig
@@ -25,7 +25,7 @@ QUICK = ["--batch-size", "4", "--log-every", "1", "--quiet", "--save-every", "10
 
 
 def invoke(*args: str):
-    return run_in_process("pretrain", *args)
+    return invoke_salibi("pretrain", *args)
 
 
 # -- defect 4: --cpu-procs N on a machine with a GPU ----------------------------------------------
