@@ -15,9 +15,10 @@ RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust -name '*.
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 # Test processes (pytest-xdist): about half the tests wait on the processes they start, so two
-# workers keep two cores busy; each test file stays in one worker (its fixtures are built once).
+# workers keep two cores busy; each test file stays in one worker (its fixtures are built once),
+# the files with the most slow tests first (tests/conftest.py orders them).
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Files with more slow tests first, in order otherwise: with --dist loadfile and
+    # --no-loadscope-reorder (the Makefile) the long files start first and the short ones fill
+    # in after, so no worker ends the run alone on a long file while the other waits.
+    slow = Counter(item.nodeid.split("::")[0] for item in items if "slow" in item.keywords)
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
     try:
         import torch
 
