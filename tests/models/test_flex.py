@@ -1,6 +1,7 @@
 """The flex attention backend on the CPU: the bias it would compute equals SDPA's mask, the
-compiled kernel gives SDPA's outputs in every variant and attention kind, and it stores no
-``(N, N)`` bias (memory measured at 4,096 tokens)."""
+model's flex path gives SDPA's outputs in every variant and attention kind, its two compiled CPU
+kernels equal SDPA at token counts off the block size, and it stores no ``(N, N)`` bias (memory
+measured at 4,096 tokens)."""
 
 from __future__ import annotations
 
@@ -113,24 +114,14 @@ def outputs_of_every_attention_kind(model: torch.nn.Module, variant: str) -> dic
     return out
 
 
-@pytest.mark.parametrize(
-    "variant, compiled",
-    [
-        pytest.param("scale-alibi", True, marks=pytest.mark.slow),  # the distance kernel, compiled (80 s on 2 cores)
-        ("scale-alibi", False),
-        ("alibi", False),
-        ("sincos", False),
-        ("none", False),
-    ],
-)
-def test_flex_forward_equals_sdpa(variant, compiled, monkeypatch):
-    """Every variant's flex path (block masks, coordinates, the score_mod) against SDPA, run by
-    torch's reference FlexAttention; once compiled, as a user's CPU runs it. The compiled kernels of
-    every variant, forward and backward: tests/models/test_flex_cuda.py on a GPU."""
-    if not compiled:
-        from salibi.models import flex
+@pytest.mark.parametrize("variant", ["scale-alibi", "alibi", "sincos", "none"])
+def test_flex_forward_equals_sdpa(variant, monkeypatch):
+    """Every variant's flex path through the model (block masks, coordinates, the score_mod) against
+    SDPA, run by torch's reference FlexAttention; the compiled kernels: the next test on the CPU,
+    tests/models/test_flex_cuda.py (forward and backward) on a GPU."""
+    from salibi.models import flex
 
-        monkeypatch.setattr(flex, "_compiled", lambda fn: fn)
+    monkeypatch.setattr(flex, "_compiled", lambda fn: fn)
     torch.manual_seed(0)
     model = build("tiny", variant=variant, attention="sdpa")
     expected = outputs_of_every_attention_kind(model, variant)
@@ -139,6 +130,32 @@ def test_flex_forward_equals_sdpa(variant, compiled, monkeypatch):
     assert sorted(computed) == sorted(expected) and "decoder" in computed and "cross 4" in computed
     for name in expected:
         torch.testing.assert_close(computed[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow  # inductor compiles each kernel for the CPU: 10-30 s on 2 cores the first time
+@pytest.mark.parametrize("biased", [True, False], ids=["distance", "no-bias"])
+def test_compiled_cpu_kernels_equal_sdpa_off_the_block_size(biased):
+    """The two compiled kernels a CPU run with attention='flex' uses, at token counts that are not
+    a multiple of 16 (8 queries over 24 keys: where torch's CPU kernel gave NaN until flex_attend
+    padded them): SDPA's outputs with the bias table computed in numpy."""
+    import torch.nn.functional as F
+
+    from salibi.models.flex import flex_attend
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 2, 8, 16), torch.randn(2, 2, 24, 16), torch.randn(2, 2, 24, 16)
+    bias, table = NO_BIAS, None
+    if biased:
+        x, y = torch.rand(2, 32) * 4, torch.rand(2, 32) * 4
+        bias = FlexBias(
+            query_x=x[:, :8], query_y=y[:, :8], key_x=x[:, 8:], key_y=y[:, 8:], slopes=-torch.tensor([0.5, 0.125])
+        )
+        table = torch.from_numpy(flex_bias_as_table(bias)).float()
+    with torch.no_grad():
+        computed = flex_attend(q, k, v, bias)
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=table)
+    assert torch.isfinite(computed).all()
+    torch.testing.assert_close(computed, expected, rtol=1e-5, atol=1e-5)
 
 
 _MEMORY_CHILD = """
