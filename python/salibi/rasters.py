@@ -16,6 +16,7 @@ __all__ = [
     "envelope",
     "gdal_reason",
     "iso_utc",
+    "parse_iso_utc",
     "pixel_size_m",
     "round_significant",
 ]
@@ -93,6 +94,12 @@ def iso_utc(moment: datetime) -> str:
     return utc.isoformat().replace("+00:00", "Z")
 
 
+def parse_iso_utc(text: str) -> datetime:
+    """ISO 8601 text (``Z``, ``z`` or an offset; none: UTC) as a UTC time; ``ValueError`` when it is not one."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def acquisition_tags(moment: datetime) -> dict[str, str]:
     """The tags that record ``moment`` as a raster's acquisition time: :data:`ACQUISITION_TAG`
     (ISO 8601, UTC) and the TIFF DateTime tag (whole seconds, UTC), for ``update_tags``."""
@@ -107,8 +114,7 @@ def acquisition_time(tags: Mapping[str, str]) -> datetime | None:
     text = tags.get(ACQUISITION_TAG)
     if text is not None:
         try:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-            return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            return parse_iso_utc(text)
         except ValueError:
             pass
     text = tags.get(TIFF_DATETIME_TAG)

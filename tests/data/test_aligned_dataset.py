@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from salibi.align import align
 from salibi.data import AlignedDataset, open_aligned
+from salibi.data.aligned import chip_times
 from salibi.errors import DataFormatError, InputError, MissingInputError
 
 SN6 = "spacenet6_rotterdam"
@@ -187,3 +189,20 @@ def test_open_aligned_checks_format(optical, tmp_path):
         del f["lores/std"]
     with pytest.raises(DataFormatError, match=r"broken\.h5: incomplete or damaged aligned set \(missing lores/std\)"):
         AlignedDataset(broken)
+    # /datetime (acquisition times) is optional: a set without it is read; one of the wrong length is refused.
+    with h5py.File(broken, "r+") as f:
+        f["lores/std"] = np.ones(4, np.float32)
+        assert set(f["datetime"].asstr()[:]) == {""}  # the sample rasters record no time
+        del f["datetime"]
+    assert len(AlignedDataset(broken)) == len(AlignedDataset(optical))
+    with h5py.File(broken, "r+") as f:
+        f["datetime"] = np.array(["2020-01-01T00:00:00Z"], dtype=h5py.string_dtype())
+    with pytest.raises(DataFormatError, match=r"broken\.h5: datetime has shape \(1,\), inconsistent with \d+ samples"):
+        AlignedDataset(broken)
+    with h5py.File(broken, "r+") as f:
+        del f["datetime"]
+        f["datetime"] = np.array(["", "2020-01-01T01:00:00+01:00", "soon"] + [""] * (len(f["split"]) - 3), dtype=object)
+    with open_aligned(broken) as f:
+        assert chip_times(f, [0, 1], broken) == [None, datetime(2020, 1, 1, tzinfo=timezone.utc)]
+        with pytest.raises(DataFormatError, match=r"broken\.h5: /datetime holds 'soon', not an ISO 8601 time"):
+            chip_times(f, [1, 2], broken)

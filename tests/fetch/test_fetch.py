@@ -74,6 +74,14 @@ def test_two_commands_make_a_training_set(spain):
         assert not touching.any(), f"{touching.sum()} training/validation pairs share ground"
         assert list(f["lores"].attrs["bands"]) == ["B04", "B03", "B02"]
         assert any("000-S2_spain_west/lores-B04.tif" in s for s in f["lores"].attrs["sources"])
+        # Each group's chips record its S2 scene's time (the files' tags), not its S1 scene's.
+        times = f["datetime"].asstr()[:]
+    groups = spain["manifest"]["areas"][0]["groups"]
+    assert [g["scenes"]["lores"]["datetime"] for g in groups] == ["2019-09-18T10:50:00Z", "2019-09-23T10:50:00Z"]
+    west, east = (times == "2019-09-18T10:50:00Z"), (times == "2019-09-23T10:50:00Z")
+    assert west.any() and east.any() and (west | east).all()
+    # the west group's chips first, then the east's
+    assert west[: west.sum()].all() and bounds[west, 0].mean() < bounds[east, 0].mean()
 
 
 def test_the_cover_pairs_by_date_drops_clouds_and_takes_the_largest_gain_first(spain):

@@ -11,7 +11,9 @@ How it works (the module that does each step in brackets; the Rust core's counte
 
 1. Every input is opened with rasterio. Several files of one modality are that modality's
    bands in the order given (they may differ in resolution); ``bands={"lores": [4, 3, 2]}``
-   picks bands by their 1-based position in that concatenation. [:mod:`.inputs`]
+   picks bands by their 1-based position in that concatenation. Each file's acquisition time is
+   read from its tags; every chip records the low-res scene's (else the first modality's that
+   has one) as ``/datetime``. [:mod:`.inputs`]
 2. The target CRS is ``crs``, else the high-res input's own (without high-res input: the
    low-res one's), or the UTM zone of the footprint centre when that is geographic. [:mod:`.grid`]
 3. The chip grid (Rust core, ``tiles.rs``) covers the intersection of all inputs, each chip a

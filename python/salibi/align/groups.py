@@ -7,6 +7,9 @@ cuts one (its own chip grid over its own footprint) into one file: one target CR
 GSD per modality (``gsd``, else the finest native GSD over all groups), band statistics over the
 training chips of all groups. Groups are opened one at a time, twice: once to plan, once to cut.
 
+Each group's chips record its own acquisition time (:func:`~salibi.align.inputs.chips_acquired`:
+its low-res optical scene's, from the files' tags).
+
 Groups of one fetch may overlap on the ground (the cover takes overlapping scenes when they add
 ground, and a place recurs at other times): the train/validation split is decided on the ground
 for all groups at once (:class:`~salibi.align.split.GroundSplit`), so one place is never in both.
@@ -25,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from salibi.align.grid import common_footprint, crs_name, place_on_target, plan_grid, target_crs, utm_crs
-from salibi.align.inputs import Modality, check_arguments, fetch_folder_groups, open_modality, rename_bands
+from salibi.align.inputs import (
+    Modality,
+    check_arguments,
+    chips_acquired,
+    fetch_folder_groups,
+    open_modality,
+    rename_bands,
+)
 from salibi.align.settings import DEFAULTS
 from salibi.align.split import GroundSplit, split_block_size
 from salibi.align.strips import ChipCutter, chip_row_bytes, cut_in_strips
@@ -188,6 +198,7 @@ def _write(
                         for inp in mod.inputs:
                             place_on_target(inp, target)
                             sources.setdefault(mod.name, []).append(str(inp.path))
+                    writer.record_time(chips_acquired(modalities))
                     grid = plan.grid
                     strip = split_block_size(grid.rows, grid.cols, val_fraction, chip_row_bytes(modalities, grid.cols))
                     split = ground.for_grid(grid, strip)

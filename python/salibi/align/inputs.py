@@ -7,6 +7,9 @@ Sentinel-1 or Landsat band files are named from the file name (``..._B04.jp2`` -
 modality, holding the :class:`InputFile` objects the reader uses and the channel order the
 output wants. Where each file lies on the target CRS is filled in later by
 :mod:`salibi.align.grid`.
+
+Each file's acquisition time is read from its tags (:func:`salibi.rasters.acquisition_time`;
+``salibi fetch`` writes them); :func:`chips_acquired` says which one the chips record.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import numpy as np
 
 from salibi.bands import band_from_file_name
 from salibi.errors import DataFormatError, InputError, MissingInputError
-from salibi.rasters import gdal_reason
+from salibi.rasters import acquisition_time, gdal_reason
 from salibi.vocabulary import MODALITIES
 
 
@@ -37,6 +41,7 @@ class InputFile:
     indexes: list[int]  # selected 1-based bands of this file, in file order
     band_names: list[str]
     is_complex: bool
+    acquired: datetime | None = None  # acquisition time (UTC) from its tags, when they record one
     # The fields below are set by grid.place_on_target once the target CRS is known.
     windowed: bool = False  # on the target CRS and north-up: read in windows, never warped
     native_gsd: float = 0.0  # metres per pixel on the target CRS
@@ -61,6 +66,24 @@ class Modality:
     channel_order: np.ndarray | None
     gsd: float = 0.0  # metres per pixel of its chips
     size_px: int = 0  # chip side in pixels
+
+
+#: The modality whose acquisition time the chips record: the low-res optical scene (a fetch's
+#: pairs are chosen around it); without one, the first modality of MODALITIES that has a time.
+TIME_MODALITY = "lores"
+
+
+def chips_acquired(modalities: list[Modality]) -> datetime | None:
+    """When the chips cut from ``modalities`` were acquired (see :data:`TIME_MODALITY`). A modality
+    has a time when every file it reads records the same one (its files are its bands, and every
+    chip takes pixels from all of them); None when no modality has one."""
+    by_name = {mod.name: mod for mod in modalities}
+    for name in (TIME_MODALITY, *(m for m in MODALITIES if m != TIME_MODALITY)):
+        mod = by_name.get(name)
+        times = {inp.acquired for inp in mod.inputs} if mod is not None else set()
+        if len(times) == 1 and None not in times:
+            return times.pop()
+    return None
 
 
 def as_paths(value: Any) -> list[Path]:
@@ -129,6 +152,7 @@ def open_modality(name: str, paths: list[Path], picked: list[int] | None, stack:
                 indexes=indexes,
                 band_names=[band_name(path, ds, b) for b in indexes],
                 is_complex=np.dtype(ds.dtypes[0]).kind == "c",
+                acquired=acquisition_time(ds.tags()),
             )
         )
     # Position of each chosen band in the concatenation the core returns (files in order,

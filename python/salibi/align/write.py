@@ -1,8 +1,9 @@
 """Writing the aligned training set: one HDF5 file, complete or not at all.
 
 :func:`write_aligned_set` opens the output under a temporary name beside it, cuts the grid
-strip by strip (:mod:`salibi.align.strips`) into a :class:`ChipWriter` that appends chips and
-keeps per-band statistics over the training chips, checks that something usable is left,
+strip by strip (:mod:`salibi.align.strips`) into a :class:`ChipWriter` that appends chips (with
+their bounds, split label and acquisition time, ``/datetime``) and keeps per-band statistics over
+the training chips, checks that something usable is left,
 writes the attributes of format ``salibi-aligned`` (DESIGN.md "Data formats"), and renames the
 file onto the output once it is flushed to disk. On any failure the temporary file is removed; a
 write that fails (a full disk) is one :class:`salibi.errors.OutputError` naming the output, raised
@@ -17,19 +18,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from salibi.align.grid import crs_name
-from salibi.align.inputs import Modality
+from salibi.align.inputs import Modality, chips_acquired
 from salibi.align.split import TRAIN, SpatialSplit, split_block_size
 from salibi.align.strips import ChipCutter, chip_row_bytes, cut_in_strips
 from salibi.align.summary import AlignSummary
 from salibi.errors import InputError, OutputError, OutputExistsError, SalibiError
 from salibi.fileio import StagedHDF5, staging_hdf5
 from salibi.progress import RateProgress
+from salibi.rasters import iso_utc
 from salibi.vocabulary import ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,15 +92,22 @@ class BandStats:
 
 class ChipWriter:
     """Appends chips to the HDF5 datasets (one sample per chunk) and keeps train statistics;
-    ``check`` after each append raises a write that failed."""
+    ``check`` after each append raises a write that failed. Each chip's ``/datetime`` is the time
+    given to :meth:`record_time` before it was appended (ISO 8601 in UTC, ``""`` unknown)."""
 
     def __init__(self, f: h5py.File, modalities: list[Modality], check: Callable[[], None] = lambda: None) -> None:
+        import h5py
+
         self.check = check
         self.count = 0
         self.train = 0
         self.val = 0
         self.bounds = f.create_dataset("bounds", shape=(0, 4), maxshape=(None, 4), dtype="f8", chunks=(4096, 4))
         self.split = f.create_dataset("split", shape=(0,), maxshape=(None,), dtype="u1", chunks=(65536,))
+        self.datetime = f.create_dataset(
+            "datetime", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(65536,)
+        )
+        self.acquired = ""
         self.data: dict[str, Any] = {}
         self.stats: dict[str, BandStats] = {}
         for mod in modalities:
@@ -107,12 +117,18 @@ class ChipWriter:
             )
             self.stats[mod.name] = BandStats(shape[0])
 
+    def record_time(self, moment: datetime | None) -> None:
+        """The acquisition time of the chips appended from now on (None: unknown)."""
+        self.acquired = "" if moment is None else iso_utc(moment)
+
     def append(self, bounds: np.ndarray, labels: np.ndarray, chips: dict[str, np.ndarray]) -> None:
         """Append chips with their bounds and split labels; chips: {modality: (n, C, H, W)}."""
         n0, n1 = self.count, self.count + len(labels)
         if n1 == n0:
             return
-        columns = [(self.bounds, bounds), (self.split, labels)] + [(self.data[m], chips[m]) for m in self.data]
+        times = np.full(n1 - n0, self.acquired, dtype=object)
+        columns = [(self.bounds, bounds), (self.split, labels), (self.datetime, times)]
+        columns += [(self.data[m], chips[m]) for m in self.data]
         for dataset, values in columns:
             dataset.resize(n1, axis=0)
             dataset[n0:n1] = values
@@ -185,6 +201,7 @@ def write_aligned_set(
     with staged_hdf5(output) as staged:
         f = staged.file
         writer = ChipWriter(f, modalities, lambda: checked(output, staged.check))
+        writer.record_time(chips_acquired(modalities))
         # On a terminal only, and gone when done (the summary follows): logs and error output
         # stay one clear line.
         with RateProgress("aligning", "chips", cells, progress, plain_every=None, transient=True) as bar:

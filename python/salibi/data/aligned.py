@@ -5,7 +5,9 @@ Layout (DESIGN.md "Data formats"): ``/bounds (N, 4)``, ``/split (N,)`` (0 train,
 ``/<modality>/data (N, C, H, W)``, or -- version 2, imported from web-tile archives -- the
 encoded tiles, decoded here) with attributes ``gsd``, ``bands``, ``sources``, ``nodata``,
 datasets ``mean``/``std`` over the training split and, optionally, ``chip_gsd (N,)``: each
-chip's own ground GSD.
+chip's own ground GSD. Optionally ``/datetime (N,)``: each chip's acquisition time, ISO 8601 text
+in UTC, ``""`` unknown (``salibi align`` writes it; sets without it: every time unknown; read by
+:func:`chip_times`).
 
 Sample ``ds[i]``::
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from torch.utils.data import Dataset
 
 from salibi.data.chips import ChipReader, chip_shape, missing_datasets
 from salibi.errors import DataFormatError, InputError, MissingInputError
+from salibi.rasters import parse_iso_utc
 from salibi.vocabulary import ALIGNED_FORMAT, ALIGNED_FORMAT_VERSION, MODALITIES
 
 #: The aligned-set versions this salibi reads (2 added encoded tiles, chip_gsd and the test split).
@@ -45,6 +49,8 @@ READABLE_VERSIONS = (1, ALIGNED_FORMAT_VERSION)
 #: Split names and the label /split stores for each.
 SPLITS = {"train": 0, "val": 1, "validation": 1, "test": 2}
 _RECREATE = "re-create it with `salibi align`"
+#: The optional per-chip dataset of acquisition times (ISO 8601 in UTC, "" unknown).
+TIME_DATASET = "datetime"
 
 
 def open_aligned(path: str | os.PathLike[str]) -> Any:
@@ -96,8 +102,11 @@ def _check_layout(path: Path, f: Any) -> None:
         raise DataFormatError(f"{path}: incomplete or damaged aligned set (missing {', '.join(missing)}); {_RECREATE}")
     n = f["split"].shape[0]
     shapes = {m: chip_shape(f[m], f"{path}: /{m}") for m in modalities}
-    for name, shape in [("bounds", f["bounds"].shape)] + [(f"{m} chips", shapes[m]) for m in modalities]:
-        if shape[0] != n or (name == "bounds" and shape[1:] != (4,)):
+    counted = [("bounds", f["bounds"].shape)] + [(f"{m} chips", shapes[m]) for m in modalities]
+    if TIME_DATASET in f:
+        counted.append((TIME_DATASET, f[TIME_DATASET].shape))
+    for name, shape in counted:
+        if shape[:1] != (n,) or (name == "bounds" and shape[1:] != (4,)) or (name == TIME_DATASET and shape != (n,)):
             raise DataFormatError(f"{path}: {name} has shape {shape}, inconsistent with {n} samples; {_RECREATE}")
     for m in modalities:
         channels = shapes[m][1]
@@ -109,6 +118,25 @@ def _check_layout(path: Path, f: Any) -> None:
             raise DataFormatError(
                 f"{path}: {m} statistics or band names do not match its {channels} channels; {_RECREATE}"
             )
+
+
+def chip_times(f: Any, rows: Sequence[int], path: str | os.PathLike[str]) -> list[datetime | None]:
+    """The acquisition times (UTC) of chips ``rows`` (increasing) of the open set ``f`` at ``path``:
+    None where unknown, every one for a set without :data:`TIME_DATASET`; :class:`DataFormatError`
+    naming the file for a text that is not a time."""
+    if TIME_DATASET not in f:
+        return [None] * len(rows)
+    texts = [_text(t) for t in f[TIME_DATASET][list(rows)]]
+    parsed: dict[str, datetime | None] = {"": None}
+    for text in texts:
+        if text not in parsed:
+            try:
+                parsed[text] = parse_iso_utc(text)
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}: /{TIME_DATASET} holds {text[:40]!r}, not an ISO 8601 time; {_RECREATE}"
+                ) from None
+    return [parsed[t] for t in texts]
 
 
 class _FileInfo:
