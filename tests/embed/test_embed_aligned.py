@@ -3,9 +3,12 @@ chip with all its modalities, per-modality rows when asked; values checked again
 
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
+import rasterio
 import torch
 
 from salibi.align import align
@@ -15,14 +18,27 @@ from salibi.models import load_checkpoint
 
 from .make_tiles import BANDS, MEAN, SAMPLES, SPAIN_S1, SPAIN_S2, STD, make_checkpoint
 
+S2_TIME = "2019-09-18T10:50:00Z"  # tagged on the S2 file: what every chip records
+S1_TIME = "2019:09:19 18:00:00"  # the TIFF DateTime tag of the S1 file: not the chips' time
+
 
 @pytest.fixture(scope="module")
 def floods_set(tmp_path_factory):
-    """Sen1Floods11 S1 (VV, VH) and S2 (B4, B3, B2 of 13) aligned into 640 m chips at 10 m."""
-    out = tmp_path_factory.mktemp("aligned") / "floods.h5"
+    """Sen1Floods11 S1 (VV, VH) and S2 (B4, B3, B2 of 13), tagged with their acquisition times,
+    aligned into 640 m chips at 10 m."""
+    folder = tmp_path_factory.mktemp("aligned")
+    tagged = {}
+    for name, source, tags in (
+        ("lores", SPAIN_S2, {"ACQUISITION_DATETIME": S2_TIME}),
+        ("sar", SPAIN_S1, {"TIFFTAG_DATETIME": S1_TIME}),
+    ):
+        tagged[name] = shutil.copyfile(source, folder / source.name)
+        with rasterio.open(tagged[name], "r+") as ds:
+            ds.update_tags(**tags)
+    out = folder / "floods.h5"
     align(
-        sar=SPAIN_S1,
-        lores=SPAIN_S2,
+        sar=tagged["sar"],
+        lores=tagged["lores"],
         bands={"lores": [4, 3, 2]},
         gsd={"sar": 10.0, "lores": 10.0},
         tile_size_m=640,
@@ -69,6 +85,8 @@ def test_every_chip_has_a_joint_row_and_one_per_modality(floods_set, joint_run):
     assert table.bands[i] == "sar: VV,VH; lores: B4,B3,B2" and table.gsd[i] == 10.0 and table.source[i] == "floods.h5"
     assert table.chip[i].tolist() == [-1, -1, -1, -1]
     assert table.bands[table.row_of("floods.h5#7", "lores")] == "B4,B3,B2"
+    # The low-res scene's time, on the joint and the per-modality rows of every chip.
+    assert (table.datetime == np.datetime64(S2_TIME.rstrip("Z"), "us")).all()
 
 
 def test_rows_equal_the_models_joint_and_unimodal_embeddings(floods_set, joint_run, checkpoint):
@@ -135,11 +153,14 @@ def test_bands_named_from_sentinel2_file_names_match_without_assumption(checkpoi
     )
     import warnings
 
+    with h5py.File(aligned, "r+") as f:
+        del f["datetime"]  # as sets written before it: still embedded, times unknown
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a band assumption would be a warning
         embed(aligned, checkpoint, tmp_path / "ben_joint.h5", progress=False)
     table = read_embeddings(tmp_path / "ben_joint.h5")
     assert set(table.bands) == {"sar: VV,VH; lores: B04,B03,B02"}
+    assert len(table) and np.isnat(table.datetime).all()
 
 
 @pytest.mark.slow

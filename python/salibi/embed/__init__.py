@@ -31,7 +31,8 @@ What becomes a row:
    ``B4,B3,B02=mean``). Complex SAR becomes intensity ``|z|^2``, as ``salibi align`` stores it.
    Every row records when its raster was acquired (``datetime``, UTC) when its tags say so
    (:func:`salibi.rasters.acquisition_time`: ``ACQUISITION_DATETIME``, which ``salibi fetch``
-   writes, else the TIFF DateTime tag); unknown otherwise and for aligned sets.
+   writes, else the TIFF DateTime tag); unknown otherwise. A chip of an aligned set has the time
+   the set records for it (``/datetime``, which ``salibi align`` reads from the same tags).
 4. Normalisation with the checkpoint's statistics (per image and band when it has none: the
    summary says so); invalid pixels (NaN, nodata, GDAL's mask) become 0, the band mean.
 5. Size: padded, never cropped: zeros (the band mean) at the bottom and right to a multiple of

@@ -6,8 +6,9 @@ A row is identified by its ``path`` and ``modality`` (one row per pair): ``path`
 relative to the input for a tile (``s2/tile_7.tif``), ``FILE#rROWcCOL`` for a chip of a scene's
 chip grid (``naip.tif#r3c14``) and ``SET#INDEX`` for a chip of an aligned set (``floods.h5#17``);
 ``source`` is the file the row comes from. ``datetime`` is when the raster was acquired, as its
-tags record it (:func:`salibi.rasters.acquisition_time`; ``salibi fetch`` writes them), UTC;
-unknown (NaT, an empty string in HDF5, null in GeoParquet) when they do not, and for aligned sets.
+tags record it (:func:`salibi.rasters.acquisition_time`; ``salibi fetch`` writes them), or as an
+aligned set records it per chip (``/datetime``), UTC; unknown (NaT, an empty string in HDF5, null
+in GeoParquet) when they do not.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ own encoder when ``per_modality`` is asked.
   checkpoint's statistics (the model's), invalid pixels become 0, and chips are zero-padded to
   whole patches.
 - Rows: ``path`` ``SET#INDEX`` (the set's file name and the chip's row in it), ``source`` the set,
-  ``bounds`` its ``/bounds``, ``crs`` its CRS, ``chip`` -1 (not a raster window); ``gsd`` the
-  chip's own (sets of web tiles store one per chip), of a joint row its coarsest modality's, ``bands``
-  ``sar: VV,VH; lores: B04,B03,B02``.
+  ``bounds`` its ``/bounds``, ``crs`` its CRS, ``chip`` -1 (not a raster window), ``datetime`` its
+  ``/datetime`` (unknown in sets written without it); ``gsd`` the chip's own (sets of web tiles
+  store one per chip), of a joint row its coarsest modality's, ``bands`` ``sar: VV,VH; lores:
+  B04,B03,B02``.
 - The joint row is :meth:`~salibi.models.ScaleAlibiModel.encode_joint`'s tokens averaged per
   modality, then over modalities; a per-modality row is the mean of that encoder's tokens
   (:meth:`~salibi.models.ScaleAlibiModel.encode`), as for a tile.
@@ -148,6 +149,7 @@ def _open(path: str) -> Any:
 
 def read_aligned_work(work: AlignedWork, settings: ReadSettings) -> list[Chip]:
     """The rows-to-be of ``work``: a joint chip per index (when it lacks one) and per-modality chips."""
+    from salibi.data.aligned import chip_times
     from salibi.data.chips import ChipReader
 
     plan = work.plan
@@ -158,6 +160,7 @@ def read_aligned_work(work: AlignedWork, settings: ReadSettings) -> list[Chip]:
         readers = {m: ChipReader(f[m], f"{plan.path}: /{m}") for m in plan.modalities}
         pixels = {m: _channels(readers[m].read_rows(rows), plan.routes[m]) for m in plan.modalities}
         chip_gsd = {m: readers[m].gsd(rows) for m in plan.modalities}
+        times = chip_times(f, rows, plan.path)
     except Exception as err:
         reason = f"cannot read: {gdal_reason(err)}; the file may be truncated or corrupt"
         return [Chip(path=set_row_id(plan.rel, i), source=plan.rel, failure=reason) for i in work.indexes]
@@ -176,6 +179,7 @@ def read_aligned_work(work: AlignedWork, settings: ReadSettings) -> list[Chip]:
             crs=plan.crs,
             window=NO_WINDOW,
             per_tile_normalised=per_image,
+            datetime=times[k],
         )
         gsd = {m: float(chip_gsd[m][k]) for m in plan.modalities}
         for modality in missing:
