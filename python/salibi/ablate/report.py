@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from salibi.ablate.retrieval import retrieval_text
-from salibi.ablate.study_plan import REFERENCE
+from salibi.ablate.study_plan import REFERENCE, reading_against_reference
 from salibi.eval.output.report import format_interval, format_number
 from salibi.eval.scoring.differences import paired_difference, run_result, variant_value
 from salibi.eval.scoring.task_metrics import headline_metric
@@ -223,16 +223,9 @@ def _reading(document: Mapping[str, Any]) -> list[str]:
             text = f"{name} {format_number(diff['delta'], True)} {format_interval(diff['interval'])}"
             (apart if diff["excludes_zero"] else overlapping).append(text)
         n = document.get("n_test", {}).get(task, "?")
-        parts = []
-        if apart:
-            parts.append(f"the paired interval excludes 0 for {', '.join(apart)}")
-        if overlapping:
-            subject = "it" if apart else "the paired interval"
-            parts.append(
-                f"{subject} includes 0 for {', '.join(overlapping)}: no difference from {REFERENCE} is shown "
-                "(nor shown to be absent) at this size"
-            )
-        sentences.append(f"- {task}, {protocol} {metric} ({n} test samples): " + "; ".join(parts) + ".")
+        sentences.append(
+            f"- {task}, {protocol} {metric} ({n} test samples): " + reading_against_reference(apart, overlapping) + "."
+        )
     return sentences
 
 

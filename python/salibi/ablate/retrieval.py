@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from salibi.ablate.study_plan import REFERENCE, AblationSettings, StudyLayout
+from salibi.ablate.study_plan import REFERENCE, AblationSettings, StudyLayout, reading_against_reference
 from salibi.eval.output.report import format_interval
 from salibi.eval.retrieval.recall import HEADLINE, METRICS
 from salibi.eval.retrieval.report import difference_entry, format_metric_interval, format_value, pair_result
@@ -165,14 +165,5 @@ def retrieval_text(section: Mapping[str, Any]) -> str:
                 continue
             text = f"{name} {diff['delta']:+.3f} {format_interval(diff['interval'])}"
             (apart if diff["excludes_zero"] else overlapping).append(text)
-        parts = []
-        if apart:
-            parts.append(f"the paired interval excludes 0 for {', '.join(apart)}")
-        if overlapping:
-            subject = "it" if apart else "the paired interval"
-            parts.append(
-                f"{subject} includes 0 for {', '.join(overlapping)}: no difference from {REFERENCE} is shown "
-                "(nor shown to be absent) at this size"
-            )
-        lines.append(f"- {pair}, {HEADLINE} ({n} queries): " + "; ".join(parts) + ".")
+        lines.append(f"- {pair}, {HEADLINE} ({n} queries): " + reading_against_reference(apart, overlapping) + ".")
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,15 @@ from salibi.eval.retrieval.settings import RETRIEVAL_SPLITS
 from salibi.fileio import write_atomic
 from salibi.vocabulary import EVALUATIONS, STUDY_FORMAT, STUDY_FORMAT_VERSION, VARIANTS
 
-__all__ = ["REFERENCE", "AblationSettings", "RunSpec", "StudyLayout", "check_study", "expand_data"]
+__all__ = [
+    "REFERENCE",
+    "AblationSettings",
+    "RunSpec",
+    "StudyLayout",
+    "check_study",
+    "expand_data",
+    "reading_against_reference",
+]
 
 #: The variant every difference is taken against.
 REFERENCE = "scale-alibi"
@@ -48,6 +57,22 @@ STUDY_OWNED = (
     "--gpus",
     "--cpu-procs",
 )
+
+
+def reading_against_reference(apart: Sequence[str], overlapping: Sequence[str]) -> str:
+    """What the paired differences from :data:`REFERENCE` show: ``apart`` and ``overlapping`` are
+    the variants (each with its difference and interval, as text) whose paired interval excludes
+    and includes 0. Both GEO-Bench's and retrieval's readings of a study say it this way."""
+    parts = []
+    if apart:
+        parts.append(f"the paired interval excludes 0 for {', '.join(apart)}")
+    if overlapping:
+        subject = "it" if apart else "the paired interval"
+        parts.append(
+            f"{subject} includes 0 for {', '.join(overlapping)}: no difference from {REFERENCE} is shown "
+            "(nor shown to be absent) at this size"
+        )
+    return "; ".join(parts)
 
 
 @dataclass
