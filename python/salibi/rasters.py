@@ -13,6 +13,7 @@ __all__ = [
     "acquisition_tags",
     "acquisition_time",
     "affine_apply",
+    "as_utc",
     "envelope",
     "gdal_reason",
     "iso_utc",
@@ -88,22 +89,25 @@ def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> float:
     return max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)) * metres_per_unit
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC: converted when it has a zone, taken as UTC when it has none."""
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO 8601 in UTC with a ``Z`` (``2019-09-19T18:00:00Z``; microseconds when it has them)."""
-    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return utc.isoformat().replace("+00:00", "Z")
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def parse_iso_utc(text: str) -> datetime:
     """ISO 8601 text (``Z``, ``z`` or an offset; none: UTC) as a UTC time; ``ValueError`` when it is not one."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00")))
 
 
 def acquisition_tags(moment: datetime) -> dict[str, str]:
     """The tags that record ``moment`` as a raster's acquisition time: :data:`ACQUISITION_TAG`
     (ISO 8601, UTC) and the TIFF DateTime tag (whole seconds, UTC), for ``update_tags``."""
-    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    utc = as_utc(moment)
     return {ACQUISITION_TAG: iso_utc(utc), TIFF_DATETIME_TAG: utc.strftime(_TIFF_DATETIME_FORMAT)}
 
 

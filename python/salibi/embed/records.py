@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from salibi.rasters import as_utc
+
 __all__ = [
     "JOINT",
     "NO_WINDOW",
@@ -198,8 +200,7 @@ class Rows:
 def _time_value(moment: dt.datetime | None) -> np.datetime64:
     if moment is None:
         return NO_TIME
-    utc = moment.astimezone(dt.timezone.utc) if moment.tzinfo else moment
-    return np.datetime64(utc.replace(tzinfo=None), "us")
+    return np.datetime64(as_utc(moment).replace(tzinfo=None), "us")
 
 
 def times_to_text(values: np.ndarray) -> np.ndarray:
