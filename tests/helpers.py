@@ -46,13 +46,9 @@ def run_in_process(*args: str) -> subprocess.CompletedProcess:
     SIGINT/SIGTERM handlers a pretraining run installs are put back."""
     import signal
 
-    from click.testing import CliRunner
-
-    from salibi.cli import cli
-
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = CliRunner().invoke(cli, list(args))
+        result = invoke(*args)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)

@@ -4,7 +4,6 @@ launcher or to one rank, and a small tmpfs for a full disk (an unprivileged user
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -28,17 +27,6 @@ def start_command(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=COMMAND_ENV, start_new_session=True
     )
-
-
-@contextlib.contextmanager
-def keep_signal_handlers() -> Iterator[None]:
-    """Put back this process's SIGINT/SIGTERM handlers after a command run in it (pretrain installs its own)."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = LAST_RESORT) -> None:

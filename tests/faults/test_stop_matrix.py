@@ -30,12 +30,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from helpers import metrics, run_in_process
-from salibi.cli import cli
 
-from .conftest import checkpoint_steps, children, keep_signal_handlers, rank_pids, start_command, wait_for_step
+from .conftest import checkpoint_steps, children, rank_pids, start_command, wait_for_step
 from .stop_matrix import ALL, CI_SUBSET, DEFECT, FACTORS, PAIRWISE, STEPS, combo_id
 
 pytestmark = pytest.mark.slow
@@ -123,9 +121,9 @@ def test_a_stop_saves_the_step_finished_names_it_and_resumes_exactly(combo, alig
     if launcher == "salibi" or target == "rank":
         assert process.returncode == 0, (what, out, err)
 
-    with keep_signal_handlers():  # the same command, in this process: one start-up fewer
-        resumed = CliRunner().invoke(cli, ["pretrain", str(aligned_set), "--out", str(run), *COMMON, "--resume"])
-    assert resumed.exit_code == 0 and f"trained {STEPS}/{STEPS} steps" in resumed.output, resumed.output
+    # The same command, in this process: one start-up fewer.
+    resumed = run_in_process("pretrain", str(aligned_set), "--out", str(run), *COMMON, "--resume")
+    assert resumed.returncode == 0 and f"trained {STEPS}/{STEPS} steps" in resumed.stdout, resumed.stdout
     records = metrics(run)
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))  # each step once
     for ours, theirs in zip(records, uninterrupted):
