@@ -65,10 +65,9 @@ $(BIN)/python:
 # uv installs the pinned wheels in parallel, bytecode compiled as pip does (measured on 2 cores:
 # 59 s against pip's 2 min 38 s); pip installs them where uv cannot run.
 # uv's cache lives inside the venv unless UV_CACHE_DIR says otherwise: on the venv's own file
-# system uv hard-links the unpacked wheels instead of copying them, so torch's CUDA wheels take
-# their 7 GB once, not twice, and removing the venv frees all of it (a cache in ~/.cache on
-# another disk doubled the install and outlived the clone: CI ran out of space). pip's fallback
-# keeps no cache either.
+# system uv hard-links the unpacked wheels into it, so the install takes its 7.2 GB once and
+# removing the venv frees all of it (a cache in ~/.cache outlived the clones that filled it, and
+# CI stopped on "No space left on device"). pip's fallback keeps no cache either.
 UV_CACHE_DIR ?= $(abspath $(VENV))/.uv-cache
 $(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION) \
