@@ -19,7 +19,9 @@ import rasterio
 from rasterio.windows import Window
 
 from salibi.embed import embed, read_embeddings
+from salibi.embed.records import times_from_text
 from salibi.errors import DataFormatError
+from salibi.fetch.planning.cover import item_datetime
 from salibi.rasters import acquisition_tags, acquisition_time
 
 from .make_tiles import SPAIN_S2, crop
@@ -41,6 +43,18 @@ def _tile(folder, name, column, **tags):
         with rasterio.open(path, "r+") as ds:
             ds.update_tags(**tags)
     return path
+
+
+@pytest.mark.parametrize(
+    "text", [ISO_TIME, ISO_TIME.lower(), "2019-09-23T12:50:21.024+02:00", f" {ISO_TIME} ", "2019-09-23T10:50:21.024"]
+)
+def test_a_time_reads_the_same_from_a_stac_item_a_raster_tag_and_an_embeddings_file(text):
+    """One reading of ISO 8601 (rasters.parse_iso_utc) behind all three: RFC 3339's lowercase
+    ``z``, an offset converted to UTC, no zone taken as UTC."""
+    moment = datetime(2019, 9, 23, 10, 50, 21, 24000, tzinfo=timezone.utc)
+    assert item_datetime({"properties": {"datetime": text}}) == moment
+    assert acquisition_time({"ACQUISITION_DATETIME": text}) == moment
+    assert times_from_text(np.array([text]))[0] == np.datetime64("2019-09-23T10:50:21.024", "us")
 
 
 @pytest.fixture(scope="module")

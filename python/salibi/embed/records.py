@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from salibi.rasters import as_utc
+from salibi.rasters import as_utc, parse_iso_utc
 
 __all__ = [
     "JOINT",
@@ -225,7 +225,7 @@ def times_from_text(texts: np.ndarray) -> np.ndarray:
             parsed[k] = NO_TIME
             continue
         try:
-            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = parse_iso_utc(text)
         except ValueError:
             raise ValueError(f"datetime {text[:40]!r} is not an ISO 8601 time") from None
         parsed[k] = _time_value(moment)

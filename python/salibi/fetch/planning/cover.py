@@ -18,11 +18,12 @@ Footprints are compared in metres, on the UTM zone of the area's centre.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from salibi.fetch.planning.areas import Area
 from salibi.fetch.planning.assets import AssetRead
+from salibi.rasters import parse_iso_utc
 
 #: A group that adds less than this share of the area is not taken.
 MIN_GAIN = 0.005
@@ -89,8 +90,7 @@ def parse_utc(text: Any) -> datetime:
     """An RFC 3339 time of a STAC item or a manifest (``Z`` or an offset; none: UTC), in UTC."""
     if not isinstance(text, str):
         raise ValueError("no datetime")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return parse_iso_utc(text)
 
 
 def metric_crs(area: Area) -> str:
