@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from salibi.errors import DataFormatError, MissingInputError
 from salibi.fileio import write_atomic
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "checkpoint_candidates",
     "checkpoints_dir",
     "newest_complete",
+    "newest_complete_warning",
     "read_last",
     "step_checkpoints",
     "step_name",
@@ -107,3 +110,19 @@ def newest_complete(folder: str | os.PathLike[str], check: Callable[[Path], obje
             continue
         return candidate
     return None
+
+
+def newest_complete_warning(
+    folder: str | os.PathLike[str], check: Callable[[Path], object]
+) -> tuple[Path | None, list[Path]]:
+    """:func:`newest_complete` for a user's command: each newer checkpoint that ``check`` finds
+    incomplete or damaged (:class:`DataFormatError`, :class:`MissingInputError`) is skipped with
+    a :class:`UserWarning` naming it, at the caller's caller; any other error is raised. Returns
+    the checkpoint found (None when all are incomplete) and the ones skipped."""
+    skipped: list[tuple[Path, Exception]] = []
+    found = newest_complete(folder, check, skipped)
+    for candidate, err in skipped:
+        if not isinstance(err, (DataFormatError, MissingInputError)):
+            raise err
+        warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=3)
+    return found, [candidate for candidate, _ in skipped]

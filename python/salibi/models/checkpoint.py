@@ -20,7 +20,6 @@ import json
 import math
 import os
 import struct
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -274,15 +273,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             f"{path}: no checkpoint here (expected {CONFIG} and {WEIGHTS}, or checkpoints/step_XXXXXXX/ folders); "
             "pass a checkpoint folder or the --out folder of a pretraining run"
         )
-    skipped: list[tuple[Path, Exception]] = []
-    found = runs.newest_complete(folder, check_checkpoint, skipped)
-    for candidate, err in skipped:
-        if not isinstance(err, (DataFormatError, MissingInputError)):
-            raise err
-        warnings.warn(f"skipping incomplete checkpoint {candidate}: {err}", UserWarning, stacklevel=2)
+    found, skipped = runs.newest_complete_warning(folder, check_checkpoint)
     if found is None:
         raise MissingInputError(
-            f"{path}: no complete checkpoint (incomplete: {', '.join(c.name for c, _ in skipped)}); "
+            f"{path}: no complete checkpoint (incomplete: {', '.join(c.name for c in skipped)}); "
             "train further or pass another checkpoint"
         )
     return found

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,15 @@ import torch
 
 from salibi.errors import DataFormatError, MissingInputError, OutputExistsError
 from salibi.fileio import file_digest, staging_dir
-from salibi.runs import checkpoints_dir, newest_complete, read_last, step_checkpoints, step_name, write_last
+from salibi.runs import (
+    checkpoints_dir,
+    newest_complete,
+    newest_complete_warning,
+    read_last,
+    step_checkpoints,
+    step_name,
+    write_last,
+)
 from salibi.vocabulary import TRAINER_FORMAT, TRAINER_FORMAT_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -275,15 +282,10 @@ def newest_resumable(run: Path) -> tuple[Path, dict[str, Any]] | None:
         check_checkpoint(folder)
         metas[folder] = check_trainer_state(folder)
 
-    skipped: list[tuple[Path, Exception]] = []
-    found = newest_complete(checkpoints_dir(run), check, skipped)
-    for folder, err in skipped:
-        if not isinstance(err, (DataFormatError, MissingInputError)):
-            raise err
-        warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", UserWarning, stacklevel=2)
+    found, skipped = newest_complete_warning(checkpoints_dir(run), check)
     if found is None:
         raise DataFormatError(
-            f"{run}: every checkpoint is damaged ({', '.join(f.name for f, _ in skipped)}); "
+            f"{run}: every checkpoint is damaged ({', '.join(f.name for f in skipped)}); "
             "start a new run with another --out"
         )
     return found, metas[found]
