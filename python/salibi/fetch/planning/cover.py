@@ -23,7 +23,7 @@ from typing import Any
 
 from salibi.fetch.planning.areas import Area
 from salibi.fetch.planning.assets import AssetRead
-from salibi.rasters import parse_iso_utc
+from salibi.rasters import iso_utc, parse_iso_utc
 
 #: A group that adds less than this share of the area is not taken.
 MIN_GAIN = 0.005
@@ -47,7 +47,7 @@ class Scene:
         return {
             "collection": self.collection,
             "id": self.id,
-            "datetime": self.datetime.isoformat().replace("+00:00", "Z"),
+            "datetime": iso_utc(self.datetime),
             "cloud_cover": self.cloud_cover,
         }
 
